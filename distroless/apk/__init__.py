@@ -1,0 +1,1 @@
+"""The APK v2 format: versions, dependency atoms, packages, indexes and keys."""

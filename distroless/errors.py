@@ -1,0 +1,19 @@
+"""Errors the engine raises for bad input. Each names the file, member or field at fault."""
+
+from __future__ import annotations
+
+
+class DistrolessError(Exception):
+    """Base for every error the CLI reports as a clean one-line message (never a traceback)."""
+
+
+class FormatError(DistrolessError):
+    """Input bytes do not follow the format (gzip, tar, PKGINFO, APKINDEX, PEM, ...)."""
+
+
+class VerificationError(DistrolessError):
+    """A checksum or signature check failed."""
+
+
+class LimitError(DistrolessError):
+    """A size cap was exceeded (decompression bomb guard)."""
