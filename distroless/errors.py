@@ -17,3 +17,7 @@ class VerificationError(DistrolessError):
 
 class LimitError(DistrolessError):
     """A size cap was exceeded (decompression bomb guard)."""
+
+
+class ResolveError(DistrolessError):
+    """The requested world has no installable solution; the message names the failing chain."""

@@ -1,0 +1,5 @@
+import sys
+
+from distroless.cli import main
+
+sys.exit(main())

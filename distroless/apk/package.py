@@ -1,0 +1,313 @@
+"""Read and verify an .apk: [signature member] + control member + data member.
+
+The chain of trust is apk-tools' and apko's: a signed index (or a lock) gives the control
+member's SHA-1 (`C:`), the control member's `.PKGINFO` gives the data member's SHA-256
+(`datahash`), and each data entry may carry `APK-TOOLS.checksum.SHA1`. The package's own
+`.SIGN.*` signature is checked too when a keyring is given (apko skips it).
+
+Everything streams: the data member is decompressed and hashed as it is read, and file contents
+are handed to an optional callback, never buffered whole.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+from distroless.apk import pkginfo, signature
+from distroless.apk.gzmember import MemberReader
+from distroless.apk.keys import Keyring
+from distroless.apk.model import Package
+from distroless.errors import FormatError, VerificationError
+from distroless.tarball import APK_CHECKSUM_SHA1, check_member_name
+
+CONTROL_CAP = 10 << 20  # apko's default control-section limit
+DATA_CAP = 16 << 30  # apko's default data-section limit
+_READ = 1 << 16
+
+_TYPES = {
+    tarfile.REGTYPE: "reg", tarfile.AREGTYPE: "reg", tarfile.DIRTYPE: "dir", tarfile.SYMTYPE: "sym",
+    tarfile.LNKTYPE: "lnk", tarfile.CHRTYPE: "chr", tarfile.BLKTYPE: "blk", tarfile.FIFOTYPE: "fifo",
+}
+
+
+@dataclass(slots=True)
+class Entry:
+    """One tar entry of a control or data member, with its verified SHA-1 where it had one."""
+
+    name: str
+    type: str
+    mode: int
+    uid: int
+    gid: int
+    uname: str
+    gname: str
+    mtime: int
+    size: int
+    linkname: str = ""
+    devmajor: int = 0
+    devminor: int = 0
+    sha1: str = ""  # hex, from the APK-TOOLS.checksum.SHA1 record, checked against the content
+    xattrs: dict[str, bytes] = field(default_factory=dict)
+    pax: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A gzip member's position in the file and the digest apk-tools keys it by."""
+
+    offset: int
+    size: int
+    digest: str  # hex: SHA-1 for signature/control, SHA-256 for data
+
+
+@dataclass(slots=True)
+class ApkFile:
+    package: Package
+    pkginfo_text: str
+    signatures: list[signature.Signature]
+    verified_by: list[str]
+    signature_section: Section | None
+    control_section: Section
+    data_section: Section
+    sha256: str  # of the whole .apk: how BuildKit and Bazel pin a download
+    file_size: int
+    scripts: list[tuple[Entry, bytes]]
+    entries: list[Entry]
+
+    @property
+    def checksum(self) -> str:
+        """The index `C:` value: `Q1` + base64(SHA-1 of the control member)."""
+        return q1(bytes.fromhex(self.control_section.digest))
+
+
+def q1(sha1: bytes) -> str:
+    return "Q1" + base64.b64encode(sha1).decode()
+
+
+def q1_to_hex(value: str, what: str) -> str:
+    if not value.startswith("Q1"):
+        raise FormatError(f"{what}: checksum {value!r} is not a Q1 (SHA-1) checksum")
+    try:
+        raw = base64.b64decode(value[2:], validate=True)
+    except ValueError:
+        raw = b""
+    if len(raw) != 20:
+        raise FormatError(f"{what}: checksum {value!r} is not valid base64 SHA-1")
+    return raw.hex()
+
+
+def _record_sha1(value: str, what: str) -> str:
+    """The per-file checksum record is hex, or Q1+base64 (both are accepted by apko)."""
+    if value.startswith("Q1"):
+        return q1_to_hex(value, what)
+    if len(value) != 40 or any(c not in "0123456789abcdefABCDEF" for c in value):
+        raise FormatError(f"{what}: {APK_CHECKSUM_SHA1} {value!r} is not a SHA-1")
+    return value.lower()
+
+
+def _entry(info: tarfile.TarInfo, source: str) -> Entry:
+    kind = _TYPES.get(info.type)
+    if kind is None:
+        raise FormatError(f"{source}: tar entry {info.name!r} has unsupported type {info.type!r}")
+    name = check_member_name(info.name, source)
+    if kind == "lnk":
+        check_member_name(info.linkname, f"{source}: hard link {name!r}")
+    pax = dict(info.pax_headers)
+    xattrs = {
+        k[len("SCHILY.xattr."):]: v.encode("utf-8", "surrogateescape")
+        for k, v in pax.items() if k.startswith("SCHILY.xattr.")
+    }
+    return Entry(
+        name=name, type=kind, mode=info.mode, uid=info.uid, gid=info.gid, uname=info.uname,
+        gname=info.gname, mtime=int(info.mtime), size=info.size, linkname=info.linkname,
+        devmajor=info.devmajor, devminor=info.devminor, xattrs=xattrs, pax=pax,
+    )
+
+
+class _HashingStream(io.RawIOBase):
+    """What a callback reads of a file: every byte it reads is hashed on the way."""
+
+    def __init__(self, f: BinaryIO):
+        super().__init__()
+        self._f = f
+        self.sha1 = hashlib.sha1()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:  # type: ignore[override]
+        data = self._f.read(len(buf))
+        self.sha1.update(data)
+        buf[: len(data)] = data
+        return len(data)
+
+    def finish(self) -> str:
+        while self.read(_READ):
+            pass
+        return self.sha1.hexdigest()
+
+
+OnEntry = Callable[[Entry, BinaryIO | None], None]
+
+
+def read(
+    src: str | Path | BinaryIO,
+    *,
+    keyring: Keyring | None = None,
+    require_signature: bool = False,
+    expected_checksum: str | None = None,
+    expected_sha256: str | None = None,
+    on_entry: OnEntry | None = None,
+    data_cap: int = DATA_CAP,
+    source: str | None = None,
+) -> ApkFile:
+    """Read and verify a package. Every check its contents allow is made; any failure raises.
+
+    `on_entry` receives each data entry and, for regular files, a stream of its contents that is
+    hashed as it is read; a checksum mismatch raises after the callback returns, so a caller
+    that writes files must treat them as provisional until `read` returns.
+    """
+    if isinstance(src, (str, Path)):
+        with open(src, "rb") as f:
+            return read(f, keyring=keyring, require_signature=require_signature,
+                        expected_checksum=expected_checksum, expected_sha256=expected_sha256,
+                        on_entry=on_entry, data_cap=data_cap, source=source or str(src))
+    source = source or getattr(src, "name", "<package>")
+    whole = hashlib.sha256()
+    reader = MemberReader(src, source)
+
+    control_hashes = {"RSA": hashlib.sha1(), "RSA256": hashlib.sha256(), "RSA512": hashlib.sha512()}
+    first = reader.next("control member", CONTROL_CAP, whole, *control_hashes.values())
+    first_data = first.read()
+    sigs: list[signature.Signature] = []
+    sig_section: Section | None = None
+    offset = 0
+    if signature.is_signature_tar(first_data):
+        sigs = signature.parse_tar(first_data, source)
+        sig_section = Section(0, first.raw_size, control_hashes["RSA"].hexdigest())
+        offset = first.raw_size
+        control_hashes = {"RSA": hashlib.sha1(), "RSA256": hashlib.sha256(), "RSA512": hashlib.sha512()}
+        control = reader.next("control member", CONTROL_CAP, whole, *control_hashes.values())
+        control_data = control.read()
+    else:
+        control, control_data = first, first_data
+    control_section = Section(offset, control.raw_size, control_hashes["RSA"].hexdigest())
+    offset += control.raw_size
+
+    info_text, scripts = _read_control(control_data, source)
+    pkg = pkginfo.parse(info_text, source)
+
+    if expected_checksum is not None:
+        want = q1_to_hex(expected_checksum, source)
+        if want != control_section.digest:
+            raise VerificationError(
+                f"{source}: control member: checksum {q1(bytes.fromhex(control_section.digest))} "
+                f"does not match the expected {expected_checksum}"
+            )
+    verified: list[str] = []
+    if keyring is not None and (sigs or require_signature):
+        digests = {alg: h.digest() for alg, h in control_hashes.items()}
+        verified = signature.verify(sigs, keyring, digests, f"{source}: signature member")
+    elif require_signature:
+        raise VerificationError(f"{source}: signature member: package is not signed")
+
+    if not pkg.datahash:
+        raise VerificationError(f"{source}: control member: .PKGINFO has no datahash, so the data cannot be verified")
+    data_hash = hashlib.sha256()
+    data = reader.next("data member", data_cap, whole, data_hash)
+    entries = _read_data(data, source, on_entry)
+    data.drain()
+    data_section = Section(offset, data.raw_size, data_hash.hexdigest())
+    if not reader.at_end():
+        raise FormatError(f"{source}: unexpected bytes after the data member")
+    if data_section.digest != pkg.datahash.lower():
+        raise VerificationError(
+            f"{source}: data member: datahash mismatch (.PKGINFO says {pkg.datahash}, "
+            f"data member hashes to {data_section.digest})"
+        )
+    file_size = offset + data.raw_size
+    sha256 = whole.hexdigest()
+    if expected_sha256 is not None and expected_sha256 != sha256:
+        raise VerificationError(f"{source}: file sha256 {sha256} does not match the expected {expected_sha256}")
+    pkg.checksum = q1(bytes.fromhex(control_section.digest))
+    pkg.size = file_size
+    return ApkFile(pkg, info_text, sigs, verified, sig_section, control_section, data_section,
+                   sha256, file_size, scripts, entries)
+
+
+def _read_control(data: bytes, source: str) -> tuple[str, list[tuple[Entry, bytes]]]:
+    where = f"{source}: control member"
+    info_text: str | None = None
+    scripts: list[tuple[Entry, bytes]] = []
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tf:
+            for info in tf:
+                entry = _entry(info, where)
+                if not entry.name.startswith(".") or "/" in entry.name:
+                    raise FormatError(f"{where}: entry {info.name!r} is not a control file (data in the control member?)")
+                f = tf.extractfile(info)
+                content = f.read() if f else b""
+                if entry.name == ".PKGINFO":
+                    try:
+                        info_text = content.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise FormatError(f"{where}: .PKGINFO is not UTF-8") from None
+                else:
+                    scripts.append((entry, content))
+    except tarfile.TarError as e:
+        raise FormatError(f"{where}: not a tar ({e})") from None
+    if info_text is None:
+        raise FormatError(f"{where}: no .PKGINFO")
+    return info_text, scripts
+
+
+def _read_data(member: BinaryIO, source: str, on_entry: OnEntry | None) -> list[Entry]:
+    where = f"{source}: data member"
+    entries: list[Entry] = []
+    leading = True
+    try:
+        with tarfile.open(fileobj=io.BufferedReader(member, _READ), mode="r|") as tf:  # type: ignore[arg-type]
+            for info in tf:
+                # APK v1 compatibility: leading dot-files without a slash are metadata, not data.
+                if leading and info.name.startswith(".") and "/" not in info.name:
+                    continue
+                leading = False
+                entry = _entry(info, where)
+                recorded = entry.pax.get(APK_CHECKSUM_SHA1)
+                want = _record_sha1(recorded, f"{where}: {entry.name}") if recorded else ""
+                if entry.type == "reg":
+                    f = tf.extractfile(info)
+                    assert f is not None
+                    stream = _HashingStream(f)  # type: ignore[arg-type]
+                    if on_entry:
+                        on_entry(entry, stream)  # type: ignore[arg-type]
+                    got = stream.finish()
+                elif entry.type == "sym":
+                    got = hashlib.sha1(entry.linkname.encode("utf-8", "surrogateescape")).hexdigest()
+                    if on_entry:
+                        on_entry(entry, None)
+                else:
+                    got = ""
+                    if on_entry:
+                        on_entry(entry, None)
+                if want:
+                    if got and got != want:
+                        raise VerificationError(
+                            f"{where}: {entry.name}: {APK_CHECKSUM_SHA1} mismatch (recorded {want}, content {got})"
+                        )
+                    entry.sha1 = want
+                entries.append(entry)
+    except tarfile.TarError as e:
+        raise FormatError(f"{where}: not a valid tar ({e})") from None
+    return entries
+
+
+def verify_file(path: str | Path, keyring: Keyring | None, require_signature: bool = True) -> ApkFile:
+    """`package verify`: every check, and a signature by a trusted key when a keyring is given."""
+    return read(path, keyring=keyring, require_signature=require_signature and keyring is not None)

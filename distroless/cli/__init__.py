@@ -1,0 +1,37 @@
+"""The `distroless` command line: a thin front door over the engine's steps."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from distroless.errors import DistrolessError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from distroless.cli import apk
+
+    parser = argparse.ArgumentParser(prog="distroless", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    apk.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except DistrolessError as e:
+        print(f"distroless: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"distroless: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""`keygen` and `package create|index|sign|verify|info`: the APK format verbs (melange's flags)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from distroless.apk import index, keys, pack, package, resign
+from distroless.apk.model import Package
+from distroless.errors import DistrolessError, FormatError
+from distroless.fsutil import atomic_write
+
+
+def source_date_epoch() -> int:
+    """SOURCE_DATE_EPOCH from the environment (empty or unset means 0)."""
+    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not value:
+        return 0
+    try:
+        epoch = int(value)
+    except ValueError:
+        raise FormatError(f"SOURCE_DATE_EPOCH: expected an integer number of seconds, got {value!r}") from None
+    if epoch < 0:
+        raise FormatError(f"SOURCE_DATE_EPOCH: must not be negative, got {epoch}")
+    return epoch
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("keygen", help="generate an RSA key pair for signing packages and indexes")
+    p.add_argument("name", nargs="?", default="distroless.rsa", help="private key path (public: NAME.pub)")
+    p.add_argument("--key-size", type=int, default=keys.DEFAULT_BITS)
+    p.set_defaults(func=cmd_keygen)
+
+    pkg = sub.add_parser("package", help="create, index, sign, verify and inspect APK packages")
+    psub = pkg.add_subparsers(dest="package_command", required=True, metavar="VERB")
+
+    c = psub.add_parser("create", help="pack a directory tree into an .apk")
+    c.add_argument("dir", type=Path)
+    c.add_argument("--name", required=True)
+    c.add_argument("--version", required=True)
+    c.add_argument("--arch", default="x86_64")
+    c.add_argument("--description", default="")
+    c.add_argument("--url", default="")
+    c.add_argument("--license", default="")
+    c.add_argument("--origin", default="")
+    c.add_argument("--depends", nargs="*", default=[], metavar="DEP")
+    c.add_argument("--provides", nargs="*", default=[], metavar="NAME")
+    c.add_argument("--replaces", nargs="*", default=[], metavar="NAME")
+    c.add_argument("--provider-priority", type=int, default=0)
+    c.add_argument("--script", action="append", default=[], metavar=".post-install=FILE",
+                   help="an install script to store (never run), as NAME=FILE")
+    c.add_argument("--signing-key", type=Path)
+    c.add_argument("-o", "--output", type=Path, required=True)
+    c.set_defaults(func=cmd_create)
+
+    i = psub.add_parser("index", help="write an APKINDEX.tar.gz for packages")
+    i.add_argument("packages", nargs="+", type=Path)
+    i.add_argument("-o", "--output", type=Path, default=Path("APKINDEX.tar.gz"))
+    i.add_argument("-s", "--source", type=Path, help="an existing index whose entries are merged in")
+    i.add_argument("-m", "--merge", action="store_true", help="merge into the existing output index")
+    i.add_argument("-a", "--arch", default="", help="skip packages of other architectures")
+    i.add_argument("--description", default="")
+    i.add_argument("--signing-key", type=Path)
+    i.set_defaults(func=cmd_index)
+
+    s = psub.add_parser("sign", help="(re-)sign packages or indexes in place with RSA256")
+    s.add_argument("key", type=Path)
+    s.add_argument("files", nargs="+", type=Path)
+    s.set_defaults(func=cmd_sign)
+
+    v = psub.add_parser("verify", help="verify packages or indexes; exit 0 only if every check passes")
+    v.add_argument("files", nargs="+", type=Path)
+    v.add_argument("--keyring", nargs="+", type=Path, default=[], metavar="DIR|FILE")
+    v.set_defaults(func=cmd_verify)
+
+    n = psub.add_parser("info", help="print a package's metadata and checksums")
+    n.add_argument("file", type=Path)
+    n.add_argument("--json", action="store_true")
+    n.set_defaults(func=cmd_info)
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    path = Path(args.name)
+    priv, pub = keys.write_keypair(path, keys.generate(args.key_size))
+    print(f"wrote {priv} and {pub}")
+    return 0
+
+
+def _scripts(specs: list[str]) -> dict[str, bytes]:
+    scripts: dict[str, bytes] = {}
+    for spec in specs:
+        name, sep, file = spec.partition("=")
+        if not sep:
+            raise FormatError(f"--script {spec!r}: expected NAME=FILE, e.g. .post-install=post.sh")
+        scripts[name] = Path(file).read_bytes()
+    return scripts
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    meta = Package(
+        name=args.name, version=args.version, arch=args.arch, description=args.description, url=args.url,
+        license=args.license, origin=args.origin or args.name, depends=args.depends, provides=args.provides,
+        replaces=args.replaces, provider_priority=args.provider_priority,
+    )
+    key = keys.load_private(args.signing_key) if args.signing_key else None
+    built = pack.pack(args.dir, meta, args.output, signing_key=key, scripts=_scripts(args.script),
+                      source_date_epoch=source_date_epoch())
+    print(f"{args.output}: {built.package.name}-{built.package.version} {built.checksum} sha256:{built.sha256}")
+    return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    new: list[Package] = []
+    for p in args.packages:
+        apk = package.read(p)
+        if args.arch and apk.package.arch != args.arch:
+            continue
+        new.append(apk.package)
+    old: list[Package] = []
+    if args.source:
+        old = index.read_file(args.source, verify=False).packages
+    if args.merge and args.output.exists():
+        old = index.merge(old, index.read_file(args.output, verify=False).packages)
+    packages = index.merge(old, new)
+    key = keys.load_private(args.signing_key) if args.signing_key else None
+    atomic_write(args.output, index.build(packages, args.description, key))
+    print(f"{args.output}: {len(packages)} packages{', signed by ' + key.pub_name if key else ''}")
+    return 0
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    key = keys.load_private(args.key)
+    for f in args.files:
+        kind = resign.sign_file(f, key)
+        print(f"{f}: {kind} signed by {key.pub_name}")
+    return 0
+
+
+def _is_index(path: Path) -> bool:
+    return path.name.startswith("APKINDEX")
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    ring = keys.Keyring.load(args.keyring) if args.keyring else None
+    failed = 0
+    for f in args.files:
+        try:
+            if _is_index(f):
+                if ring is None:
+                    raise DistrolessError(f"{f}: an index can only be verified against a keyring (--keyring)")
+                ix = index.read_file(f, ring)
+                print(f"{f}: OK: {len(ix.packages)} packages, signed by {', '.join(ix.verified_by)}")
+            else:
+                apk = package.verify_file(f, ring)
+                signed = f"signed by {', '.join(apk.verified_by)}" if apk.verified_by else "signature not checked (no --keyring)"
+                print(f"{f}: OK: {apk.package.name}-{apk.package.version} {apk.checksum} datahash ok, "
+                      f"{sum(1 for e in apk.entries if e.sha1)} file checksums ok, {signed}")
+        except DistrolessError as e:
+            print(f"{f}: FAILED: {e}")
+            failed += 1
+    return 1 if failed else 0
+
+
+def info_dict(apk: package.ApkFile) -> dict:
+    pkg = asdict(apk.package)
+    for k in ("repository", "pin"):
+        pkg.pop(k)
+    return {
+        "package": pkg,
+        "checksum": apk.checksum,
+        "sha256": apk.sha256,
+        "size": apk.file_size,
+        "signatures": [{"algorithm": s.alg, "key": s.keyname} for s in apk.signatures],
+        "sections": {
+            name: asdict(sec) for name, sec in (("signature", apk.signature_section), ("control", apk.control_section),
+                                                ("data", apk.data_section)) if sec
+        },
+        "scripts": [e.name for e, _ in apk.scripts],
+        "files": len(apk.entries),
+    }
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    apk = package.read(args.file)
+    d = info_dict(apk)
+    if args.json:
+        print(json.dumps(d, indent=2))
+        return 0
+    p = d["package"]
+    for k in ("name", "version", "arch", "description", "license", "origin", "url", "installed_size", "build_time", "datahash"):
+        print(f"{k}: {p[k]}")
+    for k in ("depends", "provides", "replaces", "install_if", "triggers"):
+        if p[k]:
+            print(f"{k}: {' '.join(p[k])}")
+    print(f"checksum: {d['checksum']}\nsha256: {d['sha256']}\nsize: {d['size']}")
+    for s in d["signatures"]:
+        print(f"signature: {s['algorithm']} {s['key']}")
+    for name, sec in d["sections"].items():
+        print(f"{name} member: offset {sec['offset']} size {sec['size']} digest {sec['digest']}")
+    if d["scripts"]:
+        print(f"scripts: {' '.join(d['scripts'])}")
+    print(f"entries: {d['files']}")
+    return 0

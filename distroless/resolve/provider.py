@@ -1,0 +1,150 @@
+"""The resolver's view of an index: every name mapped to the packages that can fill it.
+
+Built once from a list of `Package` records (in repository order: earlier wins ties, as apk's
+"lowest repository" rule) and reused for any number of resolutions. Dependency atoms are parsed
+here, once; a package whose metadata cannot be used (bad atom, foreign arch, missing from a
+sibling arch, providing one name twice) is kept but marked `broken`, so errors can say why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from distroless.apk.atom import Atom
+from distroless.apk.model import Package
+from distroless.errors import FormatError
+
+
+@dataclass(eq=False, slots=True)
+class Candidate:
+    """One package with its parsed metadata. `provides` lists its own name first."""
+
+    idx: int
+    pkg: Package
+    depends: tuple[Atom, ...]
+    conflicts: tuple[Atom, ...]
+    provides: tuple[tuple[str, str | None], ...]
+    install_if: tuple[Atom, ...]
+    broken: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.pkg.name
+
+    @property
+    def label(self) -> str:
+        pin = f"@{self.pkg.pin}" if self.pkg.pin else ""
+        return f"{self.pkg.name}{pin}-{self.pkg.version}"
+
+
+def _split_provide(text: str) -> tuple[str, str | None]:
+    atom = Atom.parse(text)
+    if atom.conflict or atom.pin or atom.op not in ("", "="):
+        raise FormatError(f"invalid provide {text!r}")
+    return atom.name, (atom.version if atom.op else None)
+
+
+def _candidate(idx: int, pkg: Package, arch: str | None) -> Candidate:
+    broken = ""
+    depends: list[Atom] = []
+    conflicts: list[Atom] = []
+    install_if: list[Atom] = []
+    provides: list[tuple[str, str | None]] = [(pkg.name, pkg.version)]
+    try:
+        for text in pkg.depends:
+            atom = Atom.parse(text)
+            if atom.pin:  # apk: a package dependency cannot name a repository tag
+                raise FormatError(f"dependency {text!r} names a repository tag")
+            (conflicts if atom.conflict else depends).append(atom)
+        install_if = [Atom.parse(t) for t in pkg.install_if]
+        provides += [_split_provide(t) for t in pkg.provides]
+    except FormatError as exc:
+        broken = f"uninstallable: {exc}"
+    if not broken and arch and pkg.arch not in ("", "noarch", arch):
+        broken = f"uninstallable: arch {pkg.arch}"
+    if not broken:
+        # apk: claiming one name twice conflicts unless both claims are unversioned.
+        seen: dict[str, str | None] = {}
+        for name, ver in provides:
+            if name in seen and not (ver is None and seen[name] is None):
+                broken = f"conflicts with itself: provides {name} twice"
+                break
+            seen[name] = ver
+    return Candidate(idx, pkg, tuple(depends), tuple(conflicts), tuple(provides), tuple(install_if), broken)
+
+
+@dataclass(slots=True)
+class Index:
+    """Names → candidates, for one architecture.
+
+    `siblings` are the package sets of the other architectures being built: a name+version
+    missing from any of them is disqualified here, so every arch resolves to the same versions.
+    """
+
+    candidates: list[Candidate]
+    providers: dict[str, list[tuple[Candidate, str | None]]]
+    by_name: dict[str, list[Candidate]]
+    rinstall_if: dict[str, list[Candidate]]
+    _viable: dict[int, bool] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        packages: Iterable[Package],
+        *,
+        arch: str | None = None,
+        siblings: Sequence[Iterable[Package]] = (),
+    ) -> Index:
+        sibling_sets = [{(p.name, p.version) for p in s} for s in siblings]
+        cands: list[Candidate] = []
+        providers: dict[str, list[tuple[Candidate, str | None]]] = {}
+        by_name: dict[str, list[Candidate]] = {}
+        rinstall_if: dict[str, list[Candidate]] = {}
+        for i, pkg in enumerate(packages):
+            c = _candidate(i, pkg, arch)
+            if not c.broken:
+                for n, s in enumerate(sibling_sets):
+                    if (pkg.name, pkg.version) not in s:
+                        c.broken = f"not available in every requested architecture (sibling {n + 1})"
+                        break
+            cands.append(c)
+            by_name.setdefault(pkg.name, []).append(c)
+            for name, ver in c.provides:
+                providers.setdefault(name, []).append((c, ver))
+            for atom in c.install_if:
+                if not atom.conflict:
+                    lst = rinstall_if.setdefault(atom.name, [])
+                    if not lst or lst[-1] is not c:
+                        lst.append(c)
+        return cls(cands, providers, by_name, rinstall_if)
+
+    def viable(self, cand: Candidate) -> bool:
+        """Not broken, and every dependency has some viable provider (pins and the current
+        selection aside). Memoised; a cycle counts as viable."""
+        memo = self._viable
+        r = memo.get(cand.idx)
+        if r is not None:
+            return r
+        if cand.broken:
+            memo[cand.idx] = False
+            return False
+        memo[cand.idx] = True  # cycle guard
+        ok = True
+        for atom in cand.depends:
+            if not any(
+                c is not cand and atom.version_matches(v) and self.viable(c) or c is cand and atom.version_matches(v)
+                for c, v in self.providers.get(atom.name, ())
+            ):
+                ok = False
+                break
+        memo[cand.idx] = ok
+        return ok
+
+    def unviable_reason(self, cand: Candidate) -> str:
+        if cand.broken:
+            return cand.broken
+        for atom in cand.depends:
+            if not any(atom.version_matches(v) and self.viable(c) for c, v in self.providers.get(atom.name, ())):
+                return f"its dependency {atom} cannot be satisfied"
+        return ""
