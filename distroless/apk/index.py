@@ -136,26 +136,60 @@ def read_file(path: str | Path, keyring: keys.Keyring | None = None, **kw) -> In
 
 
 def _read_tar(tar: bytes, source: str) -> tuple[str, str]:
+    entries = _plain_tar_entries(tar)
+    if entries is None:
+        entries = _tarfile_entries(tar, source)
     text: str | None = None
     description = ""
-    try:
-        with tarfile.open(fileobj=io.BytesIO(tar), mode="r:") as tf:
-            for info in tf:
-                if info.name.startswith(".SIGN."):
-                    continue
-                if info.name not in ("APKINDEX", "DESCRIPTION") or not info.isfile():
-                    raise FormatError(f"{source}: unexpected entry {info.name!r} in index (only APKINDEX and DESCRIPTION)")
-                f = tf.extractfile(info)
-                content = f.read().decode("utf-8", "replace") if f else ""
-                if info.name == "APKINDEX":
-                    text = content
-                else:
-                    description = content
-    except tarfile.TarError as e:
-        raise FormatError(f"{source}: index is not a tar ({e})") from None
+    for name, content in entries:
+        if name.startswith(".SIGN."):
+            continue
+        if name == "APKINDEX":
+            text = content.decode("utf-8", "replace")
+        elif name == "DESCRIPTION":
+            description = content.decode("utf-8", "replace")
+        else:
+            raise FormatError(f"{source}: unexpected entry {name!r} in index (only APKINDEX and DESCRIPTION)")
     if text is None:
         raise FormatError(f"{source}: no APKINDEX entry in index")
     return text, description
+
+
+def _plain_tar_entries(tar: bytes) -> list[tuple[str, bytes]] | None:
+    """Fast path for the plain ustar files every index writer emits; None means "use tarfile"."""
+    out: list[tuple[str, bytes]] = []
+    pos = 0
+    while pos + 512 <= len(tar):
+        hdr = tar[pos:pos + 512]
+        if hdr == b"\0" * 512:
+            return out
+        if hdr[156:157] not in (b"0", b"\0") or hdr[345:346] != b"\0":  # other types, or a ustar prefix
+            return None
+        try:
+            size = int(hdr[124:136].strip(b"\0 ") or b"0", 8)
+            stored = int(hdr[148:156].strip(b"\0 "), 8)
+        except ValueError:
+            return None
+        if stored != sum(hdr[:148]) + 256 + sum(hdr[156:]):
+            return None
+        name = hdr[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
+        out.append((name, tar[pos + 512:pos + 512 + size]))
+        pos += 512 + size + (-size % 512)
+    return out if pos == len(tar) else None
+
+
+def _tarfile_entries(tar: bytes, source: str) -> list[tuple[str, bytes]]:
+    out: list[tuple[str, bytes]] = []
+    try:
+        with tarfile.open(fileobj=io.BytesIO(tar), mode="r:") as tf:
+            for info in tf:
+                if not info.isfile():
+                    raise FormatError(f"{source}: unexpected entry {info.name!r} in index (only APKINDEX and DESCRIPTION)")
+                f = tf.extractfile(info)
+                out.append((info.name, f.read() if f else b""))
+    except tarfile.TarError as e:
+        raise FormatError(f"{source}: index is not a tar ({e})") from None
+    return out
 
 
 def render_text(packages: list[Package]) -> str:
