@@ -21,3 +21,7 @@ class LimitError(DistrolessError):
 
 class ResolveError(DistrolessError):
     """The requested world has no installable solution; the message names the failing chain."""
+
+
+class FetchError(DistrolessError):
+    """A download failed, or (offline) the cache does not hold what is needed."""

@@ -1,0 +1,1 @@
+"""Getting bytes: repositories, HTTP transport, the content-addressed cache, parallel verified fetches."""

@@ -1,0 +1,115 @@
+"""The content-addressed cache: every blob stored once under its sha256, verified before it enters.
+
+Layout under the cache root:
+  blobs/sha256/<hex>        verified bytes (packages and index files), read-only
+  refs/apk/<control sha1>   "<sha256> <size>": which blob holds the package with that `C:`
+  refs/index/<sha256(url)>  "<sha256>": the last verified index fetched from that URL
+  tmp/                      downloads in progress
+Every write is a temp file renamed into place, so concurrent processes never see partial files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from distroless.apk.gzmember import MemberReader
+from distroless.apk.package import CONTROL_CAP, q1_to_hex
+from distroless.apk.signature import is_signature_tar
+from distroless.errors import DistrolessError
+
+
+def default_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "distroless"
+
+
+class Cache:
+    def __init__(self, root: str | os.PathLike[str] | None = None):
+        self.root = Path(root) if root else default_root()
+        for d in ("blobs/sha256", "refs/apk", "refs/index", "tmp"):
+            (self.root / d).mkdir(parents=True, exist_ok=True)
+
+    def blob(self, sha256: str) -> Path:
+        return self.root / "blobs" / "sha256" / sha256
+
+    @contextmanager
+    def incoming(self) -> Iterator[tuple[BinaryIO, Path]]:
+        """A temp file for a download; removed unless `admit` moved it into the store."""
+        fd, name = tempfile.mkstemp(dir=self.root / "tmp", prefix="dl-")
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "w+b") as f:
+                yield f, path
+        finally:
+            path.unlink(missing_ok=True)
+
+    def admit(self, tmp: Path, sha256: str) -> Path:
+        """Move a verified temp file into the store under its digest (idempotent across processes)."""
+        dest = self.blob(sha256)
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, dest)
+        return dest
+
+    def _write_ref(self, path: Path, text: str) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix="ref-")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+
+    # packages, keyed by the control checksum an index or lock gives
+    def record_apk(self, checksum: str, sha256: str, size: int) -> None:
+        self._write_ref(self.root / "refs" / "apk" / q1_to_hex(checksum, "cache"), f"{sha256} {size}\n")
+
+    def find_apk(self, checksum: str, sha256: str | None = None) -> Path | None:
+        """The cached package with control checksum `checksum`, re-checked cheaply: the blob's size
+        and its control member's SHA-1. A blob that fails is evicted and reported as a miss."""
+        ref = self.root / "refs" / "apk" / q1_to_hex(checksum, "cache")
+        try:
+            digest, size = ref.read_text().split()
+        except (OSError, ValueError):
+            return None
+        if sha256 is not None and digest != sha256:
+            return None
+        path = self.blob(digest)
+        try:
+            if path.stat().st_size != int(size) or _control_sha1(path) != q1_to_hex(checksum, "cache"):
+                raise ValueError
+        except (OSError, ValueError, DistrolessError):
+            path.unlink(missing_ok=True)
+            ref.unlink(missing_ok=True)
+            return None
+        return path
+
+    # indexes, keyed by URL (the content is re-verified whenever it is parsed)
+    def record_index(self, url: str, sha256: str) -> None:
+        self._write_ref(self._index_ref(url), sha256 + "\n")
+
+    def find_index(self, url: str) -> Path | None:
+        try:
+            digest = self._index_ref(url).read_text().strip()
+        except OSError:
+            return None
+        path = self.blob(digest)
+        return path if path.exists() else None
+
+    def _index_ref(self, url: str) -> Path:
+        return self.root / "refs" / "index" / hashlib.sha256(url.encode()).hexdigest()
+
+
+def _control_sha1(path: Path) -> str:
+    """SHA-1 of the control member, reading only the first one or two members."""
+    with open(path, "rb") as f:
+        reader = MemberReader(f, str(path))
+        sha1 = hashlib.sha1()
+        first = reader.next("first member", CONTROL_CAP, sha1)
+        signed = is_signature_tar(first.read(6))
+        first.drain()
+        if signed:
+            sha1 = hashlib.sha1()
+            reader.next("control member", CONTROL_CAP, sha1).drain()
+        return sha1.hexdigest()

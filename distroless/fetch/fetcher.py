@@ -1,0 +1,168 @@
+"""Verified, cached, parallel fetching of indexes, keys and packages.
+
+Nothing enters the cache unverified: an index only after its signature checks out, a package only
+after the whole chain (control SHA-1 = the index's `C:`, datahash, per-file SHA-1, and the
+whole-file sha256 when a lock gives one). With `offline`, only the cache is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from distroless.apk import index, package
+from distroless.apk.keys import Keyring
+from distroless.apk.model import Package
+from distroless.errors import FetchError, FormatError
+from distroless.fetch.cache import Cache
+from distroless.fetch.repository import Repository, is_remote, local_path
+from distroless.fetch.transport import Transport
+
+KEY_CAP = 1 << 20
+
+
+class Progress:
+    """One self-rewriting status line on a terminal; silent when stderr is not a TTY."""
+
+    def __init__(self, total: int, enabled: bool | None = None):
+        self.total = total
+        self.done = 0
+        self.bytes = 0
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._lock = threading.Lock()
+
+    def add_bytes(self, n: int) -> None:
+        with self._lock:
+            self.bytes += n
+            self._show()
+
+    def finish_one(self) -> None:
+        with self._lock:
+            self.done += 1
+            self._show()
+
+    def _show(self) -> None:
+        if self.enabled:
+            sys.stderr.write(f"\rfetching packages: {self.done}/{self.total}, {self.bytes / 1e6:.1f} MB")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.total:
+            sys.stderr.write("\n")
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    package: Package
+    path: Path
+    sha256: str
+    apk: package.ApkFile | None  # None when served from the cache (already verified on admission)
+
+
+class Fetcher:
+    def __init__(self, cache: Cache, transport: Transport | None = None, *, offline: bool = False,
+                 jobs: int = 4, progress: bool | None = None):
+        self.cache = cache
+        self.transport = transport or Transport()
+        self.offline = offline
+        self.jobs = jobs
+        self.progress = progress
+
+    def keyring(self, locations: list[str]) -> Keyring:
+        """Keys from files, directories or URLs; a URL key is named by its decoded basename."""
+        ring = Keyring()
+        for loc in locations:
+            if is_remote(loc):
+                name = unquote(urlsplit(loc).path.rsplit("/", 1)[-1])
+                ring.add(name, self._remote_small(loc, KEY_CAP), loc)
+            else:
+                ring.keys.update(Keyring.load([local_path(loc)]).keys)
+        return ring
+
+    def _remote_small(self, url: str, cap: int) -> bytes:
+        """A small remote file (a key): cached by URL so that offline builds find it."""
+        cached = self.cache.find_index(url)
+        if self.offline:
+            if cached is None:
+                raise FetchError(f"{url}: not in the cache and --offline was given")
+            return cached.read_bytes()
+        data = self.transport.get(url, cap)
+        digest = hashlib.sha256(data).hexdigest()
+        with self.cache.incoming() as (f, tmp):
+            f.write(data)
+            f.flush()
+            self.cache.admit(tmp, digest)
+        self.cache.record_index(url, digest)
+        return data
+
+    def index(self, repo: Repository, arch: str, keyring: Keyring, *, verify: bool = True) -> list[Package]:
+        """The packages of `repo` for `arch`. A missing local index is skipped (as apko does)."""
+        url = repo.index_url(arch)
+        if not is_remote(url):
+            path = Path(local_path(url))
+            if not path.exists():
+                print(f"distroless: warning: {url}: no such index, skipped", file=sys.stderr)
+                return []
+            return index.read(path.read_bytes(), url, keyring, verify=verify, repository=repo.url, pin=repo.pin).packages
+        if self.offline:
+            cached = self.cache.find_index(url)
+            if cached is None:
+                raise FetchError(f"{url}: not in the cache and --offline was given (run once online to fill it)")
+            return index.read(cached.read_bytes(), url, keyring, verify=verify, repository=repo.url, pin=repo.pin).packages
+        data = self.transport.get(url, index.INDEX_CAP)
+        parsed = index.read(data, url, keyring, verify=verify, repository=repo.url, pin=repo.pin)
+        digest = hashlib.sha256(data).hexdigest()
+        with self.cache.incoming() as (f, tmp):
+            f.write(data)
+            f.flush()
+            self.cache.admit(tmp, digest)
+        self.cache.record_index(url, digest)
+        return parsed.packages
+
+    def url_of(self, pkg: Package, arch: str) -> str:
+        if not pkg.repository:
+            raise FormatError(f"{pkg.name}-{pkg.version}: no repository recorded for this package")
+        return Repository(pkg.repository).package_url(arch, pkg.name, pkg.version)
+
+    def package(self, pkg: Package, arch: str, *, url: str | None = None, sha256: str | None = None,
+                progress: Progress | None = None) -> Fetched:
+        """Fetch one package, verified against its `C:` (and `sha256` when a lock pins it)."""
+        if not pkg.checksum:
+            raise FormatError(f"{pkg.name}-{pkg.version}: no control checksum to verify the download against")
+        hit = self.cache.find_apk(pkg.checksum, sha256)
+        if hit is not None:
+            return Fetched(pkg, hit, hit.name, None)
+        location = url or self.url_of(pkg, arch)
+        if self.offline:
+            raise FetchError(f"{location}: not in the cache and --offline was given")
+        with self.cache.incoming() as (f, tmp):
+            self.transport.download(location, f, on_bytes=progress.add_bytes if progress else None)
+            f.flush()
+            f.seek(0)
+            apk = package.read(f, expected_checksum=pkg.checksum, expected_sha256=sha256, source=location)
+            path = self.cache.admit(tmp, apk.sha256)
+        self.cache.record_apk(pkg.checksum, apk.sha256, apk.file_size)
+        return Fetched(pkg, path, apk.sha256, apk)
+
+    def packages(self, pkgs: list[Package], arch: str, *, urls: dict[str, str] | None = None,
+                 sha256s: dict[str, str] | None = None) -> list[Fetched]:
+        """Fetch in parallel (bounded by `jobs`); results keep the input order."""
+        progress = Progress(len(pkgs), self.progress)
+        urls, sha256s = urls or {}, sha256s or {}
+
+        def one(p: Package) -> Fetched:
+            try:
+                return self.package(p, arch, url=urls.get(p.name), sha256=sha256s.get(p.name), progress=progress)
+            finally:
+                progress.finish_one()
+
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, self.jobs)) as pool:
+                return list(pool.map(one, pkgs))
+        finally:
+            progress.close()

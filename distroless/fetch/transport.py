@@ -1,0 +1,113 @@
+"""One HTTP session for every download: timeouts, retries with backoff, `HTTP_AUTH`, size caps.
+
+Local locations (`file://`, plain paths) are read from disk through the same interface, so callers
+never branch on where bytes come from.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from typing import BinaryIO, Callable
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from distroless.errors import FetchError, FormatError, LimitError
+from distroless.fetch.repository import is_remote, local_path
+
+HTTP_RESPONSE_CAP = 8 << 30  # apko's default --max-http-response-size
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class BasicAuth:
+    host: str
+    user: str
+    password: str
+
+    def __repr__(self) -> str:  # never print the password
+        return f"BasicAuth(host={self.host!r}, user={self.user!r}, password=***)"
+
+
+def parse_http_auth(value: str | None) -> list[BasicAuth]:
+    """`HTTP_AUTH=basic:HOST:USER:PASS` as apko reads it (the password may contain colons)."""
+    if not value:
+        return []
+    kind, _, rest = value.partition(":")
+    host, _, rest = rest.partition(":")
+    user, sep, password = rest.partition(":")
+    if kind != "basic" or not host or not sep:
+        raise FormatError("HTTP_AUTH: expected 'basic:HOST:USER:PASSWORD'")
+    return [BasicAuth(host, user, password)]
+
+
+class Transport:
+    def __init__(self, *, timeout: float = 30.0, retries: int = 4, backoff: float = 0.5,
+                 pool: int = 8, auth: list[BasicAuth] | None = None):
+        self.timeout = timeout
+        self.auth = auth if auth is not None else parse_http_auth(os.environ.get("HTTP_AUTH"))
+        self.session = requests.Session()
+        retry = Retry(total=retries, connect=retries, read=retries, backoff_factor=backoff,
+                      status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET", "HEAD"),
+                      respect_retry_after_header=True, raise_on_status=False)
+        adapter = HTTPAdapter(max_retries=retry, pool_connections=pool, pool_maxsize=pool)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def _auth_for(self, url: str) -> tuple[str, str] | None:
+        host = urlsplit(url).hostname or ""
+        netloc = urlsplit(url).netloc
+        for a in self.auth:
+            if a.host in (host, netloc):
+                return (a.user, a.password)
+        return None
+
+    def download(self, location: str, out: BinaryIO, cap: int = HTTP_RESPONSE_CAP,
+                 on_bytes: Callable[[int], None] | None = None) -> int:
+        """Copy `location` into `out`; returns the byte count. Errors name the location."""
+        if not is_remote(location):
+            path = local_path(location)
+            try:
+                with open(path, "rb") as f:
+                    n = 0
+                    while chunk := f.read(_CHUNK):
+                        n += len(chunk)
+                        if n > cap:
+                            raise LimitError(f"{location}: larger than the cap of {cap} bytes")
+                        out.write(chunk)
+                        if on_bytes:
+                            on_bytes(len(chunk))
+                    return n
+            except FileNotFoundError:
+                raise FetchError(f"{location}: not found") from None
+            except OSError as e:
+                raise FetchError(f"{location}: {e.strerror}") from None
+        try:
+            with self.session.get(location, stream=True, timeout=self.timeout, auth=self._auth_for(location)) as r:
+                if r.status_code != 200:
+                    raise FetchError(f"{location}: HTTP {r.status_code} {r.reason}")
+                n = 0
+                for chunk in r.iter_content(_CHUNK):
+                    n += len(chunk)
+                    if n > cap:
+                        raise LimitError(f"{location}: response larger than the cap of {cap} bytes")
+                    out.write(chunk)
+                    if on_bytes:
+                        on_bytes(len(chunk))
+                return n
+        except requests.RequestException as e:
+            raise FetchError(f"{location}: {type(e).__name__}: {_short(e)}") from None
+
+    def get(self, location: str, cap: int = HTTP_RESPONSE_CAP) -> bytes:
+        buf = io.BytesIO()
+        self.download(location, buf, cap)
+        return buf.getvalue()
+
+
+def _short(e: Exception) -> str:
+    text = str(e)
+    return text if len(text) < 300 else text[:300] + "…"

@@ -1,0 +1,141 @@
+"""Fetching from a real HTTP server on loopback: parallel, cached, verified, offline."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from distroless.apk import index, keys, pack
+from distroless.apk.model import Package
+from distroless.errors import FetchError, VerificationError
+from distroless.fetch.cache import Cache
+from distroless.fetch.fetcher import Fetcher
+from distroless.fetch.repository import Repository
+from distroless.fetch.transport import Transport, parse_http_auth
+from httpserver import StaticServer
+
+ARCH = "x86_64"
+
+
+def build_repo(root: Path, key: keys.SigningKey, count: int = 12) -> list[Package]:
+    arch_dir = root / ARCH
+    arch_dir.mkdir(parents=True)
+    pkgs = []
+    for i in range(count):
+        tree = root.parent / f"tree{i}"
+        (tree / "usr/share" / f"p{i}").mkdir(parents=True)
+        (tree / "usr/share" / f"p{i}" / "data").write_bytes(os.urandom(4096) * (i + 1))
+        meta = Package(name=f"p{i}", version=f"1.{i}-r0", arch=ARCH, depends=[f"p{i - 1}"] if i else [])
+        built = pack.pack(tree, meta, arch_dir / f"p{i}-1.{i}-r0.apk", signing_key=key)
+        pkgs.append(built.package)
+    (arch_dir / "APKINDEX.tar.gz").write_bytes(index.build(pkgs, signing_key=key))
+    return pkgs
+
+
+@pytest.fixture()
+def repo(tmp_path):
+    keys.write_keypair(tmp_path / "repo.rsa", keys.generate(2048))
+    key = keys.load_private(tmp_path / "repo.rsa")
+    root = tmp_path / "srv"
+    pkgs = build_repo(root, key)
+    server = StaticServer(root).start()
+    yield server, pkgs, tmp_path / "repo.rsa.pub", root
+    server.stop()
+
+
+def test_fetch_parallel_cache_then_offline(repo, tmp_path) -> None:
+    server, built, pub, _ = repo
+    cache = Cache(tmp_path / "cache")
+    f = Fetcher(cache, jobs=4, progress=False)
+    ring = f.keyring([str(pub)])
+    pkgs = f.index(Repository.parse(server.url), ARCH, ring)
+    assert [p.name for p in pkgs] == [p.name for p in built]
+    assert all(p.repository == server.url for p in pkgs)
+    got = f.packages(pkgs, ARCH)
+    assert all(r.apk is not None for r in got), "first fetch downloads and verifies"
+    assert len(list((cache.root / "blobs" / "sha256").iterdir())) == len(pkgs) + 1  # + the index
+    again = f.packages(pkgs, ARCH)
+    assert all(r.apk is None for r in again), "second fetch is served by the cache"
+
+    server.stop()
+    off = Fetcher(cache, offline=True, progress=False)
+    pkgs2 = off.index(Repository.parse(server.url), ARCH, ring)
+    assert pkgs2 == pkgs
+    res = off.packages(pkgs2, ARCH)
+    assert [r.sha256 for r in res] == [r.sha256 for r in got]
+    assert [r.path.read_bytes() for r in res] == [r.path.read_bytes() for r in got]
+
+
+def test_offline_miss_is_a_clear_error(repo, tmp_path) -> None:
+    server, built, pub, _ = repo
+    off = Fetcher(Cache(tmp_path / "empty"), offline=True, progress=False)
+    with pytest.raises(FetchError, match="not in the cache and --offline was given"):
+        off.index(Repository.parse(server.url), ARCH, off.keyring([str(pub)]))
+
+
+def test_tampered_package_rejected_and_never_cached(repo, tmp_path) -> None:
+    server, built, pub, root = repo
+    victim = root / ARCH / "p3-1.3-r0.apk"
+    data = bytearray(victim.read_bytes())
+    data[-40] ^= 0x01
+    victim.write_bytes(bytes(data))
+    cache = Cache(tmp_path / "cache")
+    f = Fetcher(cache, progress=False)
+    pkgs = f.index(Repository.parse(server.url), ARCH, f.keyring([str(pub)]))
+    with pytest.raises(Exception) as err:
+        f.packages(pkgs, ARCH)
+    assert "p3-1.3-r0.apk" in str(err.value)
+    assert cache.find_apk(pkgs[3].checksum) is None
+    blobs = {p.name for p in (cache.root / "blobs" / "sha256").iterdir()}
+    assert not any((cache.root / "tmp").iterdir()), "no partial download left behind"
+    # Only verified content is stored: every blob's name is its own sha256.
+    import hashlib
+    for b in blobs:
+        assert hashlib.sha256((cache.root / "blobs" / "sha256" / b).read_bytes()).hexdigest() == b
+
+
+def test_cache_evicts_a_blob_corrupted_at_rest(repo, tmp_path) -> None:
+    server, built, pub, _ = repo
+    cache = Cache(tmp_path / "cache")
+    f = Fetcher(cache, progress=False)
+    pkgs = f.index(Repository.parse(server.url), ARCH, f.keyring([str(pub)]))
+    (r,) = f.packages(pkgs[:1], ARCH)
+    blob = r.path
+    blob.chmod(0o644)
+    raw = bytearray(blob.read_bytes())
+    raw[420] ^= 0xFF  # inside the control member
+    blob.write_bytes(bytes(raw))
+    assert cache.find_apk(pkgs[0].checksum) is None
+    assert not blob.exists()
+
+
+def test_index_by_unknown_key_refused_unless_ignored(repo, tmp_path) -> None:
+    server, built, pub, _ = repo
+    f = Fetcher(Cache(tmp_path / "cache"), progress=False)
+    other = f.keyring([str(Path(__file__).resolve().parents[2] / "shared/fixtures/apk/keys")])
+    with pytest.raises(VerificationError, match="no signature by a trusted key"):
+        f.index(Repository.parse(server.url), ARCH, other)
+    assert len(f.index(Repository.parse(server.url), ARCH, other, verify=False)) == len(built)
+
+
+def test_http_404_names_the_url(repo, tmp_path) -> None:
+    server, *_ = repo
+    t = Transport(retries=0)
+    with pytest.raises(FetchError, match=r"/nope/x86_64/APKINDEX.tar.gz: HTTP 404"):
+        t.get(server.url + "/nope/x86_64/APKINDEX.tar.gz")
+
+
+def test_repository_forms() -> None:
+    r = Repository.parse("@local https://example.invalid/repo/")
+    assert (r.url, r.pin) == ("https://example.invalid/repo", "local")
+    assert r.index_url("aarch64") == "https://example.invalid/repo/aarch64/APKINDEX.tar.gz"
+    assert r.lock_name("x86_64") == "example.invalid/repo/x86_64"
+    assert Repository.parse("file:///srv/repo").lock_name("x86_64") == "/srv/repo/x86_64"
+
+
+def test_http_auth_parsing_hides_password() -> None:
+    (a,) = parse_http_auth("basic:apk.example:user:pa:ss")
+    assert (a.host, a.user, a.password) == ("apk.example", "user", "pa:ss")
+    assert "pa:ss" not in repr(a)
