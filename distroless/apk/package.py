@@ -53,6 +53,7 @@ class Entry:
     devmajor: int = 0
     devminor: int = 0
     sha1: str = ""  # hex, from the APK-TOOLS.checksum.SHA1 record, checked against the content
+    offset: int = 0  # where the content starts in the uncompressed data tar
     xattrs: dict[str, bytes] = field(default_factory=dict)
     pax: dict[str, str] = field(default_factory=dict)
 
@@ -126,8 +127,26 @@ def _entry(info: tarfile.TarInfo, source: str) -> Entry:
     return Entry(
         name=name, type=kind, mode=info.mode, uid=info.uid, gid=info.gid, uname=info.uname,
         gname=info.gname, mtime=int(info.mtime), size=info.size, linkname=info.linkname,
-        devmajor=info.devmajor, devminor=info.devminor, xattrs=xattrs, pax=pax,
+        devmajor=info.devmajor, devminor=info.devminor, offset=info.offset_data, xattrs=xattrs, pax=pax,
     )
+
+
+class _Tee(io.RawIOBase):
+    """Passes reads through and copies every byte read to `sink` (the expanded data tar)."""
+
+    def __init__(self, src: BinaryIO, sink: BinaryIO):
+        super().__init__()
+        self._src = src
+        self._sink = sink
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:  # type: ignore[override]
+        n = self._src.readinto(buf)  # type: ignore[attr-defined]
+        if n:
+            self._sink.write(memoryview(buf)[:n])
+        return n
 
 
 class _HashingStream(io.RawIOBase):
@@ -164,6 +183,7 @@ def read(
     expected_checksum: str | None = None,
     expected_sha256: str | None = None,
     on_entry: OnEntry | None = None,
+    data_sink: BinaryIO | None = None,
     data_cap: int = DATA_CAP,
     source: str | None = None,
 ) -> ApkFile:
@@ -171,13 +191,14 @@ def read(
 
     `on_entry` receives each data entry and, for regular files, a stream of its contents that is
     hashed as it is read; a checksum mismatch raises after the callback returns, so a caller
-    that writes files must treat them as provisional until `read` returns.
+    that writes files must treat them as provisional until `read` returns. `data_sink` receives
+    the uncompressed data tar (entry offsets point into it), under the same proviso.
     """
     if isinstance(src, (str, Path)):
         with open(src, "rb") as f:
             return read(f, keyring=keyring, require_signature=require_signature,
                         expected_checksum=expected_checksum, expected_sha256=expected_sha256,
-                        on_entry=on_entry, data_cap=data_cap, source=source or str(src))
+                        on_entry=on_entry, data_sink=data_sink, data_cap=data_cap, source=source or str(src))
     source = source or getattr(src, "name", "<package>")
     whole = hashlib.sha256()
     reader = MemberReader(src, source)
@@ -221,7 +242,7 @@ def read(
         raise VerificationError(f"{source}: control member: .PKGINFO has no datahash, so the data cannot be verified")
     data_hash = hashlib.sha256()
     data = reader.next("data member", data_cap, whole, data_hash)
-    entries = _read_data(data, source, on_entry)
+    entries = _read_data(_Tee(data, data_sink) if data_sink else data, source, on_entry)
     data.drain()
     data_section = Section(offset, data.raw_size, data_hash.hexdigest())
     if not reader.at_end():

@@ -1,0 +1,93 @@
+"""Expand: a verified .apk → its uncompressed data tar plus metadata, cached by the .apk's sha256.
+
+The root filesystem references file contents inside these tars (path, offset, size), so package
+bytes are stored once and copied only when a layer is written (as apko's tarfs does).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from distroless.apk import package
+from distroless.apk.model import Package
+from distroless.apk.package import ApkFile, Entry, Section
+from distroless.apk.signature import Signature
+from distroless.fetch.cache import Cache
+
+_META_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Expanded:
+    apk: ApkFile
+    tar: Path
+
+
+def _to_json(apk: ApkFile) -> dict:
+    d = asdict(apk)
+    d["signatures"] = [{"alg": s.alg, "keyname": s.keyname, "blob": base64.b64encode(s.blob).decode()}
+                       for s in apk.signatures]
+    d["scripts"] = [{"entry": asdict(e), "data": base64.b64encode(b).decode()} for e, b in apk.scripts]
+    d["version"] = _META_VERSION
+    return d
+
+
+def _from_json(d: dict) -> ApkFile:
+    sec = lambda v: Section(**v) if v else None  # noqa: E731
+    return ApkFile(
+        package=Package(**d["package"]), pkginfo_text=d["pkginfo_text"],
+        signatures=[Signature(s["alg"], s["keyname"], base64.b64decode(s["blob"])) for s in d["signatures"]],
+        verified_by=d["verified_by"], signature_section=sec(d["signature_section"]),
+        control_section=sec(d["control_section"]), data_section=sec(d["data_section"]),
+        sha256=d["sha256"], file_size=d["file_size"],
+        scripts=[(Entry(**s["entry"]), base64.b64decode(s["data"])) for s in d["scripts"]],
+        entries=[Entry(**e) for e in d["entries"]],
+    )
+
+
+def expand(apk_path: Path, cache: Cache, *, expected_checksum: str | None = None,
+           expected_sha256: str | None = None) -> Expanded:
+    """Verify and expand `apk_path` once; later calls with the same file are cache hits."""
+    root = cache.root / "expanded"
+    root.mkdir(exist_ok=True)
+    if expected_sha256:
+        hit = _load(root / expected_sha256)
+        if hit is not None and (expected_checksum is None or hit.apk.checksum == expected_checksum):
+            return hit
+    work = Path(tempfile.mkdtemp(dir=cache.root / "tmp", prefix="expand-"))
+    try:
+        with open(work / "data.tar", "wb") as sink:
+            apk = package.read(apk_path, expected_checksum=expected_checksum, expected_sha256=expected_sha256,
+                               data_sink=sink)
+        (work / "meta.json").write_text(json.dumps(_to_json(apk)))
+        dest = root / apk.sha256
+        try:
+            os.rename(work, dest)
+        except OSError:
+            if _load(dest) is None:  # a broken leftover: replace it
+                shutil.rmtree(dest, ignore_errors=True)
+                os.rename(work, dest)
+        return Expanded(apk, dest / "data.tar")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _load(d: Path) -> Expanded | None:
+    try:
+        meta = json.loads((d / "meta.json").read_text())
+        if meta.get("version") != _META_VERSION:
+            return None
+        apk = _from_json(meta)
+        tar = d / "data.tar"
+        last = max((e.offset + e.size for e in apk.entries if e.type == "reg"), default=0)
+        if tar.stat().st_size < last:
+            return None
+        return Expanded(apk, tar)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

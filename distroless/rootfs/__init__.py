@@ -1,0 +1,1 @@
+"""The root filesystem: an in-memory tree, package installation, the installed database and the post-install steps."""

@@ -1,0 +1,218 @@
+"""Install expanded packages into the in-memory tree, exactly as apko does (apko.md §2.2, §2.6).
+
+Install scripts are stored in `scripts.tar`, never run. Package files end up 0:0 in the layer
+(apko's behaviour; `keep_owners=True` keeps the APK's uid/gid, which users have asked apko for),
+while the installed database records the APK headers' owners.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass, field
+
+from distroless.apk.model import Package
+from distroless.expand import Expanded
+from distroless.errors import DistrolessError
+from distroless.rootfs import idb
+from distroless.rootfs.tree import Node, TarRef, Tree, TreeError
+from distroless.tarball import Header
+
+DB = "usr/lib/apk/db"
+_ATOM_NAME = re.compile(r"^[^<>=~]+")
+
+
+class FileConflictError(DistrolessError):
+    pass
+
+
+def init_db(tree: Tree, arch: str) -> None:
+    """apko's InitDB: base directories, apk's own files, device nodes and an empty scripts.tar."""
+    for path, mode in (("tmp", 0o1777), ("dev", 0o755), ("etc", 0o755), ("opt", 0o755), ("proc", 0o555),
+                       ("var", 0o755), ("usr", 0o755)):
+        if tree.get(path) is None:
+            tree.put(path, Node("dir", mode, children={}))
+    for path in ("etc/apk", "etc/apk/keys", "usr/lib", "usr/lib/apk", DB, "usr/lib/apk/exec", "var/cache",
+                 "var/cache/apk", "var/cache/misc"):
+        tree.mkdir_all(path, 0o755)
+    tree.write_file("etc/apk/world", b"\n")
+    tree.write_file("etc/apk/repositories", b"\n")
+    tree.write_file(f"{DB}/lock", b"", mode=0o600)
+    tree.write_file(f"{DB}/triggers", b"")
+    tree.write_file(f"{DB}/installed", b"")
+    tree.write_file("etc/apk/arch", f"{arch}\n".encode())
+    add_devices(tree)
+    tree.write_file(f"{DB}/scripts.tar", b"\0" * 1024)
+
+
+DEVICES = (("dev/zero", 1, 5, 0o666), ("dev/urandom", 1, 9, 0o666), ("dev/null", 1, 3, 0o666),
+           ("dev/random", 1, 8, 0o666), ("dev/console", 5, 1, 0o620))
+
+
+def add_devices(tree: Tree) -> None:
+    for path, major, minor, mode in DEVICES:
+        if tree.get(path) is None:
+            tree.put(path, Node("chr", mode, devmajor=major, devminor=minor))
+
+
+def _names(atoms: list[str]) -> set[str]:
+    out = set()
+    for a in atoms:
+        m = _ATOM_NAME.match(a)
+        if m:
+            out.add(m.group(0))
+    return out
+
+
+@dataclass(slots=True)
+class _Installed:
+    package: Package
+    dirs: dict[str, idb.IdbDir] = field(default_factory=dict)
+    files: list[tuple[str, idb.IdbFile]] = field(default_factory=list)  # (path as packaged, record)
+
+
+@dataclass(slots=True)
+class Installer:
+    tree: Tree
+    scripts_epoch: int = 0  # scripts.tar mtimes: apko's SourceDateEpoch option
+    keep_owners: bool = False
+    installed: list[_Installed] = field(default_factory=list)
+    _by_name: dict[str, Package] = field(default_factory=dict)
+    _scripts: list[tuple[str, Header, bytes]] = field(default_factory=list)
+    _triggers: list[tuple[str, list[str]]] = field(default_factory=list)
+
+    def install(self, exp: Expanded) -> None:
+        pkg = exp.apk.package
+        if pkg.name in self._by_name:
+            return
+        self._by_name[pkg.name] = pkg
+        rec = _Installed(pkg)
+        self.installed.append(rec)
+        for e in exp.apk.entries:
+            where = f"{pkg.name}-{pkg.version}: /{e.name}"
+            try:
+                if e.type == "dir":
+                    self._dir(e, rec)
+                else:
+                    self._file(e, exp, rec, where)
+            except TreeError as err:
+                raise FileConflictError(f"{where}: {err}") from None
+        for entry, data in exp.apk.scripts:
+            if entry.mode & 0o555 == 0o555:
+                h = Header(entry.name, mode=entry.mode, uid=entry.uid, gid=entry.gid, uname=entry.uname,
+                           gname=entry.gname, mtime=self.scripts_epoch,
+                           pax={k: v for k, v in entry.pax.items() if k not in _BASIC_PAX})
+                self._scripts.append((f"{pkg.name}-{pkg.version}.{pkg.checksum}{entry.name}", h, data))
+        if pkg.triggers:
+            self._triggers.append((pkg.checksum, list(pkg.triggers)))
+
+    def _dir(self, e, rec: _Installed) -> None:
+        rec.dirs[e.name] = idb.IdbDir(e.name, e.uid, e.gid, e.mode & 0o7777)
+        existing = self.tree.get(e.name)
+        if existing is not None:
+            if existing.type == "sym":
+                target = self.tree.get(e.name, follow=True)
+                if target is not None and target.type == "dir":
+                    return  # usr-merge: a symlink to a directory stands in for it
+            if existing.type != "dir":
+                raise FileConflictError(f"{rec.package.name}: /{e.name}: a directory conflicts with an existing {existing.type}")
+            existing.mtime = e.mtime  # the last package to list a directory sets its mtime
+            existing.xattrs.update(e.xattrs)
+            return
+        uid, gid = (e.uid, e.gid) if self.keep_owners else (0, 0)
+        node = self.tree.mkdir_all(e.name, e.mode & 0o777)
+        node.mtime, node.uid, node.gid, node.xattrs = e.mtime, uid, gid, dict(e.xattrs)
+
+    def _file(self, e, exp: Expanded, rec: _Installed, where: str) -> None:
+        pkg = rec.package
+        existing = self.tree.get(e.name)
+        if existing is not None and not self._may_replace(existing, e, pkg, where):
+            return
+        uid, gid = (e.uid, e.gid) if self.keep_owners else (0, 0)
+        node = Node(e.type, e.mode & 0o7777, uid=uid, gid=gid, mtime=e.mtime, linkname=e.linkname,
+                    devmajor=e.devmajor, devminor=e.devminor, sha1=e.sha1, xattrs=dict(e.xattrs), package=pkg.name)
+        if e.type == "reg":
+            node.size = e.size
+            node.content = TarRef(exp.tar, e.offset, e.size)
+        elif e.type == "lnk":
+            target = self.tree.get(e.linkname)
+            if target is None or target.type != "reg":
+                raise FileConflictError(f"{where}: hard link to /{e.linkname}, which is not an installed regular file")
+            node.target, node.size, node.sha1 = target, target.size, target.sha1
+        self.tree.put(e.name, node)
+        rec.files.append((e.name, idb.IdbFile(posixpath.basename(e.name), e.uid, e.gid, e.mode & 0o7777,
+                                              idb.q1(e.sha1))))
+
+    def _may_replace(self, existing: Node, e, pkg: Package, where: str) -> bool:
+        """apko's conflict rules: True to overwrite, False to keep the existing file."""
+        if existing.type == "dir":
+            raise FileConflictError(f"{where}: a {e.type} conflicts with an existing directory")
+        if existing.type == "sym" and e.type == "sym" and existing.linkname == e.linkname:
+            return False
+        if existing.sha1 and existing.sha1 == e.sha1:
+            return False
+        if not existing.package:
+            raise FileConflictError(f"{where}: conflicts with a file the build generated")
+        owner = self._by_name[existing.package]
+        if pkg.name in _names(owner.replaces):
+            return False
+        if owner.name in _names(pkg.replaces) or (owner.origin and owner.origin == pkg.origin):
+            return True
+        raise FileConflictError(
+            f"{where}: conflicts with the same file from {owner.name}-{owner.version} "
+            f"(neither replaces the other and their origins differ)"
+        )
+
+    def records(self) -> list[idb.IdbRecord]:
+        """Installed-database records: per package, its directories (component order) and the
+        files it still owns; files under a directory the package does not list are dropped."""
+        out = []
+        for rec in self.installed:
+            dirs = dict(rec.dirs)
+            for path, f in rec.files:
+                parent = posixpath.dirname(path)
+                if parent not in dirs:
+                    if parent:
+                        continue
+                    dirs[""] = idb.IdbDir("")
+                node = self.tree.get(path)
+                if node is None or node.package != rec.package.name:
+                    continue  # overwritten later by another package
+                dirs[parent].files.append(f)
+            ordered = sorted(dirs.values(), key=lambda d: d.path.split("/") if d.path else [])
+            for d in ordered:
+                d.files.sort(key=lambda f: f.name.encode())
+            out.append(idb.IdbRecord(rec.package, ordered))
+        return out
+
+    def finish(self) -> None:
+        """Write the installed database, scripts.tar and triggers, then place `lib/apk`."""
+        self.tree.write_file(f"{DB}/installed", idb.render(self.records()))
+        self.tree.write_file(f"{DB}/scripts.tar", idb.scripts_tar(self._scripts))
+        self.tree.write_file(f"{DB}/triggers", idb.triggers(self._triggers))
+        resolve_apk_db(self.tree)
+
+
+_BASIC_PAX = {"path", "linkpath", "size", "uid", "gid", "uname", "gname", "mtime", "atime", "ctime"}
+
+
+def resolve_apk_db(tree: Tree) -> None:
+    """The DB lives in usr/lib/apk; `lib/apk` points there unless /lib already leads to usr/lib."""
+    lib = tree.get("lib")
+    if lib is not None and lib.type == "sym" and lib.linkname.strip("/") in ("usr/lib",):
+        return
+    apk = tree.get("lib/apk")
+    if apk is not None and apk.type == "sym" and apk.linkname.rstrip("/") in ("../usr/lib/apk", "/usr/lib/apk"):
+        return
+    if lib is None:
+        tree.put("lib", Node("dir", 0o755, children={}))
+    if apk is not None and apk.type == "dir" and _empty_dirs_only(apk):
+        tree.remove("lib/apk")
+    if tree.get("lib/apk") is None:
+        parent = tree.get("lib", follow=True)
+        # a symlink made by apko takes its parent directory's mtime
+        tree.put("lib/apk", Node("sym", 0o777, linkname="../usr/lib/apk", mtime=parent.mtime if parent else 0))
+
+
+def _empty_dirs_only(node: Node) -> bool:
+    return node.type == "dir" and all(_empty_dirs_only(c) for c in (node.children or {}).values())

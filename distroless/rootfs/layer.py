@@ -1,0 +1,112 @@
+"""The layer tar of a root filesystem, in apko's byte layout (apko.md §3.1).
+
+Pre-order walk with bytewise-sorted children, relative names without `./` or trailing `/`, Go
+`FileInfoHeader` semantics, owner names looked up in the image's own passwd and group, no APK
+checksum records, xattrs as `SCHILY.xattr.*` on files and directories only, and two zero blocks
+at the end with no record padding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import BinaryIO, Callable, Iterable
+
+from distroless.rootfs.tree import Node, TarRef, Tree
+from distroless.tarball import (BLKTYPE, CHRTYPE, DIRTYPE, END_OF_ARCHIVE, FIFOTYPE, LNKTYPE, REGTYPE, SYMTYPE,
+                                Header, encode_header, padding)
+
+_TYPES = {"dir": DIRTYPE, "reg": REGTYPE, "sym": SYMTYPE, "lnk": LNKTYPE, "chr": CHRTYPE, "blk": BLKTYPE,
+          "fifo": FIFOTYPE}
+_CHUNK = 1 << 20
+
+
+def id_names(text: str) -> dict[int, str]:
+    """`name:x:id:…` lines of passwd or group → id → first name."""
+    out: dict[int, str] = {}
+    for line in text.splitlines():
+        parts = line.split(":")
+        if len(parts) >= 3 and parts[2].isdigit():
+            out.setdefault(int(parts[2]), parts[0])
+    return out
+
+
+def owner_names(tree: Tree) -> tuple[dict[int, str], dict[int, str]]:
+    def read(path: str) -> str:
+        node = tree.get(path, follow=True)
+        return node.data().decode("utf-8", "replace") if node is not None and node.type == "reg" else ""
+    return id_names(read("etc/passwd")), id_names(read("etc/group"))
+
+
+class _Contents:
+    """Reads file contents out of expanded package tars, keeping their descriptors open."""
+
+    def __init__(self) -> None:
+        self._fds: dict[str, int] = {}
+
+    def chunks(self, node: Node) -> Iterable[bytes]:
+        content = node.content
+        if not isinstance(content, TarRef):
+            yield content or b""
+            return
+        key = str(content.path)
+        fd = self._fds.get(key)
+        if fd is None:
+            fd = self._fds[key] = os.open(key, os.O_RDONLY)
+        pos, left = content.offset, content.size
+        while left:
+            data = os.pread(fd, min(left, _CHUNK), pos)
+            if not data:
+                raise OSError(f"{key}: ends before the file at offset {content.offset} does")
+            pos += len(data)
+            left -= len(data)
+            yield data
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+def header(path: str, node: Node, users: dict[int, str], groups: dict[int, str]) -> Header:
+    h = Header(path, type=_TYPES[node.type], mode=node.mode, uid=node.uid, gid=node.gid, mtime=node.mtime,
+               uname=users.get(node.uid, ""), gname=groups.get(node.gid, ""))
+    if node.type == "reg":
+        h.size = node.size
+    elif node.type in ("sym", "lnk"):
+        h.linkname = node.linkname
+    elif node.type in ("chr", "blk"):
+        h.devmajor, h.devminor = node.devmajor, node.devminor
+    if node.xattrs and node.type in ("reg", "dir"):
+        h.pax = {f"SCHILY.xattr.{k}": v for k, v in sorted(node.xattrs.items())}
+    return h
+
+
+def write_tar(entries: list[tuple[str, Node]], out: Callable[[bytes], object], users: dict[int, str],
+              groups: dict[int, str]) -> str:
+    """Write the tar of `entries` through `out`; returns the diff_id (sha256 of the tar)."""
+    digest = hashlib.sha256()
+
+    def emit(data: bytes) -> None:
+        digest.update(data)
+        out(data)
+
+    contents = _Contents()
+    try:
+        for path, node in entries:
+            emit(encode_header(header(path, node, users, groups)))
+            if node.type == "reg":
+                written = 0
+                for chunk in contents.chunks(node):
+                    written += len(chunk)
+                    emit(chunk)
+                emit(padding(written))
+        emit(END_OF_ARCHIVE)
+    finally:
+        contents.close()
+    return "sha256:" + digest.hexdigest()
+
+
+def write_rootfs_tar(tree: Tree, out: BinaryIO) -> str:
+    users, groups = owner_names(tree)
+    return write_tar(tree.walk(), out.write, users, groups)
