@@ -25,3 +25,9 @@ class ResolveError(DistrolessError):
 
 class FetchError(DistrolessError):
     """A download failed, or (offline) the cache does not hold what is needed."""
+
+
+class ConfigError(DistrolessError):
+    """A configuration file (apko image YAML, melange recipe) or a CLI override is invalid.
+
+    The message starts with `file:line:column: dotted.path:` when the position is known."""
