@@ -74,7 +74,9 @@ def _parse_slow(text: str, start: int, end: int, source: str, repository: str, p
         if line:
             if len(line) < 2 or line[1] != ":":
                 raise FormatError(f"{source}: APKINDEX line {lineno}: malformed line {line!r} (expected 'X:value')")
-            fields[line[0]] = line[2:]
+            key = line[0]
+            # apk-tools appends repeated dependency lists rather than replacing them
+            fields[key] = f"{fields[key]} {line[2:]}" if key in fields and key in _LIST else line[2:]
         elif fields:
             if fields.get("P"):
                 packages.append(_from_fields(fields, source, repository, pin))

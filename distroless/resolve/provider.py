@@ -8,6 +8,7 @@ sibling arch, providing one name twice) is kept but marked `broken`, so errors c
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -27,6 +28,9 @@ class Candidate:
     provides: tuple[tuple[str, str | None], ...]
     install_if: tuple[Atom, ...]
     broken: str = ""
+    # Names of all dependencies, conflicts included, in index order: apk walks them all when
+    # ordering the install (a conflict's name, if installed, goes first too).
+    dep_names: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -38,8 +42,14 @@ class Candidate:
         return f"{self.pkg.name}{pin}-{self.pkg.version}"
 
 
+@functools.lru_cache(maxsize=131072)
+def _parse_atom(text: str) -> Atom:
+    # Indexes repeat the same atoms (so:libc.musl-x86_64.so.1) thousands of times.
+    return Atom.parse(text)
+
+
 def _split_provide(text: str) -> tuple[str, str | None]:
-    atom = Atom.parse(text)
+    atom = _parse_atom(text)
     if atom.conflict or atom.pin or atom.op not in ("", "="):
         raise FormatError(f"invalid provide {text!r}")
     return atom.name, (atom.version if atom.op else None)
@@ -51,13 +61,15 @@ def _candidate(idx: int, pkg: Package, arch: str | None) -> Candidate:
     conflicts: list[Atom] = []
     install_if: list[Atom] = []
     provides: list[tuple[str, str | None]] = [(pkg.name, pkg.version)]
+    names: list[str] = []
     try:
         for text in pkg.depends:
-            atom = Atom.parse(text)
+            atom = _parse_atom(text)
+            names.append(atom.name)
             if atom.pin:  # apk: a package dependency cannot name a repository tag
                 raise FormatError(f"dependency {text!r} names a repository tag")
             (conflicts if atom.conflict else depends).append(atom)
-        install_if = [Atom.parse(t) for t in pkg.install_if]
+        install_if = [_parse_atom(t) for t in pkg.install_if]
         provides += [_split_provide(t) for t in pkg.provides]
     except FormatError as exc:
         broken = f"uninstallable: {exc}"
@@ -71,7 +83,8 @@ def _candidate(idx: int, pkg: Package, arch: str | None) -> Candidate:
                 broken = f"conflicts with itself: provides {name} twice"
                 break
             seen[name] = ver
-    return Candidate(idx, pkg, tuple(depends), tuple(conflicts), tuple(provides), tuple(install_if), broken)
+    order = tuple(dict.fromkeys(names))
+    return Candidate(idx, pkg, tuple(depends), tuple(conflicts), tuple(provides), tuple(install_if), broken, order)
 
 
 @dataclass(slots=True)
