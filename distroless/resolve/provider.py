@@ -8,6 +8,8 @@ sibling arch, providing one name twice) is kept but marked `broken`, so errors c
 
 from __future__ import annotations
 
+import base64
+
 import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -114,8 +116,19 @@ class Index:
         providers: dict[str, list[tuple[Candidate, str | None]]] = {}
         by_name: dict[str, list[Candidate]] = {}
         rinstall_if: dict[str, list[Candidate]] = {}
-        for i, pkg in enumerate(packages):
-            c = _candidate(i, pkg, arch)
+        seen: set[bytes] = set()
+        for pkg in packages:
+            # apk-tools identifies a package by its control checksum: a later entry whose
+            # checksum decodes to one already seen is the same package and is dropped.
+            if pkg.checksum.startswith("Q1"):
+                try:
+                    ident = base64.b64decode(pkg.checksum[2:])
+                except ValueError:
+                    ident = pkg.checksum.encode()
+                if ident in seen:
+                    continue
+                seen.add(ident)
+            c = _candidate(len(cands), pkg, arch)
             if not c.broken:
                 for n, s in enumerate(sibling_sets):
                     if (pkg.name, pkg.version) not in s:
