@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from shared import APK
 from distroless.apk import version
 from distroless.apk.model import Package
 from distroless.errors import ResolveError
@@ -14,7 +15,7 @@ from distroless.resolve import Index, Resolver, resolve
 
 from distroless.apk import index as apkindex
 
-FIXTURES = Path("/work/shared/fixtures/apk")
+FIXTURES = APK
 ALPINE = FIXTURES / "alpine-v3.16-main-x86_64/APKINDEX.tar.gz"
 WOLFI = FIXTURES / "wolfi-excerpt/APKINDEX.tar.gz"
 

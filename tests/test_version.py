@@ -9,8 +9,9 @@ import pytest
 
 from distroless.apk import version
 from distroless.errors import FormatError
+from shared import APK
 
-DATA = Path("/work/shared/fixtures/apk/version.data")
+DATA = APK / "version.data"
 _REVERSE = {"<": ">", ">": "<", "=": "="}
 _RESULT = {-1: "<", 0: "=", 1: ">"}
 
