@@ -10,11 +10,12 @@ from distroless.errors import DistrolessError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from distroless.cli import apk
+    from distroless.cli import apk, image
 
     parser = argparse.ArgumentParser(prog="distroless", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     apk.register(sub)
+    image.register(sub)
     return parser
 
 

@@ -73,15 +73,27 @@ class Fetcher:
         self.jobs = jobs
         self.progress = progress
 
-    def keyring(self, locations: list[str]) -> Keyring:
-        """Keys from files, directories or URLs; a URL key is named by its decoded basename."""
-        ring = Keyring()
+    def keys(self, locations: list[str]) -> list[tuple[str, str, bytes]]:
+        """(file name, location, PEM) of every key in files, directories or URLs; a URL key is
+        named by its decoded basename, as in /etc/apk/keys."""
+        out: list[tuple[str, str, bytes]] = []
         for loc in locations:
             if is_remote(loc):
-                name = unquote(urlsplit(loc).path.rsplit("/", 1)[-1])
-                ring.add(name, self._remote_small(loc, KEY_CAP), loc)
-            else:
-                ring.keys.update(Keyring.load([local_path(loc)]).keys)
+                out.append((unquote(urlsplit(loc).path.rsplit("/", 1)[-1]), loc, self._remote_small(loc, KEY_CAP)))
+                continue
+            path = Path(local_path(loc))
+            files = sorted(f for f in path.iterdir() if f.is_file()) if path.is_dir() else [path]
+            for f in files:
+                try:
+                    out.append((f.name, str(f), f.read_bytes()))
+                except OSError as e:
+                    raise FetchError(f"{f}: cannot read key: {e.strerror}") from None
+        return out
+
+    def keyring(self, locations: list[str]) -> Keyring:
+        ring = Keyring()
+        for name, loc, pem in self.keys(locations):
+            ring.add(name, pem, loc)
         return ring
 
     def _remote_small(self, url: str, cap: int) -> bytes:

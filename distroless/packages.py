@@ -1,0 +1,154 @@
+"""From a loaded image config to a pinned, verified package set per architecture.
+
+`resolve_config` reads every build repository's index for every arch and resolves the world
+with apko's multi-arch rule; `lock_of` turns that into a lock (fetching each package once to
+record its byte ranges and whole-file sha256); `from_lock` installs exactly what a lock says.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from distroless import lock as lockfile
+from distroless.apk.keys import Keyring
+from distroless.apk.model import Package
+from distroless.config import LoadedConfig, arch_to_apk
+from distroless.errors import DistrolessError, FormatError
+from distroless.fetch.fetcher import Fetched, Fetcher
+from distroless.fetch.repository import Repository, strip_scheme
+from distroless.resolve import resolve
+
+
+class LockMismatchError(DistrolessError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Pinned:
+    """One package of a resolved or locked set: metadata, where to get it, what it must hash to."""
+
+    package: Package
+    url: str
+    sha256: str = ""  # known when it comes from a lock written by us
+
+
+@dataclass(slots=True)
+class PackageSet:
+    """Per architecture (OCI spelling, e.g. `amd64`): the packages in install order."""
+
+    archs: dict[str, list[Pinned]] = field(default_factory=dict)
+    keyring: Keyring = field(default_factory=Keyring)
+    key_sources: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # name → (location, PEM)
+
+    def pinned_world(self, arch: str) -> list[str]:
+        """apko's per-arch world after locking: every package `name=version[@pin]`, sorted."""
+        out = []
+        for p in self.archs[arch]:
+            pin = f"@{p.package.pin}" if p.package.pin else ""
+            out.append(f"{p.package.name}={p.package.version}{pin}")
+        return sorted(out)
+
+
+def resolve_config(loaded: LoadedConfig, fetcher: Fetcher, *, ignore_signatures: bool = False,
+                   world: tuple[str, ...] | None = None) -> PackageSet:
+    keys = fetcher.keys(list(loaded.keyring()))
+    ring = Keyring()
+    for name, loc, pem in keys:
+        ring.add(name, pem, loc)
+    sources = {name: (loc, pem) for name, loc, pem in keys}
+    repos = [Repository.parse(r) for r in loaded.build_repositories()]
+    archs = list(loaded.config.archs)
+    indexes: dict[str, list[Package]] = {}
+    for arch in archs:
+        pkgs: list[Package] = []
+        for repo in repos:
+            pkgs.extend(fetcher.index(repo, arch_to_apk(arch), ring, verify=not ignore_signatures))
+        indexes[arch] = pkgs
+    wanted = list(world if world is not None else loaded.world())
+    out = PackageSet(keyring=ring, key_sources=sources)
+    for arch in archs:
+        siblings = [indexes[a] for a in archs if a != arch]
+        resolved = resolve(indexes[arch], wanted, arch=arch_to_apk(arch), siblings=siblings)
+        out.archs[arch] = [Pinned(p, Repository(p.repository).package_url(arch_to_apk(arch), p.name, p.version))
+                           for p in resolved]
+    _check_consistent(out, wanted)
+    return out
+
+
+def _check_consistent(ps: PackageSet, world: list[str]) -> None:
+    """Every requested package must lock to one version across archs (apko's unify step)."""
+    requested = {w.split("=")[0].split(">")[0].split("<")[0].split("~")[0].split("@")[0] for w in world}
+    versions: dict[str, set[str]] = {}
+    for pins in ps.archs.values():
+        for p in pins:
+            if p.package.name in requested:
+                versions.setdefault(p.package.name, set()).add(p.package.version)
+    bad = {n: v for n, v in versions.items() if len(v) > 1}
+    if bad:
+        detail = "; ".join(f"{n}: {', '.join(sorted(v))}" for n, v in sorted(bad.items()))
+        raise DistrolessError(f"unable to lock packages to a consistent version across architectures: {detail}")
+
+
+def fetch_all(ps: PackageSet, fetcher: Fetcher) -> dict[str, list[Fetched]]:
+    """Download (or take from the cache) every package of every arch, verified."""
+    out: dict[str, list[Fetched]] = {}
+    for arch, pins in ps.archs.items():
+        apk_arch = arch_to_apk(arch)
+        out[arch] = fetcher.packages([p.package for p in pins], apk_arch,
+                                     urls={p.package.name: p.url for p in pins},
+                                     sha256s={p.package.name: p.sha256 for p in pins if p.sha256})
+    return out
+
+
+def lock_of(loaded: LoadedConfig, ps: PackageSet, fetched: dict[str, list[Fetched]], config_name: str) -> lockfile.Lock:
+    from distroless.apk import package as apkpkg
+
+    lk = lockfile.Lock(config_name=config_name, config_checksum=loaded.checksum)
+    for name in sorted(ps.key_sources):
+        loc, pem = ps.key_sources[name]
+        lk.keyring.append(lockfile.LockedKey(strip_scheme(loc), loc, pem.decode()))
+    c = loaded.config.contents
+    for attr, repos in (("build_repositories", c.build_repositories + loaded.extra_build_repositories),
+                        ("runtime_repositories", c.runtime_repositories),
+                        ("repositories", c.repositories + loaded.extra_repositories)):
+        target = getattr(lk, attr)
+        for arch in loaded.config.archs:
+            for r in repos:
+                repo = Repository.parse(r)
+                target.append(lockfile.LockedRepository(repo.lock_name(arch_to_apk(arch)),
+                                                        repo.index_url(arch_to_apk(arch)), arch_to_apk(arch)))
+    for arch, items in fetched.items():
+        for pin, f in zip(ps.archs[arch], items):
+            apk = f.apk or apkpkg.read(f.path, expected_checksum=pin.package.checksum)
+            lk.packages.append(lockfile.locked_package(apk, pin.url, arch_to_apk(arch)))
+    return lk
+
+
+def from_lock(lk: lockfile.Lock, loaded: LoadedConfig, fetcher: Fetcher, *, lock_path: str) -> PackageSet:
+    """The package set a lock pins. A changed config checksum is an error telling how to re-lock."""
+    if lk.config_checksum and lk.config_checksum != loaded.checksum:
+        raise LockMismatchError(
+            f"{lock_path}: the configuration changed since it was locked (lock has {lk.config_checksum}, "
+            f"config is {loaded.checksum}); re-lock with `distroless image lock {loaded.files[0]}`"
+        )
+    if not lk.config_checksum:
+        print(f"distroless: warning: {lock_path}: no config checksum; cannot tell whether it is current", file=sys.stderr)
+    out = PackageSet()
+    for k in lk.keyring:
+        if k.content:
+            out.keyring.add(Path(k.name).name, k.content.encode(), f"{lock_path}: keyring {k.name}")
+            out.key_sources[Path(k.name).name] = (k.url, k.content.encode())
+    apk_to_oci = {arch_to_apk(a): a for a in loaded.config.archs}
+    for p in lk.packages:
+        arch = apk_to_oci.get(p.architecture)
+        if arch is None:
+            continue
+        pkg = Package(name=p.name, version=p.version, arch=p.architecture, checksum=p.checksum,
+                      repository=p.url.rsplit("/", 2)[0] if "/" in p.url else "")
+        out.archs.setdefault(arch, []).append(Pinned(pkg, p.url, p.sha256))
+    missing = [a for a in loaded.config.archs if a not in out.archs]
+    if missing:
+        raise FormatError(f"{lock_path}: no packages locked for {', '.join(missing)}; re-lock with --arch")
+    return out

@@ -1,0 +1,65 @@
+"""Assemble one architecture's root filesystem from expanded packages, in apko's exact order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from distroless.config import ImageConfig, LoadedConfig, arch_to_apk, to_apko_json
+from distroless.expand import Expanded
+from distroless.rootfs import post
+from distroless.rootfs.install import Installer, init_db
+from distroless.rootfs.tree import Tree
+
+
+@dataclass(frozen=True, slots=True)
+class Rootfs:
+    tree: Tree
+    config: ImageConfig  # as the image sees it: pinned world, one arch, numeric run-as
+    installer: Installer
+
+
+def _lines(items: list[str] | tuple[str, ...]) -> bytes:
+    return ("\n".join(items) + "\n").encode()
+
+
+def assemble(
+    loaded: LoadedConfig,
+    arch: str,
+    expanded: list[Expanded],
+    *,
+    world: list[str],
+    keys: dict[str, bytes],
+    bde: int,
+    keep_owners: bool = False,
+    lock_world: bool = True,
+) -> Rootfs:
+    """`world` is what /etc/apk/world holds: the pinned closure for `image build` (apko locks
+    first) or the user's list for `build-minirootfs` (`lock_world=False`)."""
+    tree = Tree()
+    init_db(tree, arch_to_apk(arch))
+    for name in sorted(keys):
+        tree.write_file(f"etc/apk/keys/{name}", keys[name])
+    tree.write_file("etc/apk/repositories", _lines(loaded.build_repositories()))
+    tree.write_file("etc/apk/world", _lines(sorted(set(world))))
+
+    # scripts.tar takes the build-date option itself, not the BDE (which also counts package dates)
+    installer = Installer(tree, scripts_epoch=loaded.build_date_epoch, keep_owners=keep_owners)
+    for exp in expanded:
+        installer.install(exp)
+    installer.finish()
+
+    config = loaded.config
+    if lock_world:
+        config = replace(config, contents=replace(config.contents, packages=tuple(sorted(set(world)))), archs=(arch,))
+    config = post.accounts(tree, config)
+    tree.write_file("etc/apko.json", to_apko_json(config).encode(), mode=0o444)
+    post.paths(tree, config.paths)
+    post.certificates(tree, config, bde)
+    post.bundle_sidecars(tree, bde)
+    post.runtime_keyring(tree, config, bde)
+    post.services(tree, config)
+    post.busybox_links(tree, [e.apk.package.name for e in expanded])
+    post.devices(tree)
+    tree.write_file("etc/apk/repositories", _lines(loaded.runtime_repositories()))
+    post.warn_missing(tree)
+    return Rootfs(tree, config, installer)

@@ -1,0 +1,49 @@
+"""From a package set to assembled root filesystems: fetch, expand, install, post-install."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from distroless.config import LoadedConfig
+from distroless.expand import Expanded, expand
+from distroless.fetch.fetcher import Fetcher
+from distroless.packages import PackageSet, fetch_all
+from distroless.rootfs.assemble import Rootfs, assemble
+
+
+@dataclass(frozen=True, slots=True)
+class ArchRootfs:
+    arch: str
+    rootfs: Rootfs
+    expanded: list[Expanded]
+    bde: int  # the build date epoch for this arch
+
+
+def build_date_epoch(loaded: LoadedConfig, expanded: list[Expanded]) -> int:
+    """SOURCE_DATE_EPOCH when set; else the latest of --build-date and the packages' build dates."""
+    if loaded.source_date_epoch_pinned:
+        return loaded.build_date_epoch
+    return max([loaded.build_date_epoch] + [e.apk.package.build_time for e in expanded])
+
+
+def build_rootfs(loaded: LoadedConfig, ps: PackageSet, fetcher: Fetcher, *, keep_owners: bool = False,
+                 lock_world: bool = True, jobs: int = 4) -> list[ArchRootfs]:
+    """One assembled tree per architecture, in `ps` order. Packages are fetched and expanded in
+    parallel, then installed strictly in resolved order."""
+    fetched = fetch_all(ps, fetcher)
+    keys = {name: pem for name, (_, pem) in ps.key_sources.items()}
+    out: list[ArchRootfs] = []
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for arch, items in fetched.items():
+            pins = ps.archs[arch]
+            expanded = list(pool.map(
+                lambda pf: expand(pf[1].path, fetcher.cache, expected_checksum=pf[0].package.checksum,
+                                  expected_sha256=pf[1].sha256),
+                zip(pins, items)))
+            bde = build_date_epoch(loaded, expanded)
+            world = ps.pinned_world(arch) if lock_world else list(loaded.world())
+            rootfs = assemble(loaded, arch, expanded, world=world, keys=keys, bde=bde,
+                              keep_owners=keep_owners, lock_world=lock_world)
+            out.append(ArchRootfs(arch, rootfs, expanded, bde))
+    return out

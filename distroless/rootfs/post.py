@@ -1,0 +1,219 @@
+"""The steps after package installation, in apko's order (apko.md §2.7–2.8).
+
+accounts → paths → certificates → CA-bundle sidecars → runtime keys → s6 services → busybox links
+→ device nodes → ld.so.cache. Files apko creates carry mtime 0, except the certificate, sidecar
+and runtime-key files, which carry the build date (BDE).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import sys
+from dataclasses import replace
+
+from distroless.config import ImageConfig, PathMutation, User
+from distroless.errors import DistrolessError
+from distroless.rootfs.install import add_devices
+from distroless.rootfs.tree import Node, Tree
+
+PASSWD_GECOS = "Account created by apko"
+CA_BUNDLES = ("etc/ssl/certs/ca-certificates.crt", "etc/ssl/certs/java/cacerts")
+
+
+class PostInstallError(DistrolessError):
+    pass
+
+
+def _read(tree: Tree, path: str) -> str | None:
+    node = tree.get(path, follow=True)
+    if node is None or node.type != "reg":
+        return None
+    return node.data().decode("utf-8", "replace")
+
+
+def _rows(text: str | None) -> list[list[str]]:
+    return [line.split(":") for line in (text or "").splitlines() if line and not line.startswith("#")]
+
+
+def _write(tree: Tree, path: str, rows: list[list[str]], mode: int) -> None:
+    existing = tree.get(path, follow=True)
+    data = "".join(":".join(r) + "\n" for r in rows).encode()
+    node = tree.write_file(path, data, mode=existing.mode if existing is not None else mode)
+    node.mtime = 0
+
+
+def accounts(tree: Tree, config: ImageConfig) -> ImageConfig:
+    """Rewrite passwd (always), group (when groups are set), shadow (when users are set), create
+    missing home directories, and return the config with `run-as` made numeric."""
+    acc = config.accounts
+    passwd = [r + [""] * (7 - len(r)) for r in _rows(_read(tree, "etc/passwd"))]
+    names = {r[0] for r in passwd}
+    for u in acc.users:
+        if u.username not in names:
+            passwd.append([u.username, "x", str(u.uid), str(u.primary_gid), PASSWD_GECOS, _home(u), u.login_shell])
+            names.add(u.username)
+    _write(tree, "etc/passwd", passwd, 0o644)
+    if acc.groups:
+        group = _rows(_read(tree, "etc/group"))
+        have = {r[0] for r in group}
+        for g in acc.groups:
+            if g.groupname not in have:
+                group.append([g.groupname, "x", str(g.gid), ",".join(g.members)])
+        _write(tree, "etc/group", group, 0o644)
+    if acc.users:
+        # apko's shadow parser drops the third field (lastchg) of existing entries on rewrite.
+        shadow = [[r[0], r[1] if len(r) > 1 else "!", "", *(r[3:] + [""] * 6)[:6]] for r in _rows(_read(tree, "etc/shadow"))]
+        have = {r[0] for r in shadow}
+        for u in acc.users:
+            if u.username not in have:
+                shadow.append([u.username, "!", "", "", "", "", "", "", ""])
+        _write(tree, "etc/shadow", shadow, 0o640)
+    for row in passwd:
+        home = row[5]
+        if home and home != "/dev/null" and tree.get(home, follow=True) is None:
+            parent = posixpath.dirname(home.rstrip("/"))
+            if parent not in ("", "/"):
+                tree.mkdir_all(parent, 0o755)
+            node = tree.put(home, Node("dir", 0o700, children={}))
+            node.uid, node.gid = _int(row[2]), _int(row[3])
+    run_as = acc.run_as
+    uid = {r[0]: r[2] for r in passwd}.get(run_as)
+    if uid is not None:
+        run_as = uid
+    return replace(config, accounts=replace(acc, run_as=run_as))
+
+
+def _home(u: User) -> str:
+    return u.homedir or f"/home/{u.username}"
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return 0
+
+
+def paths(tree: Tree, mutations: tuple[PathMutation, ...]) -> None:
+    for m in mutations:
+        where = f"paths: {m.path}"
+        if m.type == "directory":
+            tree.mkdir_all(m.path, m.permissions & 0o777)
+        elif m.type == "empty-file":
+            parent = posixpath.dirname(m.path.strip("/"))
+            if parent:
+                tree.mkdir_all(parent, 0o755)
+            tree.write_file(m.path, b"")
+        elif m.type == "hardlink":
+            src = tree.get(m.source, follow=True)
+            if src is None or src.type != "reg":
+                raise PostInstallError(f"{where}: hardlink source {m.source} is not a regular file")
+            if tree.get(m.path) is not None:
+                tree.remove(m.path)
+            # apko does not remember these links: they come out as full copies in the layer
+            tree.put(m.path, replace(src, xattrs=dict(src.xattrs)))
+        elif m.type == "symlink":
+            tree.put(m.path, Node("sym", 0o777, linkname=m.source))
+        elif m.type != "permissions":
+            raise PostInstallError(f"{where}: unknown path type {m.type!r}")
+        _chmod(tree, m, where)
+
+
+def _chmod(tree: Tree, m: PathMutation, where: str) -> None:
+    """Every mutation ends with apko's permissions step: chmod (following symlinks) to
+    `permissions` (0 when omitted), chown when uid or gid is set, recursively if asked."""
+    node = tree.get(m.path, follow=True)
+    if node is None:
+        raise PostInstallError(f"{where}: no such path to set permissions on")
+    targets = [node]
+    if m.recursive and node.type == "dir":
+        stack = [node]
+        while stack:
+            for child in (stack.pop().children or {}).values():
+                targets.append(child)
+                if child.type == "dir":
+                    stack.append(child)
+    for n in targets:
+        if n.type == "sym":
+            continue
+        n.mode = m.permissions & 0o7777
+        if m.uid or m.gid:
+            n.uid, n.gid = m.uid, m.gid
+
+
+def certificates(tree: Tree, config: ImageConfig, bde: int) -> None:
+    """Additional certificates: stored under /usr/local/share/ca-certificates and appended to
+    the CA bundle."""
+    certs = config.certificates
+    if certs is None or not certs.additional:
+        return
+    tree.mkdir_all("usr/local/share/ca-certificates", 0o755)
+    bundle_path = CA_BUNDLES[0]
+    bundle = (_read(tree, bundle_path) or "").encode()
+    for c in certs.additional:
+        pem = c.content.encode()
+        fingerprint = hashlib.sha256(pem).hexdigest()
+        tree.write_file(f"usr/local/share/ca-certificates/{c.name}-{fingerprint}.crt", pem, mtime=bde)
+        if bundle and not bundle.endswith(b"\n"):
+            bundle += b"\n"
+        bundle += pem
+    tree.mkdir_all(posixpath.dirname(bundle_path), 0o755)
+    tree.write_file(bundle_path, bundle, mtime=bde)
+
+
+def bundle_sidecars(tree: Tree, bde: int) -> None:
+    """`.<name>.sha256` beside each CA bundle or truststore that exists (apko does this always)."""
+    for path in CA_BUNDLES:
+        node = tree.get(path, follow=True)
+        if node is None or node.type != "reg":
+            continue
+        base = posixpath.basename(path)
+        text = f"{hashlib.sha256(node.data()).hexdigest()}  {base}\n".encode()
+        tree.write_file(f"{posixpath.dirname(path)}/.{base}.sha256", text, mode=0o444, mtime=bde)
+
+
+def runtime_keyring(tree: Tree, config: ImageConfig, bde: int) -> None:
+    for key in sorted(config.contents.runtime_keyring, key=lambda k: k.name):
+        path = f"etc/apk/keys/{key.name}"
+        if tree.get(path) is not None:
+            raise PostInstallError(f"contents.runtime_keyring: {key.name} collides with an existing key")
+        tree.write_file(path, key.content.encode(), mtime=bde)
+
+
+def services(tree: Tree, config: ImageConfig) -> None:
+    """s6 supervision tree for `entrypoint.type: service-bundle`."""
+    for name, command in sorted((config.entrypoint.services or {}).items()):
+        tree.mkdir_all(f"sv/{name}", 0o777)
+        tree.write_file(f"sv/{name}/run", f"#!/bin/execlineb\n{command}\n".encode(), mode=0o755)
+
+
+def busybox_links(tree: Tree, installed: list[str]) -> None:
+    """Absolute links to /bin/busybox from `/etc/busybox-paths.d/<package>` (apko's first source);
+    existing files and links are left alone. Parent directories take busybox's mtime."""
+    bb = tree.get("bin/busybox", follow=True)
+    if bb is None:
+        return
+    for name in installed:
+        listing = _read(tree, f"etc/busybox-paths.d/{name}")
+        if listing is None:
+            continue
+        for line in listing.splitlines():
+            path = line.strip()
+            if not path.startswith("/") or tree.get(path) is not None:
+                continue
+            parent = posixpath.dirname(path)
+            if tree.get(parent, follow=True) is None:
+                tree.mkdir_all(parent, 0o755).mtime = bb.mtime
+            tree.put(path, Node("sym", 0o777, linkname="/bin/busybox", mtime=bb.mtime))
+        return
+
+
+def devices(tree: Tree) -> None:
+    add_devices(tree)
+
+
+def warn_missing(tree: Tree) -> None:
+    for path in ("etc/passwd", "etc/group", "etc/os-release"):
+        if tree.get(path, follow=True) is None:
+            print(f"distroless: warning: /{path} is missing from the image", file=sys.stderr)
