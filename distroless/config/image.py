@@ -564,10 +564,11 @@ def _read_layering(r: _Reader, value: Any, path: NodePath) -> Layering:
     layering = Layering(strategy=r.str_field(f, "strategy", path),
                         budget=r.integer(budget_value, budget_path, 0, INT64_MAX)
                         if budget_value is not None else 0)
-    if not layering.is_empty() and layering.strategy != "origin":
+    # `package` (one layer per package, for sharing layers across images) is our addition.
+    if not layering.is_empty() and layering.strategy not in ("origin", "package"):
         strategy_path = f["strategy"][0] if "strategy" in f else path
         raise r.fail(strategy_path, f"unrecognized layering strategy {layering.strategy!r}; "
-                                    "the only strategy is 'origin'")
+                                    "valid strategies: 'origin' (apko's) and 'package'")
     return layering
 
 
