@@ -3,16 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+import tempfile
 from pathlib import Path
 
 from distroless.cli.image import add_config_flags, fetcher_for, load, package_set
 from distroless.config import host_architecture
-from distroless.fsutil import atomic_output
+from distroless import imagebuild
+from distroless.errors import DistrolessError
+from distroless.fsutil import atomic_output, atomic_write
+from distroless.oci.dockerarchive import write_docker_archive
+from distroless.oci.layout import write_layout
 from distroless.rootfs.build import build_rootfs
 from distroless.rootfs.layer import write_rootfs_tar
 
 
 def register(isub: argparse._SubParsersAction) -> None:
+    b = isub.add_parser("build", help="build an OCI image (layout directory or docker-archive tar)")
+    b.add_argument("config", type=Path)
+    b.add_argument("tag", help="image reference recorded in the archive and the SBOM")
+    b.add_argument("output", type=Path, help="an existing directory gets an OCI layout; otherwise a docker-archive tar")
+    b.add_argument("--sbom", action=argparse.BooleanOptionalAction, default=True)
+    b.add_argument("--sbom-path", type=Path, default=Path("."))
+    b.add_argument("--sbom-formats", action="append", default=[], help="spdx (default), cyclonedx")
+    b.add_argument("--compression", choices=("gzip", "zstd"), default="gzip")
+    b.add_argument("--keep-owners", action="store_true", help="keep package uid/gid instead of apko's 0:0")
+    b.add_argument("--vcs", action=argparse.BooleanOptionalAction, default=False,
+                   help="accepted for apko compatibility; VCS probing is off (it breaks reproducibility)")
+    add_config_flags(b)
+    b.set_defaults(func=cmd_build)
+
     mr = isub.add_parser("build-minirootfs", help="write the root filesystem as an uncompressed tar")
     mr.add_argument("config", type=Path)
     mr.add_argument("output", type=Path)
@@ -20,6 +40,37 @@ def register(isub: argparse._SubParsersAction) -> None:
     mr.add_argument("--keep-owners", action="store_true", help="keep package uid/gid instead of apko's 0:0")
     add_config_flags(mr)
     mr.set_defaults(func=cmd_minirootfs)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    formats = tuple(f for v in args.sbom_formats for f in v.split(",") if f) or ("spdx",)
+    bad = [f for f in formats if f not in ("spdx", "cyclonedx")]
+    if bad:
+        raise DistrolessError(f"--sbom-formats: unknown format {bad[0]!r} (spdx, cyclonedx)")
+    loaded = load(args)
+    fetcher = fetcher_for(args)
+    ps = package_set(args, loaded, fetcher)
+    rootfs = build_rootfs(loaded, ps, fetcher, keep_owners=args.keep_owners, jobs=args.jobs)
+    staging = Path(tempfile.mkdtemp(dir=fetcher.cache.root / "tmp", prefix="build-"))
+    try:
+        built = imagebuild.build(loaded, rootfs, staging, imagebuild.Options(
+            compression=args.compression, sbom_formats=formats if args.sbom else (), name=args.tag))
+        if args.output.is_dir():
+            write_layout(args.output, built.index)
+            kind = "OCI layout"
+        else:
+            write_docker_archive(args.output, built.index, [args.tag])
+            kind = "docker archive"
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if args.sbom:
+        args.sbom_path.mkdir(parents=True, exist_ok=True)
+        for name, doc in built.sboms.items():
+            atomic_write(args.sbom_path / name, doc)
+    for image in built.images:
+        print(f"{image.platform.arch}: {image.digest}")
+    print(f"{args.output}: {kind}, index {built.index.digest}")
+    return 0
 
 
 def cmd_minirootfs(args: argparse.Namespace) -> int:

@@ -1,0 +1,135 @@
+"""`image build` end to end, checked by real peers: skopeo, umoci, docker load + run."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from distroless.rootfs import idb
+from httpserver import StaticServer
+from imagerepo import image_yaml, make_repo
+
+
+def dl(*args: str, cwd: Path, sde: str = "1700000000") -> subprocess.CompletedProcess:
+    env = {**os.environ, "SOURCE_DATE_EPOCH": sde}
+    return subprocess.run([sys.executable, "-m", "distroless", *args], cwd=cwd, capture_output=True, text=True, env=env)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, peers):
+    root = tmp_path_factory.mktemp("imgrepo")
+    repo, pub = make_repo(root, peers.busybox)
+    server = StaticServer(repo).start()
+    yield server, pub
+    server.stop()
+
+
+def build(tmp: Path, served, out: str, packages=("busybox",), sde: str = "1700000000", extra: str = ""):
+    server, pub = served
+    (tmp / "image.yaml").write_text(image_yaml(server.url, pub, list(packages), extra))
+    if not out.endswith(".tar"):
+        (tmp / out).mkdir(exist_ok=True)
+    return dl("image", "build", "image.yaml", "test/demo:latest", out, "--cache-dir", str(tmp / "cache"),
+              "--sbom-path", "sbom", cwd=tmp, sde=sde)
+
+
+def index_digest(stdout: str) -> str:
+    return stdout.strip().splitlines()[-1].split("index ")[-1]
+
+
+def test_layout_read_by_skopeo_and_umoci(tmp_path, served, peers) -> None:
+    r = build(tmp_path, served, "layout")
+    assert r.returncode == 0, r.stderr
+    inspect = json.loads(subprocess.run([peers.skopeo, "inspect", "--raw", f"oci:{tmp_path / 'layout'}"],
+                                        capture_output=True, text=True, check=True).stdout)
+    # skopeo picks the one platform manifest out of the index
+    assert inspect["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert len(inspect["layers"]) == 1
+    subprocess.run([peers.skopeo, "copy", f"oci:{tmp_path / 'layout'}", f"oci:{tmp_path / 'copy'}:demo"],
+                   capture_output=True, text=True, check=True)
+    subprocess.run([peers.umoci, "unpack", "--image", f"{tmp_path / 'copy'}:demo", str(tmp_path / "bundle")],
+                   capture_output=True, text=True, check=True)
+    rootfs = tmp_path / "bundle" / "rootfs"
+    records = idb.parse((rootfs / "usr/lib/apk/db/installed").read_text(), "installed")
+    assert [r.package.name for r in records] == ["test-base", "busybox"]
+    checked = 0
+    for rec in records:
+        for d in rec.dirs:
+            assert (rootfs / d.path).is_dir()
+            for f in d.files:
+                path = rootfs / d.path / f.name
+                assert path.exists() or path.is_symlink(), path
+                if f.checksum and path.is_file() and not path.is_symlink():
+                    digest = "Q1" + base64.b64encode(hashlib.sha1(path.read_bytes()).digest()).decode()
+                    assert digest == f.checksum, path
+                    checked += 1
+    assert checked >= 4
+    sbom = json.loads((tmp_path / "sbom" / "sbom-x86_64.spdx.json").read_text())
+    names = {p["name"] for p in sbom["packages"]}
+    assert {"test-base", "busybox"} <= names
+
+
+@pytest.mark.parametrize("daemon", ["docker20", "docker26"])
+def test_docker_load_and_run(tmp_path, served, peers, daemon) -> None:
+    r = build(tmp_path, served, "image.tar")
+    assert r.returncode == 0, r.stderr
+    docker = getattr(peers, daemon)
+    loaded = docker.run("load", "-i", str(tmp_path / "image.tar"))
+    assert "test/demo:latest-amd64" in loaded.stdout + loaded.stderr
+    try:
+        out = docker.run("run", "--rm", "--network", "none", "test/demo:latest-amd64")
+        assert out.stdout.strip() == "hello from distroless"
+    finally:
+        docker.run("rmi", "-f", "test/demo:latest-amd64", check=False)
+
+
+def test_reproducible_across_dirs_and_times(tmp_path, served) -> None:
+    a, b, c = tmp_path / "a", tmp_path / "b" / "deeper", tmp_path / "c"
+    for d in (a, b, c):
+        d.mkdir(parents=True)
+    ra = build(a, served, "out")
+    os.utime(served[1], None)  # wall-clock time moves on; nothing should depend on it
+    rb = build(b, served, "out")
+    rc = build(c, served, "out", sde="1700000001")
+    assert ra.returncode == rb.returncode == rc.returncode == 0, ra.stderr + rb.stderr + rc.stderr
+    assert index_digest(ra.stdout) == index_digest(rb.stdout)
+    assert (a / "out/index.json").read_bytes() == (b / "out/index.json").read_bytes()
+    assert index_digest(rc.stdout) != index_digest(ra.stdout)
+
+
+def test_multi_layer_origin(tmp_path, served, peers) -> None:
+    r = build(tmp_path, served, "layout", extra="layering:\n  strategy: origin\n  budget: 5\n")
+    assert r.returncode == 0, r.stderr
+    index = json.loads((tmp_path / "layout/index.json").read_text())
+    manifest = json.loads((tmp_path / "layout/blobs/sha256" / index["manifests"][0]["digest"][7:]).read_text())
+    assert len(manifest["layers"]) == 3  # busybox, test-base, top
+    names = []
+    for layer in manifest["layers"]:
+        with tarfile.open(tmp_path / "layout/blobs/sha256" / layer["digest"][7:]) as tf:
+            names.append(set(tf.getnames()))
+    assert "bin/busybox" in names[0] and "etc/os-release" in names[1]
+    assert "usr/lib/apk/db/installed" in names[2] and "dev/null" in names[2]
+
+
+def test_conflict_stops_build_and_leaves_nothing(tmp_path, served) -> None:
+    r = build(tmp_path, served, "image.tar", packages=("busybox", "clash"))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "/etc/os-release" in r.stderr and "test-base" in r.stderr and "clash" in r.stderr
+    assert not (tmp_path / "image.tar").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".image.tar")]
+
+
+def test_invalid_config_is_located(tmp_path, served) -> None:
+    server, pub = served
+    (tmp_path / "image.yaml").write_text(image_yaml(server.url, pub, ["busybox"]) + "entrypoynt: {}\n")
+    r = dl("image", "build", "image.yaml", "t:1", "x.tar", cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "image.yaml:8:1" in r.stderr and "entrypoynt" in r.stderr
