@@ -1,13 +1,17 @@
 """`make demo`: the main job on the embedded example, through the `distroless` CLI.
 
 Creates a signing key, packs each tree listed in examples/packages.yaml into a signed .apk,
-writes a signed APKINDEX.tar.gz, verifies all of it and prints what it made. Output: out/demo/.
+writes a signed APKINDEX.tar.gz, verifies all of it, builds the image of examples/image.yaml
+from that repository and prints what it made. Output: out/demo/.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -48,9 +52,30 @@ def main() -> None:
     index = repo / "APKINDEX.tar.gz"
     run("package", "index", *apks, "-o", str(index), "--arch", arch, "--signing-key", str(key))
     run("package", "verify", *apks, str(index), "--keyring", f"{key}.pub")
-    for apk in apks:
-        run("package", "info", apk)
-    print(f"\ndemo repository: {repo.parent} (key {key}.pub)")
+    layout = OUT / "image"
+    if layout.exists():
+        shutil.rmtree(layout)
+    layout.mkdir()
+    run("image", "build", str(HERE / "image.yaml"), "distroless/demo:latest", str(layout),
+        "--cache-dir", str(OUT / "cache"), "--sbom-path", str(OUT / "sbom"), "--offline")
+    summary(layout, repo.parent, key)
+
+
+def summary(layout: Path, repo: Path, key: Path) -> None:
+    index = json.loads((layout / "index.json").read_text())
+    print("\n== demo summary ==")
+    print(f"repository: {repo} (signed with {key.name}, public key {key}.pub)")
+    print(f"image: {layout} (OCI layout), index digest sha256:"
+          + hashlib.sha256((layout / "index.json").read_bytes()).hexdigest())
+    for m in index["manifests"]:
+        manifest = json.loads((layout / "blobs" / "sha256" / m["digest"][7:]).read_text())
+        size = sum(l["size"] for l in manifest["layers"]) + manifest["config"]["size"]
+        print(f"  {m['platform']['architecture']}: {m['digest']}, {size} bytes compressed, {len(manifest['layers'])} layer(s)")
+    sbom = json.loads((OUT / "sbom" / "sbom-x86_64.spdx.json").read_text())
+    pkgs = [f"{p['name']}-{p['versionInfo']}" for p in sbom["packages"]
+            if any(r["referenceLocator"].startswith("pkg:apk/") for r in p.get("externalRefs", []))]
+    print(f"packages: {', '.join(pkgs)}")
+    print(f"SBOM: {OUT / 'sbom' / 'sbom-x86_64.spdx.json'}")
 
 
 if __name__ == "__main__":

@@ -150,7 +150,7 @@ class Fetcher:
         if hit is not None:
             return Fetched(pkg, hit, hit.name, None)
         location = url or self.url_of(pkg, arch)
-        if self.offline:
+        if self.offline and is_remote(location):
             raise FetchError(f"{location}: not in the cache and --offline was given")
         with self.cache.incoming() as (f, tmp):
             self.transport.download(location, f, on_bytes=progress.add_bytes if progress else None)
