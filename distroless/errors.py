@@ -31,3 +31,25 @@ class ConfigError(DistrolessError):
     """A configuration file (apko image YAML, melange recipe) or a CLI override is invalid.
 
     The message starts with `file:line:column: dotted.path:` when the position is known."""
+
+
+class KeyFileError(DistrolessError):
+    """A signing key file is unreadable, corrupt, of an unsupported kind, or the password is wrong.
+
+    The message names the file (never the password)."""
+
+
+class RegistryError(DistrolessError):
+    """A registry request failed; the message names the method, URL or reference."""
+
+
+class RegistryAuthError(RegistryError):
+    """The registry refused the credentials (401) or the action (403)."""
+
+
+class RegistryNotFoundError(RegistryError):
+    """The registry has no such repository, manifest, tag or blob (404)."""
+
+
+class InvalidReferenceError(DistrolessError):
+    """A string is not an image reference (`host[:port]/repo[:tag][@sha256:…]`)."""

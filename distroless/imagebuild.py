@@ -6,7 +6,6 @@ follow. Nothing is placed at the output path until everything succeeded.
 
 from __future__ import annotations
 
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from distroless import layers as layering
 from distroless.config import LoadedConfig, image_environment
 from distroless.oci.image import Image, Index, Platform, apko_config, build_image, build_index, image_annotations, write_layer
 from distroless.rootfs.build import ArchRootfs
-from distroless.rootfs.layer import owner_names, write_tar
+from distroless.rootfs.layer import iter_tar, owner_names
 from distroless.sbom import cyclonedx, spdx
 from distroless.sbom.common import OSInfo, image_info, index_info
 
@@ -62,10 +61,9 @@ def build_arch_image(loaded: LoadedConfig, arch_fs: ArchRootfs, blobs: Path, opt
     users, groups = owner_names(tree)
     built_layers = []
     for entries in layer_groups(loaded, arch_fs):
-        with tempfile.TemporaryFile(dir=blobs) as tar:
-            write_tar(entries, tar.write, users, groups)
-            tar.seek(0)
-            built_layers.append(write_layer(tar, blobs, compression=opts.compression, level=opts.level))  # type: ignore[arg-type]
+        # streamed: the tar is generated while earlier blocks are being compressed
+        built_layers.append(write_layer(iter_tar(entries, users, groups), blobs,
+                                        compression=opts.compression, level=opts.level))  # type: ignore[arg-type]
     cfg = arch_fs.rootfs.config
     platform = Platform.from_arch(arch_fs.arch)
     annotations = dict(cfg.annotations)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import BinaryIO, Callable, Iterable
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 from distroless.rootfs.tree import Node, TarRef, Tree
 from distroless.tarball import (BLKTYPE, CHRTYPE, DIRTYPE, END_OF_ARCHIVE, FIFOTYPE, LNKTYPE, REGTYPE, SYMTYPE,
@@ -82,28 +82,32 @@ def header(path: str, node: Node, users: dict[int, str], groups: dict[int, str])
     return h
 
 
-def write_tar(entries: list[tuple[str, Node]], out: Callable[[bytes], object], users: dict[int, str],
-              groups: dict[int, str]) -> str:
-    """Write the tar of `entries` through `out`; returns the diff_id (sha256 of the tar)."""
-    digest = hashlib.sha256()
-
-    def emit(data: bytes) -> None:
-        digest.update(data)
-        out(data)
-
+def iter_tar(entries: list[tuple[str, Node]], users: dict[int, str], groups: dict[int, str]) -> Iterator[bytes]:
+    """The tar of `entries` as a stream of chunks (headers, contents, padding, end blocks)."""
     contents = _Contents()
     try:
         for path, node in entries:
-            emit(encode_header(header(path, node, users, groups)))
+            yield encode_header(header(path, node, users, groups))
             if node.type == "reg":
                 written = 0
                 for chunk in contents.chunks(node):
                     written += len(chunk)
-                    emit(chunk)
-                emit(padding(written))
-        emit(END_OF_ARCHIVE)
+                    yield chunk
+                if written != node.size:
+                    raise OSError(f"/{path}: expected {node.size} bytes of content, read {written}")
+                yield padding(written)
+        yield END_OF_ARCHIVE
     finally:
         contents.close()
+
+
+def write_tar(entries: list[tuple[str, Node]], out: Callable[[bytes], object], users: dict[int, str],
+              groups: dict[int, str]) -> str:
+    """Write the tar of `entries` through `out`; returns the diff_id (sha256 of the tar)."""
+    digest = hashlib.sha256()
+    for chunk in iter_tar(entries, users, groups):
+        digest.update(chunk)
+        out(chunk)
     return "sha256:" + digest.hexdigest()
 
 

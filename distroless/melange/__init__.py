@@ -1,0 +1,1 @@
+"""melange: build YAML recipes (schema, substitution, built-in pipelines, compilation)."""
