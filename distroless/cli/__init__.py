@@ -10,12 +10,13 @@ from distroless.errors import DistrolessError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from distroless.cli import apk, image
+    from distroless.cli import apk, image, sign
 
     parser = argparse.ArgumentParser(prog="distroless", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     apk.register(sub)
     image.register(sub)
+    sign.register(sub)
     return parser
 
 

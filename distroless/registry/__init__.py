@@ -1,0 +1,1 @@
+"""OCI distribution (registry v2) client and layout push."""

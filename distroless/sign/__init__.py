@@ -1,0 +1,1 @@
+"""cosign-compatible signing: key files, simple-signing payloads, DSSE attestations, .sig/.att attachments."""
