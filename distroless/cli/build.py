@@ -41,6 +41,10 @@ def register(isub: argparse._SubParsersAction) -> None:
     add_config_flags(mr)
     mr.set_defaults(func=cmd_minirootfs)
 
+    from distroless.cli import publish
+
+    publish.register(isub)
+
 
 def cmd_build(args: argparse.Namespace) -> int:
     formats = tuple(f for v in args.sbom_formats for f in v.split(",") if f) or ("spdx",)

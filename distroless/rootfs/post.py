@@ -12,9 +12,16 @@ import posixpath
 import sys
 from dataclasses import replace
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from distroless.apk.model import Package
 from distroless.config import ImageConfig, PathMutation, User
 from distroless.errors import DistrolessError
+from distroless.rootfs import busybox
+from distroless.rootfs import certs as truststore
 from distroless.rootfs.install import add_devices
+from distroless.rootfs.ldso import write_ld_so_cache
 from distroless.rootfs.tree import Node, Tree
 
 PASSWD_GECOS = "Account created by apko"
@@ -143,23 +150,32 @@ def _chmod(tree: Tree, m: PathMutation, where: str) -> None:
 
 
 def certificates(tree: Tree, config: ImageConfig, bde: int) -> None:
-    """Additional certificates: stored under /usr/local/share/ca-certificates and appended to
-    the CA bundle."""
+    """Additional certificates: `/usr/local/share/ca-certificates/<name>-<fp>.crt`, appended
+    (PEM plus a newline) to the CA bundle, and added to an existing Java truststore; `fp` is
+    the SHA-256 of the DER certificate, as apko names them."""
     certs = config.certificates
     if certs is None or not certs.additional:
         return
     tree.mkdir_all("usr/local/share/ca-certificates", 0o755)
     bundle_path = CA_BUNDLES[0]
     bundle = (_read(tree, bundle_path) or "").encode()
+    trusted: list[tuple[str, bytes]] = []
     for c in certs.additional:
         pem = c.content.encode()
-        fingerprint = hashlib.sha256(pem).hexdigest()
+        try:
+            der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+        except ValueError:
+            raise PostInstallError(f"certificates.additional: {c.name}: not a PEM certificate") from None
+        fingerprint = hashlib.sha256(der).hexdigest()
         tree.write_file(f"usr/local/share/ca-certificates/{c.name}-{fingerprint}.crt", pem, mtime=bde)
-        if bundle and not bundle.endswith(b"\n"):
-            bundle += b"\n"
-        bundle += pem
+        bundle += pem + b"\n"
+        trusted.append((f"{c.name}-{fingerprint}", der))
     tree.mkdir_all(posixpath.dirname(bundle_path), 0o755)
     tree.write_file(bundle_path, bundle, mtime=bde)
+    store = tree.get(CA_BUNDLES[1], follow=True)
+    if store is not None and store.type == "reg":  # apko updates a truststore, never creates one
+        data = truststore.add_to_truststore(store.data(), trusted, bde)
+        tree.write_file(CA_BUNDLES[1], data, mode=store.mode, mtime=bde)
 
 
 def bundle_sidecars(tree: Tree, bde: int) -> None:
@@ -188,29 +204,34 @@ def services(tree: Tree, config: ImageConfig) -> None:
         tree.write_file(f"sv/{name}/run", f"#!/bin/execlineb\n{command}\n".encode(), mode=0o755)
 
 
-def busybox_links(tree: Tree, installed: list[str]) -> None:
-    """Absolute links to /bin/busybox from `/etc/busybox-paths.d/<package>` (apko's first source);
-    existing files and links are left alone. Parent directories take busybox's mtime."""
+def busybox_links(tree: Tree, installed: list[Package]) -> None:
+    """Absolute links to /bin/busybox: from `/etc/busybox-paths.d/<package>` when the busybox
+    package ships it, else apko's table for that busybox version. Existing files and links are
+    left alone; parent directories take busybox's mtime."""
     bb = tree.get("bin/busybox", follow=True)
     if bb is None:
         return
-    for name in installed:
-        listing = _read(tree, f"etc/busybox-paths.d/{name}")
-        if listing is None:
-            continue
-        for line in listing.splitlines():
-            path = line.strip()
-            if not path.startswith("/") or tree.get(path) is not None:
-                continue
-            parent = posixpath.dirname(path)
-            if tree.get(parent, follow=True) is None:
-                tree.mkdir_all(parent, 0o755).mtime = bb.mtime
-            tree.put(path, Node("sym", 0o777, linkname="/bin/busybox", mtime=bb.mtime))
+    owner = next((p for p in installed if p.name == "busybox" or any("busybox" in x for x in p.provides)), None)
+    if owner is None:
         return
+    listing = _read(tree, f"etc/busybox-paths.d/{owner.name}")
+    paths = listing.splitlines() if listing is not None else busybox.busybox_paths(owner.version)
+    for line in paths:
+        path = line.strip()
+        if not path.startswith("/") or tree.get(path) is not None:
+            continue
+        parent = posixpath.dirname(path)
+        if tree.get(parent, follow=True) is None:
+            tree.mkdir_all(parent, 0o755).mtime = bb.mtime
+        tree.put(path, Node("sym", 0o777, linkname="/bin/busybox", mtime=bb.mtime))
 
 
 def devices(tree: Tree) -> None:
     add_devices(tree)
+
+
+def ld_so_cache(tree: Tree) -> None:
+    write_ld_so_cache(tree)
 
 
 def warn_missing(tree: Tree) -> None:
