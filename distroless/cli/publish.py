@@ -68,7 +68,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
                 c = client if ref.registry == first.registry else RegistryClient(ref.registry, insecure=insecure)
                 target = ref.with_digest(digest)
                 sign_image(c, target, key)
-                attest_image(c, target, key, dsse.predicate_type("spdxjson"), sbom)
+                attest_image(c, target, key, dsse.predicate_type_uri("spdxjson"), sbom)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for line in pushed:
