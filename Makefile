@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test peers peers-down bench clean
+.PHONY: demo test peers peers-down frontend bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null \
@@ -27,8 +27,22 @@ peers-down:
 test: $(STAMP) peers
 	$(PY) -m pytest -q
 
+# The BuildKit frontend image, pushed to the loopback registry the peers script started.
+FRONTEND_WORK ?= /var/cache/distroless-frontend
+frontend: $(STAMP) peers
+	. /var/cache/distroless-peers/state.env && \
+		$(PY) frontend/build.py --work $(FRONTEND_WORK) --push $$REGISTRY_ADDR/distroless/frontend:dev
+
 bench: $(STAMP)
 	$(PY) bench/run.py
 
 clean:
 	rm -rf $(VENV) out
+
+# BuildKit gateway protos -> committed Python modules (tests/test_proto.py checks they are current).
+PROTO_OUT := distroless/buildkit/_pb
+
+.PHONY: proto
+proto: $(STAMP)
+	rm -rf $(PROTO_OUT)/github $(PROTO_OUT)/google
+	$(PY) proto/generate.py $(PROTO_OUT)

@@ -1,0 +1,152 @@
+"""Build the BuildKit frontend image and push it to a registry — the recipe of the image.
+
+Three layers, written by the project's own OCI code:
+  1. a Debian root filesystem with python3 (mmdebstrap, from the machine's configured mirror);
+  2. the engine's Python dependencies as wheels for that python (pip --target, binary only);
+  3. the `distroless` package itself (changes most often, so it is the top layer).
+The image runs `python3 -m distroless.buildkit.frontend`, declares no network and the frontend
+caps buildx forwards. Production images are built the same way (pointing `--suite`/`--mirror` at a
+pinned snapshot); see README "Build with docker buildx".
+
+Usage: python frontend/build.py --push 127.0.0.1:5000/distroless/frontend:dev [--work DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from distroless.oci.image import Platform, apko_config, build_image, build_index, write_layer  # noqa: E402
+from distroless.oci.layout import write_layout  # noqa: E402
+from distroless.registry.push import push_layout  # noqa: E402
+from distroless.registry.reference import parse_reference  # noqa: E402
+from distroless.rootfs.importdir import import_dir  # noqa: E402
+from distroless.rootfs.layer import iter_tar  # noqa: E402
+
+DEPS = ["cryptography>=41", "requests>=2.31", "pyyaml>=6.0", "isal>=1.6", "zstandard>=0.22", "pynacl>=1.5",
+        "pyelftools>=0.30", "grpcio>=1.60", "protobuf>=4.25"]
+CAPS = "moby.buildkit.frontend.inputs,moby.buildkit.frontend.subrequests,moby.buildkit.frontend.contexts"
+APP = "opt/distroless/app"
+SITE = "opt/distroless/site"
+EPOCH = int(os.environ.get("SOURCE_DATE_EPOCH") or 0)
+
+
+def codename() -> str:
+    for line in Path("/etc/os-release").read_text().splitlines():
+        if line.startswith("VERSION_CODENAME="):
+            return line.split("=", 1)[1].strip('"')
+    raise SystemExit("frontend/build.py: cannot tell the Debian suite from /etc/os-release")
+
+
+def base_rootfs(work: Path, suite: str) -> Path:
+    """Debian minbase + python3, built once per suite and kept in the work directory."""
+    base = work / f"base-{suite}"
+    if (base / ".complete").exists():
+        return base
+    if shutil.which("mmdebstrap") is None:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "mmdebstrap"], check=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    tmp = work / f"base-{suite}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    # no mirror argument: mmdebstrap uses the machine's own apt sources
+    subprocess.run(["mmdebstrap", "--variant=minbase", "--include=python3,ca-certificates",
+                    "--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*",
+                    "--dpkgopt=path-exclude=/usr/share/locale/*", "--skip=cleanup/reproducible",
+                    suite, str(tmp)], check=True, stdout=sys.stderr)
+    for d in ("var/cache/apt", "var/lib/apt/lists", "var/log"):
+        shutil.rmtree(tmp / d, ignore_errors=True)
+        (tmp / d).mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(base, ignore_errors=True)
+    tmp.rename(base)
+    (base / ".complete").write_text("")
+    return base
+
+
+def python_version(base: Path) -> str:
+    target = os.readlink(base / "usr/bin/python3")  # e.g. python3.11
+    return target.replace("python", "")
+
+
+def site_packages(work: Path, pyver: str) -> Path:
+    key = hashlib.sha256(("\n".join(DEPS) + pyver + platform.machine()).encode()).hexdigest()[:16]
+    site = work / f"site-{key}"
+    if (site / ".complete").exists():
+        return site
+    tmp = work / f"site-{key}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    arch = platform.machine()
+    plats = [f"manylinux_2_{v}_{arch}" for v in (36, 34, 31, 28, 27, 24, 17)] + [f"manylinux2014_{arch}"]
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(tmp), "--only-binary=:all:",
+                    "--python-version", pyver, "--implementation", "cp",
+                    *[a for p in plats for a in ("--platform", p)], *DEPS], check=True, stdout=sys.stderr)
+    shutil.rmtree(site, ignore_errors=True)
+    tmp.rename(site)
+    (site / ".complete").write_text("")
+    return site
+
+
+def app_tree(work: Path) -> Path:
+    app = work / "app"
+    shutil.rmtree(app, ignore_errors=True)
+    shutil.copytree(ROOT / "distroless", app / "distroless",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return app
+
+
+def build(work: Path) -> tuple[Path, str]:
+    suite = codename()
+    base = base_rootfs(work, suite)
+    pyver = python_version(base)
+    site = site_packages(work, pyver)
+    app = app_tree(work)
+    blobs = work / "blobs"
+    blobs.mkdir(exist_ok=True)
+    layers = []
+    for src, prefix in ((base, ""), (site, SITE), (app, APP)):
+        tree = import_dir(src, prefix=prefix, mtime=EPOCH)
+        for marker in (".complete",):
+            if tree.get(f"{prefix}/{marker}".strip("/")) is not None:
+                tree.remove(f"{prefix}/{marker}".strip("/"))
+        layers.append(write_layer(iter_tar(tree.walk(), {0: "root"}, {0: "root"}), blobs))
+    plat = Platform.from_arch({"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()))
+    labels = {"moby.buildkit.frontend.network.none": "true", "moby.buildkit.frontend.caps": CAPS}
+    config = apko_config(
+        platform=plat, diff_ids=[l.diff_id for l in layers], created=EPOCH, annotations=labels,
+        entrypoint_command="python3 -m distroless.buildkit.frontend",
+        env={"PYTHONPATH": f"/{APP}:/{SITE}", "PYTHONDONTWRITEBYTECODE": "1"},
+        author="distroless", created_by="frontend/build.py",
+    )
+    image = build_image(config, layers, platform=plat)
+    index = build_index([image])
+    layout = work / "layout"
+    shutil.rmtree(layout, ignore_errors=True)
+    layout.mkdir()
+    write_layout(layout, index)
+    return layout, image.digest
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--push", help="registry reference to push to, e.g. 127.0.0.1:5000/distroless/frontend:dev")
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "distroless-frontend")
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    layout, digest = build(args.work)
+    print(f"frontend image: {layout} ({digest})")
+    if args.push:
+        result = push_layout(layout, parse_reference(args.push))
+        print(f"pushed {args.push} -> {result.digest}")
+
+
+if __name__ == "__main__":
+    main()
