@@ -81,6 +81,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     n.add_argument("--json", action="store_true")
     n.set_defaults(func=cmd_info)
 
+    from distroless.cli import melange
+
+    melange.register(psub)
+
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     path = Path(args.name)

@@ -1,0 +1,112 @@
+"""`package build` and `package test`: build melange recipes into .apk files, run their tests."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from distroless.errors import ConfigError
+from distroless.melange.build import BuildOptions, build
+from distroless.melange.test import test_recipe
+
+RECIPE_NAMES = (".melange.yaml", ".melange.yml", "melange.yaml", "melange.yml")
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _csv(values: list[str]) -> tuple[str, ...]:
+    return tuple(v.strip() for item in values for v in item.split(",") if v.strip())
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", nargs="?", type=Path, help="the recipe (default: melange.yaml and friends here)")
+    p.add_argument("--arch", action="append", default=[], help="architectures (default: the host's)")
+    p.add_argument("--out-dir", type=Path, default=Path("packages"), help="repository root (default ./packages)")
+    p.add_argument("--source-dir", type=Path, help="workspace contents (build default: the recipe's directory)")
+    p.add_argument("--pipeline-dir", action="append", type=Path, default=[], help="extra `uses:` pipelines")
+    p.add_argument("--runner", default="bubblewrap", choices=("bubblewrap", "docker"))
+    p.add_argument("--docker", default="docker", help="docker CLI for --runner docker")
+    p.add_argument("--docker-host", default=os.environ.get("DOCKER_HOST", ""), help="DOCKER_HOST for --runner docker")
+    p.add_argument("--cache-dir", type=Path, help="bound at /var/cache/melange (default ./melange-cache if present)")
+    p.add_argument("--apk-cache-dir", type=Path, help="package cache for the build environment")
+    p.add_argument("-k", "--keyring-append", action="append", default=[], help="extra keys for the environment")
+    p.add_argument("-r", "--repository-append", action="append", default=[], help="extra repositories")
+    p.add_argument("--env-file", action="append", type=Path, default=[], help="dotenv files (the recipe wins)")
+    p.add_argument("--vars-file", type=Path, help="YAML map merged over the recipe's vars")
+    p.add_argument("--build-option", action="append", default=[], help="enable a recipe build option")
+    p.add_argument("--host-toolchain", action="store_true",
+                   help="use the host's /usr, /lib… read-only (offline builds with the host's compiler)")
+    p.add_argument("--network", type=_bool, default=None,
+                   help="sandbox network (default: only for recipes that fetch)")
+    p.add_argument("--ignore-signatures", action="store_true", help="accept unsigned repository indexes")
+    p.add_argument("--offline", action="store_true", help="never download; use the package cache")
+    p.add_argument("--debug", action="store_true", help="run steps with `set -x`")
+
+
+def register(psub: argparse._SubParsersAction) -> None:
+    b = psub.add_parser("build", help="build a melange recipe into .apk packages in a sandbox")
+    _common(b)
+    b.add_argument("--signing-key", type=Path, help="RSA key signing the packages and the index")
+    b.add_argument("--generate-index", type=_bool, default=True, help="update APKINDEX.tar.gz (default true)")
+    b.add_argument("--namespace", default="unknown", help="the packages' maintainer field")
+    b.add_argument("--git-commit", default="", help="commit recorded when the recipe sets none")
+    b.add_argument("--workspace-dir", type=Path, help="keep the workspace under DIR/<arch>")
+    b.add_argument("--empty-workspace", action="store_true", help="do not copy the source dir")
+    b.set_defaults(func=cmd_build)
+
+    t = psub.add_parser("test", help="run a melange recipe's test pipelines against built packages")
+    _common(t)
+    t.add_argument("package", nargs="?", default="", help="test only this (sub)package")
+    t.set_defaults(func=cmd_test)
+
+
+def _recipe(path: Path | None) -> Path:
+    if path is not None:
+        return path
+    for name in RECIPE_NAMES:
+        if Path(name).is_file():
+            return Path(name)
+    raise ConfigError(f"no recipe given and none of {', '.join(RECIPE_NAMES)} here")
+
+
+def options_from(args: argparse.Namespace) -> BuildOptions:
+    return BuildOptions(
+        out_dir=args.out_dir, archs=_csv(args.arch), signing_key=getattr(args, "signing_key", None),
+        source_dir=args.source_dir, pipeline_dirs=tuple(args.pipeline_dir), runner=args.runner,
+        cache_dir=args.cache_dir, apk_cache_dir=args.apk_cache_dir,
+        generate_index=getattr(args, "generate_index", True),
+        keyring_append=_csv(args.keyring_append), repository_append=_csv(args.repository_append),
+        env_files=tuple(args.env_file), vars_file=args.vars_file, build_options=_csv(args.build_option),
+        host_toolchain=args.host_toolchain, network=args.network, namespace=getattr(args, "namespace", "unknown"),
+        git_commit=getattr(args, "git_commit", ""), workspace_dir=getattr(args, "workspace_dir", None),
+        empty_workspace=getattr(args, "empty_workspace", False), debug=args.debug, docker=args.docker,
+        docker_host=args.docker_host, offline=args.offline, ignore_signatures=args.ignore_signatures,
+        log=sys.stderr)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    results = build(_recipe(args.recipe), options_from(args))
+    for r in results:
+        for p in r.packages:
+            print(f"{p.path}: {p.package.name}-{p.package.version} {p.package.checksum} sha256:{p.sha256}")
+        if r.index is not None:
+            print(f"{r.index}: updated")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    outcomes = test_recipe(_recipe(args.recipe), options_from(args), only=args.package)
+    for o in outcomes:
+        print(f"{o.package} ({o.arch}): {o.steps} test step(s) passed")
+    if not outcomes:
+        print("no tests ran")
+    return 0

@@ -1,0 +1,396 @@
+"""`package build RECIPE.yaml`: run a melange recipe in a sandbox and emit .apk files (melange.md §3).
+
+Per architecture: compile the recipe; assemble the build environment with the image engine
+(or, with `--host-toolchain` or when the recipe names no repository, a minimal root plus the
+host's system directories); copy the sources into a workspace; run the main pipeline, then
+each subpackage's; per package run SCA and `pack()` into `<out>/<arch>/`; then merge the new
+packages into `<out>/<arch>/APKINDEX.tar.gz`. Every mtime comes from SOURCE_DATE_EPOCH, so the
+same inputs give byte-identical packages.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TextIO
+
+from distroless.apk import index as apkindex
+from distroless.apk import keys as apkkeys
+from distroless.apk.model import Package
+from distroless.apk.pack import Ownership, pack
+from distroless.config import ImageConfig, LoadedConfig, arch_to_apk, host_architecture, parse_architecture
+from distroless.errors import ConfigError, DistrolessError, FormatError
+from distroless.fetch.cache import Cache
+from distroless.fetch.fetcher import Fetcher
+from distroless.fsutil import atomic_write
+from distroless.melange import schema as s
+from distroless.melange.compile import ArchSkipped, CompiledRecipe, CompileOptions, PackageOutput, compile_recipe
+from distroless.melange.recipe import load_recipe, with_env_file
+from distroless.melange.runner import CACHE_MOUNT, Mount, SandboxSpec, host_shell, make_runner, run_steps
+from distroless.melange.sca import analyze, merge_metadata
+from distroless.packages import resolve_config
+from distroless.rootfs import post
+from distroless.rootfs.build import build_rootfs
+from distroless.rootfs.export import export_tree, remove_tree
+from distroless.rootfs.layer import id_names
+from distroless.rootfs.tree import Tree
+
+OUT_REL = "melange-out"
+NETWORK_PIPELINES = frozenset({"fetch", "git-checkout"})
+
+
+@dataclass(frozen=True, slots=True)
+class BuildOptions:
+    """melange's `build` flags (§5). Paths may be relative to the working directory."""
+
+    out_dir: Path = Path("packages")
+    archs: tuple[str, ...] = ()  # default: the host's (foreign archs need binfmt emulation)
+    signing_key: Path | None = None
+    source_dir: Path | None = None  # default: the recipe's directory
+    pipeline_dirs: tuple[Path, ...] = ()
+    runner: str = "bubblewrap"
+    cache_dir: Path | None = None  # bound at /var/cache/melange; default ./melange-cache if present
+    apk_cache_dir: Path | None = None  # the engine's package cache
+    generate_index: bool = True
+    keyring_append: tuple[str, ...] = ()
+    repository_append: tuple[str, ...] = ()
+    env_files: tuple[Path, ...] = ()
+    vars_file: Path | None = None
+    build_options: tuple[str, ...] = ()
+    host_toolchain: bool = False
+    network: bool | None = None  # None: on only when the recipe fetches (fetch, git-checkout)
+    source_date_epoch: int | None = None  # None: $SOURCE_DATE_EPOCH, else 0
+    namespace: str = "unknown"  # the `maintainer` field
+    git_commit: str = ""
+    workspace_dir: Path | None = None
+    empty_workspace: bool = False
+    debug: bool = False
+    docker: str = "docker"
+    docker_host: str = ""
+    offline: bool = False
+    ignore_signatures: bool = False
+    log: TextIO | None = field(default_factory=lambda: sys.stderr)
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltPackage:
+    name: str
+    path: Path
+    package: Package  # as written: SCA depends/provides, checksum, sizes
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class ArchBuild:
+    arch: str  # apk spelling
+    packages: tuple[BuiltPackage, ...]
+    index: Path | None
+
+
+# --- small pure helpers ------------------------------------------------------------------
+
+def source_date_epoch(value: int | None, environ: Mapping[str, str] | None = None) -> int:
+    """The explicit value, else $SOURCE_DATE_EPOCH (empty means unset), else 0."""
+    if value is not None:
+        return value
+    text = (os.environ if environ is None else environ).get("SOURCE_DATE_EPOCH", "").strip()
+    if not text:
+        return 0
+    try:
+        epoch = int(text)
+    except ValueError:
+        raise ConfigError(f"SOURCE_DATE_EPOCH: expected integer seconds, got {text!r}") from None
+    if epoch < 0:
+        raise ConfigError(f"SOURCE_DATE_EPOCH: must not be negative, got {epoch}")
+    return epoch
+
+
+def parse_dotenv(text: str, source: str) -> dict[str, str]:
+    """`KEY=value` lines (`export` prefix, `#` comments, single or double quotes)."""
+    out: dict[str, str] = {}
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[7:].lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key.replace("_", "a").isalnum():
+            raise ConfigError(f"{source}:{n}: expected KEY=value, got {raw!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        out[key] = value
+    return out
+
+
+def uses_network(steps: Sequence[s.Step]) -> bool:
+    return any(st.uses in NETWORK_PIPELINES or uses_network(st.pipeline) for st in steps)
+
+
+def recipe_needs_network(compiled: CompiledRecipe) -> bool:
+    r = compiled.recipe
+    return uses_network(r.pipeline) or any(uses_network(sp.pipeline) for sp in r.subpackages)
+
+
+def container_environment(env: ImageConfig, sde: int) -> dict[str, str]:
+    return {**env.environment, "SOURCE_DATE_EPOCH": str(sde)}
+
+
+def _ignore_patterns(source: Path) -> list[str]:
+    f = source / ".melangeignore"
+    if not f.is_file():
+        return []
+    return [ln.strip() for ln in f.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def _ignored(rel: str, patterns: Sequence[str]) -> bool:
+    parts = rel.split("/")
+    for pat in patterns:
+        p = pat.rstrip("/")
+        if "/" in p.lstrip("/"):
+            if fnmatch.fnmatchcase(rel, p.lstrip("/")) or rel.startswith(p.lstrip("/") + "/"):
+                return True
+        elif any(fnmatch.fnmatchcase(part, p) for part in parts):
+            return True
+    return False
+
+
+def populate_workspace(source: Path, workspace: Path, skip: Sequence[Path] = ()) -> int:
+    """Copy the regular files of `source` (permission bits kept, `.melangeignore` honoured);
+    `skip` holds directories never copied (the output and workspace dirs). Returns the count."""
+    patterns = _ignore_patterns(source)
+    skipped = {p.resolve() for p in skip}
+    count = 0
+    for dirpath, dirnames, filenames in os.walk(source):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if (here / d).resolve() not in skipped
+                             and not _ignored(str((here / d).relative_to(source)), patterns))
+        for name in sorted(filenames):
+            src = here / name
+            rel = src.relative_to(source)
+            if src.is_symlink() or not src.is_file() or _ignored(str(rel), patterns):
+                continue
+            dst = workspace / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+            os.chmod(dst, src.stat().st_mode & 0o7777)
+            count += 1
+    return count
+
+
+# --- the environment ------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    root: Path
+    tree: Tree
+    host_toolchain: bool
+    users: dict[int, str]
+
+
+def loaded_from(config: ImageConfig, arch: str, sde: int, *, keyring: Sequence[str] = (),
+                repositories: Sequence[str] = ()) -> LoadedConfig:
+    """A LoadedConfig for the engine from a recipe's (compiled) environment."""
+    return LoadedConfig(config=replace(config, archs=(parse_architecture(arch),)), files=(), checksum="",
+                        build_date_epoch=sde, source_date_epoch_pinned=True,
+                        extra_keyring=tuple(keyring), extra_repositories=tuple(repositories))
+
+
+def skeleton_tree(config: ImageConfig) -> Tree:
+    """A minimal root for host-toolchain sandboxes: accounts and the usual top dirs."""
+    tree = Tree()
+    for d in ("etc", "home", "root", "tmp", "var/cache", "proc", "dev", "sys", "run"):
+        tree.mkdir_all(d, 0o755)
+    tree.write_file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n")
+    tree.write_file("etc/group", b"root:x:0:\n")
+    post.accounts(tree, config)
+    return tree
+
+
+def assemble_environment(config: ImageConfig, arch: str, sde: int, dest: Path, *,
+                         host_toolchain: bool, keyring: Sequence[str] = (), repositories: Sequence[str] = (),
+                         cache_dir: Path | None = None, offline: bool = False,
+                         ignore_signatures: bool = False) -> Environment:
+    """Install the environment's packages with the engine (when there are any) and export the
+    tree to `dest`; otherwise a skeleton. With the host toolchain the runner adds the host."""
+    loaded = loaded_from(config, arch, sde, keyring=keyring, repositories=repositories)
+    if loaded.build_repositories() and loaded.world():
+        fetcher = Fetcher(Cache(cache_dir), offline=offline, progress=False)
+        ps = resolve_config(loaded, fetcher, ignore_signatures=ignore_signatures)
+        (built,) = build_rootfs(loaded, ps, fetcher, lock_world=False)
+        tree = built.rootfs.tree
+    else:
+        tree = skeleton_tree(config)
+    export_tree(tree, dest)
+    users, _groups = _owners(tree)
+    return Environment(dest, tree, host_toolchain, users)
+
+
+def _owners(tree: Tree) -> tuple[dict[int, str], dict[int, str]]:
+    def read(path: str) -> str:
+        node = tree.get(path, follow=True)
+        return node.data().decode("utf-8", "replace") if node is not None and node.type == "reg" else ""
+    return id_names(read("etc/passwd")), id_names(read("etc/group"))
+
+
+# --- the build ------------------------------------------------------------------------
+
+def _log(options: BuildOptions, text: str) -> None:
+    if options.log is not None:
+        options.log.write(text + "\n")
+        options.log.flush()
+
+
+def load_for_build(recipe_path: Path, options: BuildOptions) -> s.Recipe:
+    vars_overrides = None
+    if options.vars_file is not None:
+        import yaml
+        try:
+            data = yaml.load(options.vars_file.read_text(), Loader=yaml.BaseLoader) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{options.vars_file}: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{options.vars_file}: expected a mapping of vars")
+        vars_overrides = {str(k): str(v) for k, v in data.items()}
+    recipe = load_recipe(recipe_path, commit=options.git_commit, vars_overrides=vars_overrides)
+    if options.env_files:
+        dotenv: dict[str, str] = {}
+        for f in options.env_files:
+            try:
+                dotenv.update(parse_dotenv(Path(f).read_text(), str(f)))
+            except OSError as exc:
+                raise ConfigError(f"{f}: {exc.strerror or exc}") from None
+        recipe = with_env_file(recipe, dotenv)
+    return recipe
+
+
+def build_archs(options: BuildOptions) -> tuple[str, ...]:
+    archs = options.archs or (host_architecture(),)
+    return tuple(dict.fromkeys(arch_to_apk(parse_architecture(a)) for a in archs))
+
+
+@contextmanager
+def _scratch(options: BuildOptions, arch: str) -> Iterator[Path]:
+    if options.workspace_dir is not None:
+        base = Path(options.workspace_dir) / arch
+        if base.exists():
+            remove_tree(base)
+        base.mkdir(parents=True)
+        yield base
+        return
+    with tempfile.TemporaryDirectory(prefix="distroless-melange-") as tmp:
+        try:
+            yield Path(tmp)
+        finally:
+            remove_tree(Path(tmp) / "root")  # modes in the exported tree may deny deletion
+
+
+def build(recipe_path: str | os.PathLike[str], options: BuildOptions = BuildOptions()) -> list[ArchBuild]:
+    """Build every package of the recipe for each requested architecture."""
+    recipe_path = Path(recipe_path)
+    recipe = load_for_build(recipe_path, options)
+    sde = source_date_epoch(options.source_date_epoch)
+    key = apkkeys.load_private(options.signing_key) if options.signing_key else None
+    out: list[ArchBuild] = []
+    for arch in build_archs(options):
+        try:
+            compiled = compile_recipe(recipe, CompileOptions(
+                arch=arch, build_options=options.build_options, pipeline_dirs=options.pipeline_dirs,
+                include_tests=False, debug=options.debug))
+        except ArchSkipped as exc:
+            _log(options, f"skipping: {exc}")
+            continue
+        out.append(build_compiled(compiled, recipe_path, options, sde, key))
+    return out
+
+
+def build_compiled(compiled: CompiledRecipe, recipe_path: Path, options: BuildOptions, sde: int,
+                   key: apkkeys.SigningKey | None) -> ArchBuild:
+    arch = compiled.arch
+    out_dir = Path(options.out_dir) / arch
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env_config = compiled.environment
+    host = options.host_toolchain or not env_config.contents.repositories
+    network = recipe_needs_network(compiled) if options.network is None else options.network
+    source = Path(options.source_dir) if options.source_dir else recipe_path.parent
+    with _scratch(options, arch) as scratch:
+        env = assemble_environment(
+            env_config, arch, sde, scratch / "root", host_toolchain=host,
+            keyring=options.keyring_append, repositories=options.repository_append,
+            cache_dir=options.apk_cache_dir, offline=options.offline,
+            ignore_signatures=options.ignore_signatures)
+        workspace = scratch / "workspace"
+        workspace.mkdir()
+        if not options.empty_workspace:
+            populate_workspace(source, workspace, skip=(Path(options.out_dir), scratch))
+        for pkg in compiled.packages:
+            (workspace / OUT_REL / pkg.name).mkdir(parents=True, exist_ok=True)
+        mounts = _cache_mount(options)
+        spec = SandboxSpec(root=env.root, workspace=workspace,
+                           environment=container_environment(env_config, sde), mounts=mounts,
+                           host_toolchain=host, network=network, tree=env.tree,
+                           shell=host_shell() if host else "/bin/sh")
+        runner = make_runner(options.runner, sink=options.log, docker=options.docker,
+                             docker_host=options.docker_host)
+        _log(options, f"building {compiled.main.apk.name}-{compiled.main.apk.version} for {arch} "
+                      f"({runner.name}{', host toolchain' if host else ''}{', network' if network else ''})")
+        with runner.session(spec) as session:
+            run_steps(session, compiled.main.steps, sink=options.log)
+            for pkg in compiled.packages[1:]:
+                run_steps(session, pkg.steps, sink=options.log)
+        trees = [workspace / OUT_REL / p.name for p in compiled.packages]
+        built = [emit(pkg, tree, [t for t in trees if t != tree], out_dir, options, sde, key, env.users)
+                 for pkg, tree in zip(compiled.packages, trees)]
+    index = write_index(out_dir, [b.package for b in built], key, arch) if options.generate_index else None
+    return ArchBuild(arch, tuple(built), index)
+
+
+def _cache_mount(options: BuildOptions) -> tuple[Mount, ...]:
+    cache = options.cache_dir
+    if cache is None:
+        default = Path("melange-cache")
+        cache = default if default.is_dir() else None
+    if cache is None:
+        return ()
+    if not Path(cache).is_dir():
+        raise ConfigError(f"--cache-dir {cache}: not a directory")
+    return (Mount(Path(cache).resolve(), CACHE_MOUNT, writable=True),)
+
+
+def emit(pkg: PackageOutput, tree: Path, relatives: Sequence[Path], out_dir: Path, options: BuildOptions,
+         sde: int, key: apkkeys.SigningKey | None, users: dict[int, str]) -> BuiltPackage:
+    """SCA, then pack one (sub)package. `.melange.yaml` is not stored: pack() only takes
+    `.PKGINFO` and the install scripts in the control member."""
+    meta = pkg.apk
+    sca = analyze(tree, meta.version, relatives=relatives, options=pkg.options, runtime=meta.depends)
+    depends, provides = merge_metadata(meta.depends, meta.provides, sca)
+    meta = replace(meta, depends=depends, provides=provides, maintainer=options.namespace,
+                   replaces=list(meta.replaces), triggers=list(meta.triggers))
+    path = out_dir / meta.filename
+    built = pack(tree, meta, path, signing_key=key, scripts=dict(pkg.scriptlets), source_date_epoch=sde,
+                 ownership=Ownership("keep", users))
+    _log(options, f"wrote {path} ({built.size} bytes)")
+    return BuiltPackage(pkg.name, path, built.package, built.sha256)
+
+
+def write_index(out_dir: Path, new: list[Package], key: apkkeys.SigningKey | None, arch: str) -> Path:
+    """Merge into `<out>/<arch>/APKINDEX.tar.gz` (same name and version replaced), signed if keyed."""
+    path = out_dir / "APKINDEX.tar.gz"
+    old: list[Package] = []
+    if path.exists():
+        try:
+            old = apkindex.read_file(path, verify=False).packages
+        except FormatError as exc:
+            raise DistrolessError(f"{path}: cannot merge into the existing index: {exc}") from None
+    packages = [p for p in apkindex.merge(old, new) if not p.arch or p.arch == arch]
+    atomic_write(path, apkindex.build(packages, signing_key=key))
+    return path

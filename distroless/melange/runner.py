@@ -1,0 +1,400 @@
+"""Sandboxes that run a recipe's steps (melange.md §3.2–3.3): bubblewrap (default) and Docker.
+
+Both take a `SandboxSpec` (a root directory bound read-only as `/`, the workspace bound at
+`/home/build`, the container environment, network on or off, optionally the host's system
+directories for `--host-toolchain`) and run one `/bin/sh -c` script per step.
+
+bubblewrap runs each step in a fresh sandbox: a user namespace mapping the build user
+(uid/gid 1000) to the invoking user, so files the build writes in the workspace belong to
+the invoker on the host (root here; pack() maps 1000 to 0 either way). Where the root tree
+and the host both have a system directory (`/usr` with package files plus the host's
+toolchain) the two are merged with a read-only overlayfs, mounted in a private mount
+namespace (`unshare`) so that it disappears with the sandbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections import deque
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, TextIO
+
+from distroless.errors import DistrolessError
+from distroless.melange.pipeline import RunnableStep
+from distroless.rootfs.layer import write_rootfs_tar
+from distroless.rootfs.tree import Tree
+
+WORKSPACE = "/home/build"
+CACHE_MOUNT = "/var/cache/melange"
+# The host's system directories a --host-toolchain sandbox sees (when they exist).
+HOST_SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
+HOST_SYSTEM_ETC = ("etc/alternatives", "etc/ld.so.cache", "etc/ld.so.conf", "etc/ld.so.conf.d")
+TAIL_LINES = 40
+
+
+class RunnerError(DistrolessError):
+    """The sandbox could not be set up (missing tool, bad mount)."""
+
+
+class StepFailed(DistrolessError):
+    """A step exited non-zero; the message names the step chain, the command and the output tail."""
+
+    def __init__(self, step: RunnableStep, status: int, tail: str, what: str = "build",
+                 top: RunnableStep | None = None):
+        chain = " > ".join(step.chain + (step.name,))
+        where = f" ({step.where})" if step.where else ""
+        if top is not None and top is not step and top.where:
+            # inside a `uses` definition: also say where the recipe's own step is written
+            where += f", in {top.name} ({top.where})"
+        super().__init__(
+            f"{what} step failed: pipeline {chain}{where}: exit status {status}\n"
+            f"command:\n{_indent(step.runs.strip() or '(empty)')}\n"
+            f"output (last {TAIL_LINES} lines):\n{_indent(tail.rstrip() or '(none)')}")
+        self.step = step
+        self.status = status
+        self.tail = tail
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    source: Path
+    target: str  # absolute path in the sandbox
+    writable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxSpec:
+    root: Path  # directory bound read-only as `/`; mount points are created in it
+    workspace: Path  # bound read-write at /home/build
+    environment: Mapping[str, str] = field(default_factory=dict)  # container env
+    mounts: tuple[Mount, ...] = ()
+    host_toolchain: bool = False
+    network: bool = False
+    uid: int = 1000
+    gid: int = 1000
+    tree: Tree | None = field(default=None, compare=False)  # the root as a tree (Docker import)
+    shell: str = "/bin/sh"
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    status: int
+    tail: str
+
+
+class Session(Protocol):
+    def run(self, step: RunnableStep) -> StepResult: ...
+
+
+class Runner(Protocol):
+    name: str
+
+    def session(self, spec: SandboxSpec) -> AbstractContextManager[Session]: ...
+
+
+def step_environment(spec: SandboxSpec, step: RunnableStep) -> dict[str, str]:
+    """Container env, then the step's own (PATH and its `environment`) on top."""
+    return {**spec.environment, **step.environment}
+
+
+def _pump(proc: subprocess.Popen[bytes], sink: TextIO | None) -> str:
+    """Copy the merged output to `sink` while keeping the last lines for error messages."""
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        line = raw.decode("utf-8", "replace")
+        tail.append(line)
+        if sink is not None:
+            sink.write(line)
+            sink.flush()
+    proc.wait()
+    return "".join(tail)
+
+
+# --- bubblewrap ------------------------------------------------------------------------
+
+def _ensure_point(root: Path, target: str, *, directory: bool) -> None:
+    """Create a mount point inside the root directory (the sandbox's / is read-only)."""
+    path = root / target.lstrip("/")
+    if path.is_symlink():
+        return
+    if directory:
+        path.mkdir(parents=True, exist_ok=True)
+    elif not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+
+
+@dataclass(frozen=True, slots=True)
+class HostPlan:
+    """How the host system directories join the root: plain binds, symlinks made in the root,
+    and overlays (root's directory over the host's) mounted before bwrap starts."""
+
+    binds: tuple[tuple[str, str], ...]  # (host path, sandbox path)
+    overlays: tuple[tuple[tuple[str, ...], str], ...]  # (lower dirs top first, sandbox path)
+
+
+def plan_host(root: Path) -> HostPlan:
+    """Decide per host system directory; creates symlinks / mount points in `root`."""
+    binds: list[tuple[str, str]] = []
+    overlays: list[tuple[tuple[str, ...], str]] = []
+    for name in HOST_SYSTEM_DIRS:
+        host = Path("/") / name
+        if not os.path.lexists(host):
+            continue
+        mine = root / name
+        if host.is_symlink():
+            if not os.path.lexists(mine):
+                os.symlink(os.readlink(host), mine)
+                continue
+            if mine.is_symlink():
+                continue  # the tree's own layout wins
+            real = os.path.realpath(host)
+        else:
+            real = str(host)
+        if mine.is_dir() and not mine.is_symlink() and any(mine.iterdir()):
+            overlays.append(((str(mine), real), "/" + name))
+        elif not mine.is_symlink():
+            mine.mkdir(exist_ok=True)
+            binds.append((real, "/" + name))
+    for rel in HOST_SYSTEM_ETC:
+        host = Path("/") / rel
+        if not host.exists() or os.path.lexists(root / rel):
+            continue
+        _ensure_point(root, rel, directory=host.is_dir())
+        binds.append((str(host), "/" + rel))
+    return HostPlan(tuple(binds), tuple(overlays))
+
+
+@dataclass(slots=True)
+class BwrapSession:
+    spec: SandboxSpec
+    bwrap: str
+    sink: TextIO | None
+    scratch: Path
+    plan: HostPlan | None = None
+    _staged: list[tuple[tuple[str, ...], str, str]] = field(default_factory=list)
+
+    def prepare(self) -> None:
+        root = self.spec.root
+        for d in ("home/build", "tmp", "proc", "dev", "sys"):
+            _ensure_point(root, d, directory=True)
+        for m in self.spec.mounts:
+            _ensure_point(root, m.target, directory=m.source.is_dir())
+        if self.spec.network and Path("/etc/resolv.conf").exists():
+            _ensure_point(root, "etc/resolv.conf", directory=False)
+        if self.spec.host_toolchain:
+            self.plan = plan_host(root)
+            for i, (lowers, target) in enumerate(self.plan.overlays):
+                staged = self.scratch / f"overlay{i}"
+                staged.mkdir()
+                self._staged.append((lowers, target, str(staged)))
+
+    def argv(self, step: RunnableStep) -> list[str]:
+        spec = self.spec
+        args = [self.bwrap, "--unshare-user", "--uid", str(spec.uid), "--gid", str(spec.gid),
+                "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+                "--die-with-parent", "--new-session"]
+        if not spec.network:
+            args.append("--unshare-net")
+        args += ["--ro-bind", str(spec.root), "/"]
+        if self.plan is not None:
+            for host, target in self.plan.binds:
+                args += ["--ro-bind", host, target]
+            for _lowers, target, staged in self._staged:
+                args += ["--ro-bind", staged, target]
+        args += ["--dev", "/dev", "--proc", "/proc", "--ro-bind", "/sys", "/sys", "--tmpfs", "/tmp",
+                 "--bind", str(spec.workspace), WORKSPACE]
+        for m in spec.mounts:
+            args += ["--bind" if m.writable else "--ro-bind", str(m.source), m.target]
+        if spec.network and Path("/etc/resolv.conf").exists():
+            args += ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
+        args += ["--chdir", WORKSPACE, "--clearenv"]
+        for key, value in sorted(step_environment(spec, step).items()):
+            args += ["--setenv", key, value]
+        args += [spec.shell, "-c", step.script]
+        if not self._staged:
+            return args
+        # Overlays live in a private mount namespace that ends with the sandbox.
+        mounts = " && ".join(
+            f"mount -t overlay overlay -o ro,lowerdir={shlex.quote(':'.join(lowers))} {shlex.quote(staged)}"
+            for lowers, _t, staged in self._staged)
+        return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
+                f'{mounts} && exec "$@"', "sh", *args]
+
+    def run(self, step: RunnableStep) -> StepResult:
+        try:
+            proc = subprocess.Popen(self.argv(step), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, umask=0o022)
+        except OSError as exc:
+            raise RunnerError(f"cannot start bubblewrap ({self.bwrap}): {exc.strerror or exc}") from None
+        tail = _pump(proc, self.sink)
+        return StepResult(proc.returncode, tail)
+
+
+@dataclass(frozen=True, slots=True)
+class BwrapRunner:
+    bwrap: str = "bwrap"
+    sink: TextIO | None = field(default_factory=lambda: sys.stderr)
+    name: str = "bubblewrap"
+
+    def check(self) -> str:
+        found = shutil.which(self.bwrap)
+        if found is None:
+            raise RunnerError(f"bubblewrap not found ({self.bwrap!r} is not on PATH); install the "
+                              f"bubblewrap package or use --runner docker")
+        return found
+
+    @contextmanager
+    def session(self, spec: SandboxSpec) -> Iterator[BwrapSession]:
+        exe = self.check()
+        with tempfile.TemporaryDirectory(prefix="distroless-bwrap-") as scratch:
+            s = BwrapSession(spec, exe, self.sink, Path(scratch))
+            s.prepare()
+            yield s
+
+
+# --- docker -----------------------------------------------------------------------------
+
+def _tar_directory(root: Path, out) -> None:  # type: ignore[no-untyped-def]
+    """A tar of a plain directory (used when no tree is at hand), sorted for stable bytes."""
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for name in sorted(dirnames + filenames):
+                path = Path(dirpath) / name
+                tar.add(path, arcname=str(path.relative_to(root)), recursive=False)
+
+
+@dataclass(slots=True)
+class DockerSession:
+    spec: SandboxSpec
+    docker: str
+    env: dict[str, str]
+    sink: TextIO | None
+    image: str = ""
+
+    def _cli(self, *args: str, stdin=None, check: bool = True) -> subprocess.CompletedProcess[bytes]:  # type: ignore[no-untyped-def]
+        proc = subprocess.run([self.docker, *args], stdin=stdin, capture_output=True, env=self.env)
+        if check and proc.returncode != 0:
+            raise RunnerError(f"docker {args[0]} failed: {proc.stderr.decode(errors='replace').strip()}")
+        return proc
+
+    def prepare(self, scratch: Path) -> None:
+        spec = self.spec
+        tar_path = scratch / "root.tar"
+        with open(tar_path, "wb") as f:
+            if spec.tree is not None and not spec.host_toolchain:
+                write_rootfs_tar(spec.tree, f)
+            else:
+                if spec.host_toolchain:
+                    plan_host(spec.root)  # the host's /bin -> usr/bin style links, in the image
+                _tar_directory(spec.root, f)
+        digest = hashlib.sha256(tar_path.read_bytes()).hexdigest()[:16]
+        self.image = f"distroless-melange-env:{digest}"
+        with open(tar_path, "rb") as f:
+            self._cli("import", "-", self.image, stdin=f)
+        # The build user owns the workspace, as in the bubblewrap sandbox.
+        for dirpath, dirnames, filenames in os.walk(spec.workspace):
+            for name in dirnames + filenames:
+                os.chown(Path(dirpath) / name, spec.uid, spec.gid, follow_symlinks=False)
+        os.chown(spec.workspace, spec.uid, spec.gid)
+
+    def argv(self, step: RunnableStep) -> list[str]:
+        spec = self.spec
+        args = ["run", "--rm", "--user", f"{spec.uid}:{spec.gid}", "--read-only",
+                "--tmpfs", "/tmp", "-v", f"{spec.workspace}:{WORKSPACE}", "-w", WORKSPACE]
+        if not spec.network:
+            args += ["--network", "none"]
+        if spec.host_toolchain:
+            # No overlay here: host directories shadow the image's (see the report).
+            for name in HOST_SYSTEM_DIRS:
+                host = Path("/") / name
+                if host.exists() and not host.is_symlink():
+                    args += ["-v", f"{host}:/{name}:ro"]
+            for rel in HOST_SYSTEM_ETC:
+                if (Path("/") / rel).exists():
+                    args += ["-v", f"/{rel}:/{rel}:ro"]
+        for m in spec.mounts:
+            args += ["-v", f"{m.source}:{m.target}{'' if m.writable else ':ro'}"]
+        for key, value in sorted(step_environment(spec, step).items()):
+            args += ["-e", f"{key}={value}"]
+        return args + [self.image, spec.shell, "-c", step.script]
+
+    def run(self, step: RunnableStep) -> StepResult:
+        proc = subprocess.Popen([self.docker, *self.argv(step)], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env)
+        tail = _pump(proc, self.sink)
+        return StepResult(proc.returncode, tail)
+
+    def close(self) -> None:
+        if self.image:
+            self._cli("rmi", "-f", self.image, check=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DockerRunner:
+    docker: str = "docker"
+    docker_host: str = ""  # DOCKER_HOST; empty: the environment's
+    sink: TextIO | None = field(default_factory=lambda: sys.stderr)
+    name: str = "docker"
+
+    @contextmanager
+    def session(self, spec: SandboxSpec) -> Iterator[DockerSession]:
+        exe = shutil.which(self.docker)
+        if exe is None:
+            raise RunnerError(f"docker CLI not found ({self.docker!r})")
+        env = dict(os.environ)
+        if self.docker_host:
+            env["DOCKER_HOST"] = self.docker_host
+        s = DockerSession(spec, exe, env, self.sink)
+        with tempfile.TemporaryDirectory(prefix="distroless-docker-") as scratch:
+            try:
+                s.prepare(Path(scratch))
+                yield s
+            finally:
+                s.close()
+
+
+def host_shell() -> str:
+    """The shell for host-toolchain steps: recipes expect `set -o pipefail`, which Debian's
+    /bin/sh (dash) lacks, so bash when the host has it."""
+    return "/bin/bash" if Path("/bin/bash").exists() else "/bin/sh"
+
+
+def make_runner(name: str, *, sink: TextIO | None = sys.stderr, docker: str = "docker",
+                docker_host: str = "") -> BwrapRunner | DockerRunner:
+    if name in ("bubblewrap", "bwrap", ""):
+        return BwrapRunner(sink=sink)
+    if name == "docker":
+        return DockerRunner(docker=docker, docker_host=docker_host, sink=sink)
+    raise RunnerError(f"--runner {name!r}: supported runners are bubblewrap and docker")
+
+
+def run_steps(session: Session, steps: tuple[RunnableStep, ...] | list[RunnableStep], *,
+              what: str = "build", sink: TextIO | None = None) -> None:
+    """Run steps in order; the first failure raises StepFailed."""
+    top: RunnableStep | None = None
+    for step in steps:
+        if not step.chain:
+            top = step
+        if sink is not None:
+            sink.write(f"--- {what}: {' > '.join(step.chain + (step.name,))}\n")
+            sink.flush()
+        result = session.run(step)
+        if result.status != 0:
+            raise StepFailed(step, result.status, result.tail, what, top)
