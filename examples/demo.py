@@ -1,8 +1,11 @@
-"""`make demo`: the main job on the embedded example, through the `distroless` CLI.
+"""`make demo`: the main job on the embedded example, offline, through the `distroless` CLI.
 
-Creates a signing key, packs each tree listed in examples/packages.yaml into a signed .apk,
-writes a signed APKINDEX.tar.gz, verifies all of it, builds the image of examples/image.yaml
-from that repository and prints what it made. Output: out/demo/.
+1. build the melange recipes in examples/recipes/ (a C program compiled in the bubblewrap sandbox,
+   a CA bundle, a base layout) into signed APKs and a signed index;
+2. verify every package and the index;
+3. build the image of examples/image.yaml from that repository (OCI layout + SBOM);
+4. sign the image with a freshly generated cosign key and verify the signature;
+5. print a summary. Output: out/demo/.
 """
 
 from __future__ import annotations
@@ -13,14 +16,14 @@ import os
 import shlex
 import shutil
 import sys
+import time
 from pathlib import Path
-
-import yaml
 
 from distroless.cli import main as distroless
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE.parent / "out" / "demo"
+RECIPES = ["demo-baselayout", "ca-certificates-bundle", "demo-hello"]
 
 
 def run(*args: str) -> None:
@@ -30,52 +33,49 @@ def run(*args: str) -> None:
 
 
 def main() -> None:
+    start = time.monotonic()
     os.environ.setdefault("SOURCE_DATE_EPOCH", "1700000000")
-    arch = "x86_64"
-    repo = OUT / "repo" / arch
-    repo.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("COSIGN_PASSWORD", "demo")  # the demo's throwaway cosign key
+    if OUT.exists():
+        shutil.rmtree(OUT)
+    OUT.mkdir(parents=True)
     key = OUT / "demo.rsa"
-    if not key.exists():
-        run("keygen", str(key), "--key-size", "2048")
-    spec = yaml.safe_load((HERE / "packages.yaml").read_text())
-    apks = []
-    for p in spec["packages"]:
-        apk = repo / f"{p['name']}-{p['version']}.apk"
-        args = ["package", "create", str(HERE / p["dir"]), "--name", p["name"], "--version", p["version"],
-                "--arch", arch, "--description", p.get("description", ""), "--license", p.get("license", ""),
-                "--signing-key", str(key), "-o", str(apk)]
-        for flag in ("depends", "provides"):
-            if p.get(flag):
-                args += [f"--{flag}", *p[flag]]
-        run(*args)
-        apks.append(str(apk))
-    index = repo / "APKINDEX.tar.gz"
-    run("package", "index", *apks, "-o", str(index), "--arch", arch, "--signing-key", str(key))
-    run("package", "verify", *apks, str(index), "--keyring", f"{key}.pub")
+    run("keygen", str(key), "--key-size", "2048")
+    packages = OUT / "packages"
+    for recipe in RECIPES:
+        run("package", "build", "--host-toolchain", str(HERE / "recipes" / f"{recipe}.yaml"),
+            "--source-dir", str(HERE / "recipes"), "--out-dir", str(packages), "--signing-key", str(key))
+    apks = sorted(str(p) for p in (packages / "x86_64").glob("*.apk"))
+    run("package", "verify", *apks, str(packages / "x86_64" / "APKINDEX.tar.gz"), "--keyring", f"{key}.pub")
+
     layout = OUT / "image"
-    if layout.exists():
-        shutil.rmtree(layout)
     layout.mkdir()
     run("image", "build", str(HERE / "image.yaml"), "distroless/demo:latest", str(layout),
         "--cache-dir", str(OUT / "cache"), "--sbom-path", str(OUT / "sbom"), "--offline")
-    summary(layout, repo.parent, key)
+
+    os.chdir(OUT)
+    run("generate-key-pair")
+    run("sign", "--key", "cosign.key", "--layout", str(layout), "--identity", "distroless/demo:latest")
+    run("verify", "--key", "cosign.pub", "--layout", str(layout))
+    summary(layout, packages, key, time.monotonic() - start)
 
 
-def summary(layout: Path, repo: Path, key: Path) -> None:
-    index = json.loads((layout / "index.json").read_text())
-    print("\n== demo summary ==")
-    print(f"repository: {repo} (signed with {key.name}, public key {key}.pub)")
-    print(f"image: {layout} (OCI layout), index digest sha256:"
-          + hashlib.sha256((layout / "index.json").read_bytes()).hexdigest())
-    for m in index["manifests"]:
-        manifest = json.loads((layout / "blobs" / "sha256" / m["digest"][7:]).read_text())
-        size = sum(l["size"] for l in manifest["layers"]) + manifest["config"]["size"]
-        print(f"  {m['platform']['architecture']}: {m['digest']}, {size} bytes compressed, {len(manifest['layers'])} layer(s)")
-    sbom = json.loads((OUT / "sbom" / "sbom-x86_64.spdx.json").read_text())
+def summary(layout: Path, repo: Path, key: Path, seconds: float) -> None:
+    sbom_path = OUT / "sbom" / "sbom-x86_64.spdx.json"
+    sbom = json.loads(sbom_path.read_text())
     pkgs = [f"{p['name']}-{p['versionInfo']}" for p in sbom["packages"]
             if any(r["referenceLocator"].startswith("pkg:apk/") for r in p.get("externalRefs", []))]
-    print(f"packages: {', '.join(pkgs)}")
-    print(f"SBOM: {OUT / 'sbom' / 'sbom-x86_64.spdx.json'}")
+    image_digest = sbom["packages"][0]["name"]
+    manifest = json.loads((layout / "blobs" / "sha256" / image_digest.split(":")[1]).read_text())
+    size = sum(l["size"] for l in manifest["layers"]) + manifest["config"]["size"]
+    print("\n== demo summary ==")
+    print(f"packages:   {repo / 'x86_64'} (signed with {key.name}; index verified)")
+    print(f"image:      {layout} (OCI layout), {image_digest}, {size} bytes compressed, "
+          f"{len(manifest['layers'])} layer(s)")
+    print(f"installed:  {', '.join(pkgs)}")
+    print(f"SBOM:       {sbom_path}")
+    print(f"signature:  cosign signature by {OUT / 'cosign.pub'}, verified")
+    print(f"took {seconds:.1f} s")
 
 
 if __name__ == "__main__":
