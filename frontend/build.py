@@ -34,7 +34,7 @@ from distroless.rootfs.importdir import import_dir  # noqa: E402
 from distroless.rootfs.layer import iter_tar  # noqa: E402
 
 DEPS = ["cryptography>=41", "requests>=2.31", "pyyaml>=6.0", "isal>=1.6", "zstandard>=0.22", "pynacl>=1.5",
-        "pyelftools>=0.30", "grpcio>=1.60", "protobuf>=4.25"]
+        "pyelftools>=0.30", "grpcio>=1.60", "protobuf>=7.35.1"]
 CAPS = "moby.buildkit.frontend.inputs,moby.buildkit.frontend.subrequests,moby.buildkit.frontend.contexts"
 APP = "opt/distroless/app"
 SITE = "opt/distroless/site"
