@@ -15,6 +15,7 @@ from distroless.config import LoadedConfig, image_environment
 from distroless.oci.image import Image, Index, Platform, apko_config, build_image, build_index, image_annotations, write_layer
 from distroless.rootfs.build import ArchRootfs
 from distroless.rootfs.layer import iter_tar, owner_names
+from distroless.rootfs.tree import Tree
 from distroless.sbom import cyclonedx, spdx
 from distroless.sbom.common import OSInfo, image_info, index_info
 
@@ -35,8 +36,9 @@ class Built:
     created: int = 0
 
 
-def os_info(arch_fs: ArchRootfs) -> OSInfo:
-    node = arch_fs.rootfs.tree.get("etc/os-release", follow=True)
+def os_info(tree: Tree) -> OSInfo:
+    """ID, NAME and VERSION_ID from the image's /etc/os-release (apko only reads it for the SBOM)."""
+    node = tree.get("etc/os-release", follow=True)
     values: dict[str, str] = {}
     if node is not None and node.type == "reg":
         for line in node.data().decode("utf-8", "replace").splitlines():
@@ -89,7 +91,7 @@ def build(loaded: LoadedConfig, rootfs: list[ArchRootfs], blobs: Path, opts: Opt
         image = by_arch[Platform.from_arch(arch_fs.arch).arch]
         pkgs = [r.package for r in arch_fs.rootfs.installer.installed]
         info = image_info(image, created=arch_fs.bde, name=opts.name, vcs_url=cfg.vcs_url)
-        osi = os_info(arch_fs)
+        osi = os_info(arch_fs.rootfs.tree)
         if "spdx" in opts.sbom_formats:
             out.sboms[spdx.sbom_filename(arch_fs.arch)] = spdx.spdx_image(pkgs, osi, info)
         if "cyclonedx" in opts.sbom_formats:
@@ -97,7 +99,7 @@ def build(loaded: LoadedConfig, rootfs: list[ArchRootfs], blobs: Path, opts: Opt
                 cyclonedx.cyclonedx_image(pkgs, osi, info)
     idx_info = index_info(index, created=created, name=opts.name, vcs_url=cfg.vcs_url)
     if "spdx" in opts.sbom_formats:
-        out.sboms[spdx.sbom_filename(None)] = spdx.spdx_index(idx_info, os_info(rootfs[0]))
+        out.sboms[spdx.sbom_filename(None)] = spdx.spdx_index(idx_info, os_info(rootfs[0].rootfs.tree))
     if "cyclonedx" in opts.sbom_formats:
         out.sboms["sbom-index.cdx.json"] = cyclonedx.cyclonedx_index(idx_info)
     return out

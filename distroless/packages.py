@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from distroless import lock as lockfile
 from distroless.apk.keys import Keyring
@@ -51,9 +52,21 @@ class PackageSet:
         return sorted(out)
 
 
+IndexLoader = Callable[[Repository, str, Keyring], list[Package]]  # (repo, apk arch, keys)
+
+
 def resolve_config(loaded: LoadedConfig, fetcher: Fetcher, *, ignore_signatures: bool = False,
                    world: tuple[str, ...] | None = None) -> PackageSet:
-    keys = fetcher.keys(list(loaded.keyring()))
+    """Resolve with indexes and keys fetched (and cached) by `fetcher`."""
+    return resolve_packages(
+        loaded, fetcher.keys(list(loaded.keyring())),
+        lambda repo, arch, ring: fetcher.index(repo, arch, ring, verify=not ignore_signatures), world=world)
+
+
+def resolve_packages(loaded: LoadedConfig, keys: list[tuple[str, str, bytes]], load_index: IndexLoader, *,
+                     world: tuple[str, ...] | None = None) -> PackageSet:
+    """Read every build repository's index for every arch (through `load_index`, which verifies)
+    and resolve the world with apko's multi-arch rule. Keys are (file name, location, PEM)."""
     ring = Keyring()
     for name, loc, pem in keys:
         ring.add(name, pem, loc)
@@ -64,7 +77,7 @@ def resolve_config(loaded: LoadedConfig, fetcher: Fetcher, *, ignore_signatures:
     for arch in archs:
         pkgs: list[Package] = []
         for repo in repos:
-            pkgs.extend(fetcher.index(repo, arch_to_apk(arch), ring, verify=not ignore_signatures))
+            pkgs.extend(load_index(repo, arch_to_apk(arch), ring))
         indexes[arch] = pkgs
     wanted = list(world if world is not None else loaded.world())
     out = PackageSet(keyring=ring, key_sources=sources)
@@ -126,7 +139,7 @@ def lock_of(loaded: LoadedConfig, ps: PackageSet, fetched: dict[str, list[Fetche
     return lk
 
 
-def from_lock(lk: lockfile.Lock, loaded: LoadedConfig, fetcher: Fetcher, *, lock_path: str) -> PackageSet:
+def from_lock(lk: lockfile.Lock, loaded: LoadedConfig, *, lock_path: str) -> PackageSet:
     """The package set a lock pins. A changed config checksum is an error telling how to re-lock."""
     if lk.config_checksum and lk.config_checksum != loaded.checksum:
         raise LockMismatchError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from distroless.apk import index, keys, pack
@@ -11,12 +12,12 @@ from distroless.apk.model import Package
 ARCH = "x86_64"
 
 
-def make_repo(root: Path, busybox: str) -> tuple[Path, Path]:
-    """Returns (repository dir, public key path)."""
+def make_repo(root: Path, busybox: str, archs: tuple[str, ...] = (ARCH,)) -> tuple[Path, Path]:
+    """Returns (repository dir, public key path). Every arch gets the same (x86_64) busybox: enough
+    for index and layout tests; only the x86_64 image runs."""
     keys.write_keypair(root / "repo.rsa", keys.generate(2048))
     key = keys.load_private(root / "repo.rsa")
     repo = root / "repo"
-    (repo / ARCH).mkdir(parents=True)
     trees = root / "trees"
     base = trees / "base"
     (base / "etc").mkdir(parents=True)
@@ -37,9 +38,11 @@ def make_repo(root: Path, busybox: str) -> tuple[Path, Path]:
                      depends=["test-base"], provides=["cmd:busybox=1.36.1-r0", "/bin/sh"])),
         (clash, Package(name="clash", version="1-r0", arch=ARCH, license="MIT")),
     ]
-    built = [pack.pack(tree, meta, repo / ARCH / f"{meta.name}-{meta.version}.apk", signing_key=key,
-                       source_date_epoch=1600000000).package for tree, meta in specs]
-    (repo / ARCH / "APKINDEX.tar.gz").write_bytes(index.build(built, signing_key=key))
+    for arch in archs:
+        (repo / arch).mkdir(parents=True)
+        built = [pack.pack(tree, replace(meta, arch=arch), repo / arch / f"{meta.name}-{meta.version}.apk",
+                           signing_key=key, source_date_epoch=1600000000).package for tree, meta in specs]
+        (repo / arch / "APKINDEX.tar.gz").write_bytes(index.build(built, signing_key=key))
     return repo, root / "repo.rsa.pub"
 
 

@@ -265,6 +265,8 @@ class _Step:
         | pb.FileActionSymlink
     caps: frozenset[str] = frozenset()
     source: State | None = None  # copy only
+    from_previous: bool = False  # copy from the previous action's result (not an op input)
+    onto_scratch: bool = False  # apply to an empty tree instead of the previous result
 
 
 @dataclass(frozen=True)
@@ -321,6 +323,13 @@ class FileAction:
             alwaysReplaceExistingDestPaths=always_replace_existing)
         return self._then(_Step("copy", action, frozenset(caps), source))
 
+    def unpack_previous(self, src: str, dest: str = "/") -> FileAction:
+        """Extract the archive the previous action made at `src` onto an empty tree — a file
+        written and unpacked in one FileOp (one cached vertex, one layer)."""
+        action = pb.FileActionCopy(src=src, dest=dest, mode=UNSET, attemptUnpackDockerCompatibility=True,
+                                   createDestPath=True, timestamp=_timestamp(None))
+        return self._then(_Step("copy", action, frozenset(), None, from_previous=True, onto_scratch=True))
+
 
 def mkdir(path: str, mode: int = 0o755, **kw: object) -> FileAction:
     return FileAction().mkdir(path, mode, **kw)  # type: ignore[arg-type]
@@ -365,12 +374,18 @@ def _file_vertex(base: State, action: FileAction, meta: OpMeta) -> Vertex:
         raise ValueError("file(): empty action chain")
     inputs = _Inputs()
     base_index = inputs.index(base)
-    secondary = [inputs.index(s.source) if s.kind == "copy" else EMPTY_INPUT for s in action.steps]
+    secondary = [inputs.index(s.source) if s.kind == "copy" and not s.from_previous else EMPTY_INPUT
+                 for s in action.steps]
     # Action k's result is addressed as len(inputs)+k; only the last action is published.
     n, last = len(inputs.outputs), len(action.steps) - 1
     actions = []
     for k, step in enumerate(action.steps):
-        fa = pb.FileAction(input=base_index if k == 0 else n + k - 1, secondaryInput=secondary[k],
+        if step.from_previous:
+            if k == 0:
+                raise ValueError("file(): copy from the previous action needs a previous action")
+            secondary[k] = n + k - 1
+        base_in = base_index if k == 0 else n + k - 1
+        fa = pb.FileAction(input=EMPTY_INPUT if step.onto_scratch else base_in, secondaryInput=secondary[k],
                            output=0 if k == last else SKIP_OUTPUT)
         getattr(fa, step.kind).CopyFrom(step.action)
         actions.append(fa)

@@ -59,7 +59,7 @@ def fetcher_for(args: argparse.Namespace) -> Fetcher:
 def package_set(args: argparse.Namespace, loaded: LoadedConfig, fetcher: Fetcher) -> pkgset.PackageSet:
     lock_path = getattr(args, "lockfile", None)
     if lock_path:
-        return pkgset.from_lock(lockfile.load(lock_path), loaded, fetcher, lock_path=str(lock_path))
+        return pkgset.from_lock(lockfile.load(lock_path), loaded, lock_path=str(lock_path))
     return pkgset.resolve_config(loaded, fetcher, ignore_signatures=args.ignore_signatures)
 
 

@@ -912,6 +912,23 @@ def load_image_config(path: str | os.PathLike[str], overrides: Overrides | None 
     config = _load_chain(os.fspath(path), split_flag_values(ov.include_paths), base_dir, hasher,
                          files, (), "")
 
+    return _finish(config, tuple(files), "sha256-" + base64.b64encode(hasher.digest()).decode(), ov)
+
+
+def load_image_config_bytes(data: bytes, filename: str, overrides: Overrides | None = None) -> LoadedConfig:
+    """A configuration held in memory (the BuildKit frontend reads it over the gateway), which
+    therefore cannot `include` other files."""
+    config, loc = parse_image_config(data, filename)
+    if config.include:
+        raise ConfigError(f"{loc.where(('include',))}: include needs files on disk; not available here")
+    config = _trim_repositories(config)
+    _check_baseimage(config, loc)
+    return _finish(config, (), config_checksum([data]), overrides or Overrides())
+
+
+def _finish(config: ImageConfig, files: tuple[Path, ...], checksum: str, ov: Overrides) -> LoadedConfig:
+    """What `apko build` does after reading the files: archs, CLI annotations and format, apko's
+    Validate defaults, and the build date."""
     cli_archs = parse_architectures(split_flag_values(ov.archs))
     archs = cli_archs or config.archs or ALL_ARCHS
     annotations = {**config.annotations, **parse_annotation_flags(ov.annotations)}
@@ -924,8 +941,7 @@ def load_image_config(path: str | os.PathLike[str], overrides: Overrides | None 
 
     epoch, pinned = resolve_build_date(ov.build_date, ov.source_date_epoch)
     return LoadedConfig(
-        config=config, files=tuple(files),
-        checksum="sha256-" + base64.b64encode(hasher.digest()).decode(),
+        config=config, files=files, checksum=checksum,
         build_date_epoch=epoch, source_date_epoch_pinned=pinned,
         extra_keyring=split_flag_values(ov.keyring_append),
         extra_build_repositories=split_flag_values(ov.build_repository_append),

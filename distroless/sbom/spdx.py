@@ -13,6 +13,8 @@ Nothing is random: `created` is the build date and the namespace is derived from
 
 from __future__ import annotations
 
+import hashlib
+
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -261,6 +263,35 @@ def image_document(
         doc["hasExtractedLicensingInfos"] = [
             {"licenseId": k, "extractedText": v} for k, v in extracted.items()
         ]
+    return doc
+
+
+def packages_document(packages: Sequence[Package], os_info: OSInfo, arch: str, created: int,
+                      style: Style = DEFAULT_STYLE) -> dict[str, Any]:
+    """A document of the installed packages alone, for in-toto attestations whose subject (the
+    image manifest) is filled in by whoever attaches them — BuildKit does, for its frontends."""
+    apk_arch = _apk_arch(arch)
+    ident = hashlib.sha256("\n".join(f"{p.name}={p.version}" for p in packages).encode()).hexdigest()
+    namespace = style.namespace or f"https://spdx.org/spdxdocs/{style.tool}/packages-{apk_arch}-{ident}"
+    doc = _document(f"sbom-packages-{apk_arch}", created, namespace, style)
+    sup = supplier(os_info)
+    os_id = "SPDXRef-OperatingSystem-" + spdx_id(os_info.id or "unknown")
+    pkgs: list[dict[str, Any]] = [_package(os_id, os_info.id or "unknown", os_info.version,
+                                           description="Operating System", supplier_=sup,
+                                           purpose="OPERATING_SYSTEM")]
+    rels: list[dict[str, str]] = []
+    extracted: dict[str, str] = {}
+    for pkg in packages:
+        entry, lic_refs = package_entry(pkg, os_info, apk_arch)
+        pkgs.append(entry)
+        rels.append(_rel(os_id, "CONTAINS", entry["SPDXID"]))
+        for ref, text in lic_refs:
+            extracted.setdefault(ref, text)
+    doc["documentDescribes"] = [os_id]
+    doc["packages"] = _dedupe(pkgs)
+    doc["relationships"] = rels
+    if extracted:
+        doc["hasExtractedLicensingInfos"] = [{"licenseId": k, "extractedText": v} for k, v in extracted.items()]
     return doc
 
 

@@ -1,0 +1,219 @@
+"""The BuildKit frontend on real daemons: `docker buildx build` (dockerd 26 + buildx 0.13) and
+`DOCKER_BUILDKIT=1 docker build` (dockerd 20.10), picked by the YAML's `# syntax=` line."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from httpserver import StaticServer
+from imagerepo import image_yaml, make_repo
+
+ROOT = Path(__file__).resolve().parents[1]
+ARCHS = ("x86_64", "aarch64")
+
+
+@pytest.fixture(scope="module")
+def frontend(peers) -> str:
+    """Build the frontend image from this checkout and push it to the loopback registry."""
+    ref = f"{peers.registry}/distroless/frontend:test-{os.getpid()}"
+    r = subprocess.run([sys.executable, str(ROOT / "frontend/build.py"), "--work", "/var/cache/distroless-frontend",
+                        "--push", ref], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return ref
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, peers):
+    root = tmp_path_factory.mktemp("bkrepo")
+    repo_dir, pub = make_repo(root, peers.busybox, ARCHS)
+    server = StaticServer(repo_dir).start()
+    yield server, pub, repo_dir
+    server.stop()
+
+
+def context(tmp: Path, frontend: str, server: StaticServer, pub: Path, *, archs=("x86_64",), lock: bool = True,
+            extra: str = "") -> Path:
+    ctx = tmp / "ctx"
+    ctx.mkdir(exist_ok=True)
+    yaml = image_yaml(server.url, pub, ["busybox"], extra).replace("archs: [x86_64]\n", f"archs: [{', '.join(archs)}]\n")
+    (ctx / "image.yaml").write_text(f"# syntax={frontend}\n" + yaml)
+    if lock:
+        env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
+        subprocess.run([sys.executable, "-m", "distroless", "image", "lock", "image.yaml", "--cache-dir",
+                        str(tmp / "cache")], cwd=ctx, env=env, check=True, capture_output=True)
+    return ctx
+
+
+def buildx(docker, ctx: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return docker.run("buildx", "build", "-f", str(ctx / "image.yaml"), "--progress=plain", *args, str(ctx),
+                      check=check, timeout=600)
+
+
+def uncached(log: str) -> list[str]:
+    """Names of the graph's vertices that ran rather than came from the cache."""
+    names: dict[str, str] = {}
+    state: dict[str, str] = {}
+    for line in log.splitlines():
+        m = re.match(r"^#(\d+) (.*)$", line)
+        if not m:
+            continue
+        num, rest = m.groups()
+        if num not in names:
+            names[num] = rest
+        elif rest == "CACHED":
+            state[num] = "cached"
+        elif rest.startswith("DONE"):
+            state.setdefault(num, "done")
+    return [names[n] for n, s in state.items() if s == "done"
+            and not names[n].startswith(("[internal]", "exporting", "resolve image config", "naming"))]
+
+
+def tree_of(docker, image: str) -> dict[str, tuple]:
+    """Every path of an image's filesystem with type, mode, owner, link target and content hash."""
+    cid = docker.run("create", image).stdout.strip()
+    try:
+        data = subprocess.run([docker.cli, "export", cid], env=docker.env(), capture_output=True, check=True).stdout
+    finally:
+        docker.run("rm", cid, check=False)
+    out = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        for m in tf:
+            if m.name.rstrip("/") in ("", ".dockerenv") or m.name.startswith(("proc/", "sys/", "dev/", "etc/hosts",
+                                                                                  "etc/hostname", "etc/resolv.conf")):
+                continue
+            digest = hashlib.sha256(tf.extractfile(m).read()).hexdigest() if m.isfile() else ""
+            out[m.name.rstrip("/")] = (m.type, m.mode, m.uid, m.gid, m.linkname, digest)
+    return out
+
+
+def cli_image(docker, ctx: Path, tmp: Path, tag: str) -> None:
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
+    subprocess.run([sys.executable, "-m", "distroless", "image", "build", "image.yaml", tag, str(tmp / "cli.tar"),
+                    "--lockfile", "image.lock.json", "--cache-dir", str(tmp / "cache"), "--sbom-path", str(tmp)],
+                   cwd=ctx, env=env, check=True, capture_output=True)
+    docker.run("load", "-i", str(tmp / "cli.tar"))
+
+
+@pytest.mark.parametrize("daemon", ["docker26", "docker20"])
+def test_build_runs_and_matches_cli(tmp_path, frontend, repo, peers, daemon) -> None:
+    server, pub, _ = repo
+    ctx = context(tmp_path, frontend, server, pub)
+    docker = getattr(peers, daemon)
+    tag = f"bk-{daemon}:{os.getpid()}"
+    if daemon == "docker26":
+        r = buildx(docker, ctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000", "-t", tag, "--load")
+        assert "merge 2 packages and metadata" in r.stderr, "the MergeOp path is taken on dockerd 26"
+    else:
+        r = docker.run("build", "-f", str(ctx / "image.yaml"), "--progress=plain", "--build-arg",
+                       "SOURCE_DATE_EPOCH=1700000000", "-t", tag, str(ctx), env=docker.env(DOCKER_BUILDKIT="1"), timeout=600)
+        assert "copy 2 packages and metadata into one layer" in r.stderr, "no MergeOp on dockerd 20.10"
+    try:
+        assert docker.run("run", "--rm", "--network", "none", tag).stdout.strip() == "hello from distroless"
+        cli_image(docker, ctx, tmp_path, "cli/bk:t")
+        ours, theirs = tree_of(docker, tag), tree_of(docker, "cli/bk:t-amd64")
+        assert ours.keys() == theirs.keys()
+        diffs = {k: (ours[k], theirs[k]) for k in ours if ours[k] != theirs[k]}
+        assert not diffs
+        layers = json.loads(docker.run("image", "inspect", tag, "--format", "{{json .RootFS.Layers}}").stdout)
+        assert len(layers) == (3 if daemon == "docker26" else 1)  # 2 packages + metadata, or one copy
+    finally:
+        docker.run("rmi", "-f", tag, "cli/bk:t-amd64", check=False)
+
+
+def test_second_build_cached_offline_and_one_package_change(tmp_path, frontend, repo, peers) -> None:
+    server, pub, repo_dir = repo
+    ctx = context(tmp_path, frontend, server, pub)
+    docker = peers.docker26
+    buildx(docker, ctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000")
+    server.stop()
+    try:
+        r = buildx(docker, ctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000")
+        assert uncached(r.stderr) == [], r.stderr
+    finally:
+        server.start()
+    # a new busybox version: only its fetch and expansion re-run, plus the metadata and the merge
+    work = tmp_path / "bump"
+    work.mkdir()
+    new_repo, _ = make_repo(work, peers.busybox)  # fresh key; re-sign with the served repo's key below
+    from distroless.apk import index, keys, pack, package
+    key = keys.load_private(pub.parent / "repo.rsa")
+    apk = package.read(repo_dir / "x86_64" / "busybox-1.36.1-r0.apk")
+    tree = work / "trees" / "bb"
+    (tree / "etc").mkdir(exist_ok=True)
+    (tree / "etc" / "busybox-release").write_text("r1\n")
+    meta = apk.package
+    meta.version = "1.36.1-r1"
+    meta.provides = ["cmd:busybox=1.36.1-r1", "/bin/sh"]
+    pack.pack(tree, meta, repo_dir / "x86_64" / "busybox-1.36.1-r1.apk", signing_key=key, source_date_epoch=1600000000)
+    pkgs = [package.read(p).package for p in sorted((repo_dir / "x86_64").glob("*.apk"))]
+    (repo_dir / "x86_64" / "APKINDEX.tar.gz").write_bytes(index.build(pkgs, signing_key=key))
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
+    subprocess.run([sys.executable, "-m", "distroless", "image", "lock", "image.yaml", "--cache-dir",
+                    str(tmp_path / "cache2")], cwd=ctx, env=env, check=True, capture_output=True)
+    r = buildx(docker, ctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000")
+    ran = uncached(r.stderr)
+    assert sorted(ran) == sorted([f"fetch {server.url}/x86_64/busybox-1.36.1-r1.apk", "expand busybox-1.36.1-r1",
+                                  "metadata layer: installed database, accounts, generated files",
+                                  "merge 2 packages and metadata"]), r.stderr
+
+
+def test_multi_platform_index_and_sbom(tmp_path, frontend, repo, peers) -> None:
+    server, pub, _ = repo
+    ctx = context(tmp_path, frontend, server, pub, archs=ARCHS)
+    out = tmp_path / "oci.tar"
+    buildx(peers.docker26, ctx, "--platform", "linux/amd64,linux/arm64", "--sbom=true",
+           "--build-arg", "SOURCE_DATE_EPOCH=1700000000", "--output", f"type=oci,dest={out}")
+    with tarfile.open(out) as tf:
+        blobs = {m.name: m for m in tf if m.isfile()}
+        index = json.loads(tf.extractfile("index.json").read())
+        top = json.loads(tf.extractfile(f"blobs/sha256/{index['manifests'][0]['digest'][7:]}").read())
+        plats = {(m.get("platform") or {}).get("architecture") for m in top["manifests"]}
+        assert {"amd64", "arm64"} <= plats
+        sboms = []
+        for m in top["manifests"]:
+            if m.get("annotations", {}).get("vnd.docker.reference.type") != "attestation-manifest":
+                continue
+            att = json.loads(tf.extractfile(f"blobs/sha256/{m['digest'][7:]}").read())
+            for layer in att["layers"]:
+                if layer.get("annotations", {}).get("in-toto.io/predicate-type") == "https://spdx.dev/Document":
+                    sboms.append(json.loads(tf.extractfile(f"blobs/sha256/{layer['digest'][7:]}").read()))
+    assert len(sboms) == 2
+    names = {p["name"] for p in sboms[0]["predicate"]["packages"]}
+    assert {"busybox", "test-base"} <= names and sboms[0]["predicate"]["spdxVersion"] == "SPDX-2.3"
+
+
+def test_yaml_error_shows_its_line(tmp_path, frontend, repo, peers) -> None:
+    server, pub, _ = repo
+    ctx = context(tmp_path, frontend, server, pub, lock=False, extra="entrypoynt: {}\n")
+    r = buildx(peers.docker26, ctx, check=False)
+    assert r.returncode != 0
+    assert "entrypoynt" in r.stderr and "image.yaml" in r.stderr
+    # buildx prints the offending source line with its number
+    assert re.search(r"\n\s*9 \|.*entrypoynt", r.stderr) or ">>>" in r.stderr, r.stderr[-2000:]
+
+
+def test_tampered_package_fails_with_checksum_error(tmp_path, frontend, repo, peers) -> None:
+    server, pub, repo_dir = repo
+    ctx = context(tmp_path, frontend, server, pub)
+    victim = repo_dir / "x86_64" / "test-base-1.0-r0.apk"
+    good = victim.read_bytes()
+    try:
+        bad = bytearray(good)
+        bad[-100] ^= 0xFF
+        victim.write_bytes(bytes(bad))
+        r = buildx(peers.docker26, ctx, "--no-cache", check=False)
+        assert r.returncode != 0
+        assert re.search(r"digest mismatch|checksum", r.stderr, re.I), r.stderr[-2000:]
+    finally:
+        victim.write_bytes(good)
