@@ -54,8 +54,10 @@ def base_rootfs(work: Path, suite: str) -> Path:
     if (base / ".complete").exists():
         return base
     if shutil.which("mmdebstrap") is None:
-        subprocess.run(["apt-get", "install", "-y", "-qq", "mmdebstrap"], check=True,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        if subprocess.run(["apt-get", "install", "-y", "-qq", "mmdebstrap"], env=env).returncode != 0:
+            subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+            subprocess.run(["apt-get", "install", "-y", "-qq", "mmdebstrap"], check=True, env=env)
     tmp = work / f"base-{suite}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     # no mirror argument: mmdebstrap uses the machine's own apt sources
