@@ -1,0 +1,199 @@
+"""Package rules: import (+ expand) a locked APK, pack a tree, build a melange recipe, index."""
+
+load(":common.bzl", "TOOL_ATTR", "run_step")
+load(":providers.bzl", "ApkInfo", "ApkLockInfo")
+
+def _expand(ctx, apk, checksum, sha256, name):
+    out = ctx.actions.declare_directory(name)
+    args = ctx.actions.args()
+    args.add("--apk", apk)
+    args.add("--checksum", checksum)
+    args.add("--sha256", sha256)
+    args.add("--out", out.path)
+    run_step(ctx, "expand", args, [apk], [out], "DistrolessExpand", "Expanding %s" % apk.short_path)
+    return out
+
+def _apk_import_impl(ctx):
+    expanded = _expand(ctx, ctx.file.apk, ctx.attr.checksum, ctx.attr.sha256, ctx.label.name + ".expanded")
+    return [
+        DefaultInfo(files = depset([ctx.file.apk])),
+        ApkInfo(
+            apk = ctx.file.apk,
+            package_name = ctx.attr.package_name,
+            version = ctx.attr.version,
+            arch = ctx.attr.arch,
+            checksum = ctx.attr.checksum,
+            sha256 = ctx.attr.sha256,
+            expanded = expanded,
+        ),
+        OutputGroupInfo(expanded = depset([expanded])),
+    ]
+
+apk_import = rule(
+    implementation = _apk_import_impl,
+    attrs = dict(TOOL_ATTR, **{
+        "apk": attr.label(allow_single_file = [".apk"], mandatory = True),
+        "package_name": attr.string(mandatory = True),
+        "version": attr.string(mandatory = True),
+        "arch": attr.string(mandatory = True),
+        "checksum": attr.string(),
+        "sha256": attr.string(),
+    }),
+    doc = "A locked .apk; its expansion is one action, shared by every image that installs it.",
+)
+
+def _apk_lock_impl(ctx):
+    return [
+        DefaultInfo(files = depset([p[ApkInfo].apk for p in ctx.attr.packages])),
+        ApkLockInfo(lock = ctx.file.lock, arch = ctx.attr.arch, packages = [p[ApkInfo] for p in ctx.attr.packages]),
+    ]
+
+apk_lock = rule(
+    implementation = _apk_lock_impl,
+    attrs = {
+        "lock": attr.label(allow_single_file = True, mandatory = True),
+        "arch": attr.string(mandatory = True),
+        "packages": attr.label_list(providers = [ApkInfo], doc = "in lock order"),
+    },
+    doc = "One architecture of a lock (generated into the hub by apk_lock_repositories).",
+)
+
+def _rel_path(f, root):
+    p = f.short_path
+    if root:
+        prefix = root.rstrip("/") + "/"
+        if not p.startswith(prefix):
+            fail("%s is not under root %r" % (p, root))
+        return p[len(prefix):]
+    return p
+
+def _apk_package_impl(ctx):
+    name = ctx.attr.package_name or ctx.label.name
+    out = ctx.actions.declare_file("%s-%s.apk" % (name, ctx.attr.version))
+    root = ctx.attr.root if ctx.attr.root != "." else ctx.label.package
+    args = ctx.actions.args()
+    for f in ctx.files.srcs:
+        args.add("--file", "%s=%s" % (_rel_path(f, root), f.path))
+    args.add("--")
+    args.add_all(["--name", name, "--version", ctx.attr.version, "--arch", ctx.attr.arch])
+    args.add_all(["--description", ctx.attr.description, "--license", ctx.attr.license])
+    if ctx.attr.origin:
+        args.add_all(["--origin", ctx.attr.origin])
+    if ctx.attr.depends:
+        args.add("--depends")
+        args.add_all(ctx.attr.depends)
+    if ctx.attr.provides:
+        args.add("--provides")
+        args.add_all(ctx.attr.provides)
+    inputs = list(ctx.files.srcs)
+    if ctx.file.signing_key:
+        args.add("--signing-key", ctx.file.signing_key)
+        inputs.append(ctx.file.signing_key)
+    args.add("-o", out)
+    run_step(ctx, "pack", args, inputs, [out], "DistrolessPack", "Packing %s" % out.short_path,
+             source_date_epoch = ctx.attr.source_date_epoch)
+    return [
+        DefaultInfo(files = depset([out])),
+        ApkInfo(apk = out, package_name = name, version = ctx.attr.version, arch = ctx.attr.arch,
+                checksum = "", sha256 = "", expanded = None),
+    ]
+
+apk_package = rule(
+    implementation = _apk_package_impl,
+    attrs = dict(TOOL_ATTR, **{
+        "srcs": attr.label_list(allow_files = True, doc = "the package's files"),
+        "root": attr.string(default = ".", doc = "workspace-relative directory the files are under ('.' = this package)"),
+        "package_name": attr.string(doc = "default: the target name"),
+        "version": attr.string(mandatory = True),
+        "arch": attr.string(default = "x86_64"),
+        "description": attr.string(),
+        "license": attr.string(),
+        "origin": attr.string(),
+        "depends": attr.string_list(),
+        "provides": attr.string_list(),
+        "signing_key": attr.label(allow_single_file = True, doc = "RSA key (apk signing)"),
+        "source_date_epoch": attr.string(default = "0", doc = "file mtimes and build date"),
+    }),
+    doc = "Pack files into a signed .apk (`distroless package create`).",
+)
+
+def _apk_index_impl(ctx):
+    out = ctx.actions.declare_file(ctx.attr.out or (ctx.label.name + "/APKINDEX.tar.gz"))
+    apks = [a[ApkInfo].apk if ApkInfo in a else None for a in ctx.attr.apks]
+    apks = [a for a in apks if a] + [f for a in ctx.attr.apks if ApkInfo not in a for f in a.files.to_list()]
+    args = ctx.actions.args()
+    args.add_all(["--", "package", "index"])
+    args.add_all(apks)
+    args.add("-o", out)
+    if ctx.attr.arch:
+        args.add("--arch", ctx.attr.arch)
+    if ctx.attr.description:
+        args.add("--description", ctx.attr.description)
+    inputs = list(apks)
+    if ctx.file.signing_key:
+        args.add("--signing-key", ctx.file.signing_key)
+        inputs.append(ctx.file.signing_key)
+    run_step(ctx, "cli", args, inputs, [out], "DistrolessApkIndex", "Indexing %s" % out.short_path,
+             source_date_epoch = ctx.attr.source_date_epoch)
+    return [DefaultInfo(files = depset([out]))]
+
+apk_index = rule(
+    implementation = _apk_index_impl,
+    attrs = dict(TOOL_ATTR, **{
+        "apks": attr.label_list(allow_files = [".apk"], mandatory = True),
+        "arch": attr.string(),
+        "description": attr.string(),
+        "signing_key": attr.label(allow_single_file = True),
+        "out": attr.string(doc = "default: <name>/APKINDEX.tar.gz"),
+        "source_date_epoch": attr.string(default = "0"),
+    }),
+    doc = "A signed APKINDEX.tar.gz over packages (`distroless package index`).",
+)
+
+def _melange_package_impl(ctx):
+    name = ctx.attr.package_name or ctx.label.name
+    out = ctx.actions.declare_file(ctx.attr.out or "%s-%s.apk" % (name, ctx.attr.version))
+    root = ctx.attr.source_root if ctx.attr.source_root != "." else ctx.file.recipe.dirname
+    if ctx.file.recipe.short_path.startswith("../"):
+        root = ctx.attr.source_root
+    args = ctx.actions.args()
+    args.add("--recipe", ctx.file.recipe)
+    for f in ctx.files.srcs:
+        args.add("--file", "%s=%s" % (_rel_path(f, root), f.path))
+    args.add("--out", out)
+    args.add("--")
+    args.add_all(["--arch", ctx.attr.arch, "--runner", ctx.attr.runner])
+    if ctx.attr.host_toolchain:
+        args.add("--host-toolchain")
+    inputs = [ctx.file.recipe] + ctx.files.srcs
+    if ctx.file.signing_key:
+        args.add("--signing-key", ctx.file.signing_key)
+        inputs.append(ctx.file.signing_key)
+    run_step(ctx, "melange", args, inputs, [out], "DistrolessMelange", "Building %s" % ctx.file.recipe.short_path,
+             source_date_epoch = ctx.attr.source_date_epoch,
+             # the engine isolates the build in its own bubblewrap sandbox, which cannot be nested
+             # in Bazel's linux-sandbox (mounts fail with EINVAL); the action stays cacheable
+             execution_requirements = {"no-sandbox": "1"})
+    return [
+        DefaultInfo(files = depset([out])),
+        ApkInfo(apk = out, package_name = name, version = ctx.attr.version, arch = ctx.attr.arch,
+                checksum = "", sha256 = "", expanded = None),
+    ]
+
+melange_package = rule(
+    implementation = _melange_package_impl,
+    attrs = dict(TOOL_ATTR, **{
+        "recipe": attr.label(allow_single_file = [".yaml", ".yml"], mandatory = True),
+        "srcs": attr.label_list(allow_files = True, doc = "the recipe's source directory contents"),
+        "source_root": attr.string(default = ".", doc = "workspace-relative directory of srcs ('.' = the recipe's)"),
+        "package_name": attr.string(doc = "default: the target name"),
+        "version": attr.string(mandatory = True, doc = "full version, e.g. 0.1.0-r0"),
+        "out": attr.string(doc = "output path (default <name>-<version>.apk)"),
+        "arch": attr.string(default = "x86_64"),
+        "runner": attr.string(default = "bubblewrap", values = ["bubblewrap", "docker"]),
+        "host_toolchain": attr.bool(default = False, doc = "build with the host's /usr (offline; not hermetic)"),
+        "signing_key": attr.label(allow_single_file = True),
+        "source_date_epoch": attr.string(default = "0"),
+    }),
+    doc = "A melange recipe → its .apk (`distroless package build` in the engine's sandbox).",
+)

@@ -1,0 +1,106 @@
+"""WORKSPACE setup for the distroless rules. Downloads nothing (bazel/README.md).
+
+    load("@distroless//bazel:repositories.bzl", "distroless_dependencies")
+    distroless_dependencies()
+
+Works on Bazel 4.2.3 (Debian's bazel-bootstrap) and later WORKSPACE-mode Bazels.
+"""
+
+# Third-party modules the engine imports (top-level names). Missing optional ones only cost the
+# features that need them (registry push, ELF parsing); the required ones fail the fetch early.
+_REQUIRED = ["cryptography", "yaml", "isal", "cffi", "_cffi_backend", "pycparser"]
+_OPTIONAL = [
+    "_yaml",
+    "zstandard",
+    "nacl",
+    "elftools",
+    "requests",
+    "urllib3",
+    "idna",
+    "certifi",
+    "charset_normalizer",
+]
+
+# Run by the interpreter at fetch time: where each module lives, and the real interpreter.
+_PROBE = """
+import importlib.util, os, sys
+print("python\\t" + os.path.realpath(sys.executable))
+for name in sys.argv[1:]:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.origin:
+        print("missing\\t" + name)
+    elif spec.submodule_search_locations:
+        print("dir\\t" + name + "\\t" + os.path.dirname(spec.origin))
+    else:
+        print("file\\t" + os.path.basename(spec.origin) + "\\t" + spec.origin)
+"""
+
+def _python_repository_impl(rctx):
+    workspace = rctx.path(Label("//bazel:BUILD.bazel")).dirname.dirname  # this project's root
+    python = rctx.os.environ.get("DISTROLESS_PYTHON", "") or rctx.attr.python
+    if not python:
+        venv = workspace.get_child(".venv").get_child("bin").get_child("python")
+        python = str(venv) if venv.exists else "/usr/bin/python3"
+    rctx.file("probe.py", _PROBE)
+    res = rctx.execute([python, "-I", "probe.py"] + _REQUIRED + _OPTIONAL)
+    if res.return_code != 0:
+        fail("distroless: cannot run %s: %s" % (python, res.stderr))
+    interpreter = ""
+    missing = []
+    for line in res.stdout.splitlines():
+        parts = line.split("\t")
+        if parts[0] == "python":
+            interpreter = parts[1]
+        elif parts[0] == "missing":
+            missing.append(parts[1])
+        elif parts[0] in ("dir", "file"):
+            rctx.symlink(parts[2], "site/" + parts[1])
+    required_missing = [m for m in missing if m in _REQUIRED]
+    if required_missing:
+        fail("distroless: %s lacks %s; set DISTROLESS_PYTHON to a python3 (or venv) that has the " % (python, ", ".join(required_missing)) +
+             "project's dependencies installed (`make test` creates .venv)")
+
+    # The fixed interpreter every action runs, isolated (-I) and without writing bytecode (-B).
+    rctx.file("python.sh", "#!/bin/sh\nexec %s -I -B \"$@\"\n" % interpreter, executable = True)
+    rctx.file("marker", "")
+    rctx.file("BUILD.bazel", """package(default_visibility = ["//visibility:public"])
+
+exports_files(["python.sh", "marker"])
+
+filegroup(
+    name = "site",
+    srcs = glob(["site/**"], exclude = ["**/__pycache__/**", "**/*.pyc"]),
+)
+""")
+
+distroless_python_repository = repository_rule(
+    implementation = _python_repository_impl,
+    attrs = {
+        "python": attr.string(doc = "interpreter to take the modules from (default: the .venv beside these rules, else /usr/bin/python3)"),
+    },
+    environ = ["DISTROLESS_PYTHON"],
+    local = True,
+    doc = "Symlinks the engine's third-party modules from an installed interpreter into `site/`.",
+)
+
+def distroless_dependencies(python = ""):
+    """Declare what the rules need; nothing is downloaded.
+
+    Args:
+      python: interpreter whose installed modules the actions use (default: the workspace's
+        .venv, else /usr/bin/python3; `DISTROLESS_PYTHON` in the environment overrides both).
+    """
+    if not native.existing_rule("distroless_python"):
+        distroless_python_repository(name = "distroless_python", python = python)
+
+    # Offline stand-ins for repositories Bazel 4.2.3 would otherwise try to download as soon
+    # as a test rule or toolchain resolution needs them (reference notes, bazel.md §5).
+    here = Label("//bazel:repositories.bzl")
+    root = "" if not here.workspace_root else here.workspace_root + "/"
+    for name in ("rules_java", "rules_cc", "remote_coverage_tools"):
+        if not native.existing_rule(name):
+            native.local_repository(name = name, path = _stub_dir(root, name))
+
+def _stub_dir(root, name):
+    # local_repository wants a path; relative paths are taken from the main workspace root.
+    return root + "bazel/stubs/" + name
