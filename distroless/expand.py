@@ -57,7 +57,7 @@ def expand(apk_path: Path, cache: Cache, *, expected_checksum: str | None = None
     root = cache.root / "expanded"
     root.mkdir(exist_ok=True)
     if expected_sha256:
-        hit = _load(root / expected_sha256)
+        hit = load(root / expected_sha256)
         if hit is not None and (expected_checksum is None or hit.apk.checksum == expected_checksum):
             return hit
     work = Path(tempfile.mkdtemp(dir=cache.root / "tmp", prefix="expand-"))
@@ -70,7 +70,7 @@ def expand(apk_path: Path, cache: Cache, *, expected_checksum: str | None = None
         try:
             os.rename(work, dest)
         except OSError:
-            if _load(dest) is None:  # a broken leftover: replace it
+            if load(dest) is None:  # a broken leftover: replace it
                 shutil.rmtree(dest, ignore_errors=True)
                 os.rename(work, dest)
         return Expanded(apk, dest / "data.tar")
@@ -78,7 +78,8 @@ def expand(apk_path: Path, cache: Cache, *, expected_checksum: str | None = None
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _load(d: Path) -> Expanded | None:
+def load(d: Path) -> Expanded | None:
+    """An expanded package directory (data.tar + meta.json), or None if it is not a valid one."""
     try:
         meta = json.loads((d / "meta.json").read_text())
         if meta.get("version") != _META_VERSION:

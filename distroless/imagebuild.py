@@ -9,10 +9,13 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Sequence
 
 from distroless import layers as layering
-from distroless.config import LoadedConfig, image_environment
-from distroless.oci.image import Image, Index, Platform, apko_config, build_image, build_index, image_annotations, write_layer
+from distroless.apk.model import Package
+from distroless.config import ImageConfig, LoadedConfig, image_environment
+from distroless.oci.image import (ConfigFile, Image, Index, Platform, apko_config, build_image, build_index,
+                                  image_annotations, write_layer)
 from distroless.rootfs.build import ArchRootfs
 from distroless.rootfs.layer import iter_tar, owner_names
 from distroless.rootfs.tree import Tree
@@ -58,6 +61,25 @@ def layer_groups(loaded: LoadedConfig, arch_fs: ArchRootfs) -> list[list]:
     return [l for l in layering.split(tree, installer, groups) if l]
 
 
+def image_settings(cfg: ImageConfig, bde: int) -> dict[str, Any]:
+    """Everything apko's image config takes from the (per-arch, locked) configuration, as plain
+    JSON-able values; `arch_config` adds the platform and the layers."""
+    return {
+        "created": bde, "annotations": dict(cfg.annotations), "vcs_url": cfg.vcs_url,
+        "entrypoint_command": cfg.entrypoint.command, "shell_fragment": cfg.entrypoint.shell_fragment,
+        "cmd": cfg.cmd, "env": dict(image_environment(cfg)), "user": cfg.accounts.run_as,
+        "working_dir": cfg.work_dir, "stop_signal": cfg.stop_signal, "volumes": list(cfg.volumes),
+    }
+
+
+def arch_config(settings: dict[str, Any], arch: str, diff_ids: Sequence[str]) -> ConfigFile:
+    return apko_config(platform=Platform.from_arch(arch), diff_ids=list(diff_ids), **settings)
+
+
+def manifest_annotations(settings: dict[str, Any]) -> dict[str, str]:
+    return image_annotations(settings["annotations"], settings["created"], settings["vcs_url"])
+
+
 def build_arch_image(loaded: LoadedConfig, arch_fs: ArchRootfs, blobs: Path, opts: Options) -> Image:
     tree = arch_fs.rootfs.tree
     users, groups = owner_names(tree)
@@ -66,16 +88,41 @@ def build_arch_image(loaded: LoadedConfig, arch_fs: ArchRootfs, blobs: Path, opt
         # streamed: the tar is generated while earlier blocks are being compressed
         built_layers.append(write_layer(iter_tar(entries, users, groups), blobs,
                                         compression=opts.compression, level=opts.level))  # type: ignore[arg-type]
-    cfg = arch_fs.rootfs.config
-    platform = Platform.from_arch(arch_fs.arch)
-    annotations = dict(cfg.annotations)
-    config = apko_config(
-        platform=platform, diff_ids=[l.diff_id for l in built_layers], created=arch_fs.bde,
-        annotations=annotations, vcs_url=cfg.vcs_url, entrypoint_command=cfg.entrypoint.command,
-        shell_fragment=cfg.entrypoint.shell_fragment, cmd=cfg.cmd, env=image_environment(cfg),
-        user=cfg.accounts.run_as, working_dir=cfg.work_dir, stop_signal=cfg.stop_signal, volumes=cfg.volumes,
-    )
-    return build_image(config, built_layers, image_annotations(annotations, arch_fs.bde, cfg.vcs_url), platform)
+    settings = image_settings(arch_fs.rootfs.config, arch_fs.bde)
+    config = arch_config(settings, arch_fs.arch, [l.diff_id for l in built_layers])
+    return build_image(config, built_layers, manifest_annotations(settings), Platform.from_arch(arch_fs.arch))
+
+
+@dataclass(frozen=True, slots=True)
+class ArchSbom:
+    """What an arch's SBOM needs: its image, installed packages, os-release and build date."""
+
+    arch: str
+    image: Image
+    packages: list[Package]
+    os: OSInfo
+    created: int
+    vcs_url: str = ""
+
+
+def sbom_documents(archs: Sequence[ArchSbom], index: Index, *, name: str, vcs_url: str,
+                   formats: Sequence[str]) -> dict[str, bytes]:
+    """`sbom-<apkarch>.spdx.json` per arch and `sbom-index.spdx.json` (plus CycloneDX on request)."""
+    docs: dict[str, bytes] = {}
+    for a in archs:
+        info = image_info(a.image, created=a.created, name=name, vcs_url=a.vcs_url)
+        if "spdx" in formats:
+            docs[spdx.sbom_filename(a.arch)] = spdx.spdx_image(a.packages, a.os, info)
+        if "cyclonedx" in formats:
+            docs[spdx.sbom_filename(a.arch).replace(".spdx.json", ".cdx.json")] = \
+                cyclonedx.cyclonedx_image(a.packages, a.os, info)
+    if archs:
+        idx = index_info(index, created=max(a.created for a in archs), name=name, vcs_url=vcs_url)
+        if "spdx" in formats:
+            docs[spdx.sbom_filename(None)] = spdx.spdx_index(idx, archs[0].os)
+        if "cyclonedx" in formats:
+            docs["sbom-index.cdx.json"] = cyclonedx.cyclonedx_index(idx)
+    return docs
 
 
 def build(loaded: LoadedConfig, rootfs: list[ArchRootfs], blobs: Path, opts: Options) -> Built:
@@ -85,21 +132,9 @@ def build(loaded: LoadedConfig, rootfs: list[ArchRootfs], blobs: Path, opts: Opt
     created = max(a.bde for a in rootfs)
     cfg = loaded.config
     index = build_index(images, image_annotations(dict(cfg.annotations), created, cfg.vcs_url))
-    out = Built(index, images, created=created)
     by_arch = {im.platform.arch: im for im in images}
-    for arch_fs in rootfs:
-        image = by_arch[Platform.from_arch(arch_fs.arch).arch]
-        pkgs = [r.package for r in arch_fs.rootfs.installer.installed]
-        info = image_info(image, created=arch_fs.bde, name=opts.name, vcs_url=cfg.vcs_url)
-        osi = os_info(arch_fs.rootfs.tree)
-        if "spdx" in opts.sbom_formats:
-            out.sboms[spdx.sbom_filename(arch_fs.arch)] = spdx.spdx_image(pkgs, osi, info)
-        if "cyclonedx" in opts.sbom_formats:
-            out.sboms[spdx.sbom_filename(arch_fs.arch).replace(".spdx.json", ".cdx.json")] = \
-                cyclonedx.cyclonedx_image(pkgs, osi, info)
-    idx_info = index_info(index, created=created, name=opts.name, vcs_url=cfg.vcs_url)
-    if "spdx" in opts.sbom_formats:
-        out.sboms[spdx.sbom_filename(None)] = spdx.spdx_index(idx_info, os_info(rootfs[0].rootfs.tree))
-    if "cyclonedx" in opts.sbom_formats:
-        out.sboms["sbom-index.cdx.json"] = cyclonedx.cyclonedx_index(idx_info)
-    return out
+    archs = [ArchSbom(a.arch, by_arch[Platform.from_arch(a.arch).arch],
+                      [r.package for r in a.rootfs.installer.installed], os_info(a.rootfs.tree), a.bde, cfg.vcs_url)
+             for a in rootfs]
+    sboms = sbom_documents(archs, index, name=opts.name, vcs_url=cfg.vcs_url, formats=opts.sbom_formats)
+    return Built(index, images, sboms, created)

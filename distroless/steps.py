@@ -106,9 +106,9 @@ def cmd_expand(args: argparse.Namespace) -> int:
 
 def load_expanded(directory: str | os.PathLike[str]):
     """An `expand` output (or an engine cache entry) as the engine's `Expanded`."""
-    from distroless.expand import _load
+    from distroless.expand import load
 
-    exp = _load(Path(directory))
+    exp = load(Path(directory))
     if exp is None:
         raise StepError(f"{directory}: not an expanded package (data.tar + meta.json)")
     return exp
@@ -128,25 +128,11 @@ def _config_layering(loaded) -> str:
     return "single" if lay is None or lay.is_empty() else lay.strategy
 
 
-def image_settings(cfg, arch: str, bde: int) -> dict:
-    """What `imagebuild.build_arch_image` hands to `apko_config` besides platform and diff_ids,
-    as JSON (from the assembled tree's config: pinned world, numeric run-as)."""
-    from distroless.config import image_environment
-
-    return {
-        "created": bde, "annotations": dict(cfg.annotations), "vcs_url": cfg.vcs_url,
-        "entrypoint_command": cfg.entrypoint.command, "shell_fragment": cfg.entrypoint.shell_fragment,
-        "cmd": cfg.cmd, "env": dict(image_environment(cfg)), "user": cfg.accounts.run_as,
-        "working_dir": cfg.work_dir, "stop_signal": cfg.stop_signal, "volumes": list(cfg.volumes),
-    }
-
-
 def cmd_assemble(args: argparse.Namespace) -> int:
     from distroless import imagebuild
     from distroless import lock as lockfile
     from distroless import packages as pkgset
-    from distroless.rootfs.assemble import assemble
-    from distroless.rootfs.build import ArchRootfs, build_date_epoch
+    from distroless.rootfs.build import assemble_arch
     from distroless.rootfs.layer import iter_tar, owner_names
 
     loaded = _loaded_config(args.config, args.source_date_epoch, args.include_path)
@@ -165,10 +151,8 @@ def cmd_assemble(args: argparse.Namespace) -> int:
         if exp.apk.checksum != pin.package.checksum or (pin.sha256 and exp.apk.sha256 != pin.sha256):
             raise StepError(f"expanded package {exp.apk.package.name}-{exp.apk.package.version} given where "
                             f"the lock has {pin.package.name}-{pin.package.version}")
-    bde = build_date_epoch(loaded, expanded)
-    keys = {name: pem for name, (_, pem) in ps.key_sources.items()}
-    rootfs = assemble(loaded, arch, expanded, world=ps.pinned_world(arch), keys=keys, bde=bde)
-    arch_fs = ArchRootfs(arch, rootfs, expanded, bde)
+    arch_fs = assemble_arch(loaded, ps, arch, expanded)
+    rootfs, bde = arch_fs.rootfs, arch_fs.bde
 
     groups = imagebuild.layer_groups(loaded, arch_fs)
     if len(groups) > len(args.out_layer):
@@ -182,7 +166,7 @@ def cmd_assemble(args: argparse.Namespace) -> int:
         atomic_write(path, b"")  # an unused slot: no layer
     osi = imagebuild.os_info(rootfs.tree)
     _write_json(Path(args.out_meta), {
-        "version": META_VERSION, "arch": arch, "image": image_settings(rootfs.config, arch, bde),
+        "version": META_VERSION, "arch": arch, "image": imagebuild.image_settings(rootfs.config, bde),
         "index_annotations": dict(loaded.config.annotations), "index_vcs_url": loaded.config.vcs_url,
         "os": asdict(osi), "packages": [asdict(r.package) for r in rootfs.installer.installed],
     })
@@ -243,7 +227,8 @@ def _index_annotations(metas: list[dict]) -> dict[str, str]:
 
 
 def cmd_image(args: argparse.Namespace) -> int:
-    from distroless.oci.image import Layer, Platform, apko_config, build_image, build_index, image_annotations
+    from distroless import imagebuild
+    from distroless.oci.image import Layer, Platform, build_image, build_index
 
     meta = _read_meta(args.meta)
     layers = []
@@ -251,12 +236,9 @@ def cmd_image(args: argparse.Namespace) -> int:
         desc = json.loads(Path(desc_path).read_text())
         if desc:
             layers.append(Layer(desc["digest"], desc["size"], desc["diff_id"], Path(blob), desc["media_type"]))
-    s = dict(meta["image"])
-    created, annotations, vcs_url = s.pop("created"), s.pop("annotations"), s["vcs_url"]
-    platform = Platform.from_arch(meta["arch"])
-    config = apko_config(platform=platform, diff_ids=[l.diff_id for l in layers], created=created,
-                         annotations=annotations, **s)
-    image = build_image(config, layers, image_annotations(annotations, created, vcs_url), platform)
+    settings = meta["image"]
+    config = imagebuild.arch_config(settings, meta["arch"], [l.diff_id for l in layers])
+    image = build_image(config, layers, imagebuild.manifest_annotations(settings), Platform.from_arch(meta["arch"]))
     # a one-arch layout is what `image build` writes for a one-arch config: an index of one
     index = build_index([image], _index_annotations([meta]))
     _write_index_layout(Path(args.out_layout), index)
@@ -287,32 +269,18 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def cmd_sbom(args: argparse.Namespace) -> int:
     """The documents `image build` writes next to a layout: one per arch and one for the index."""
+    from distroless import imagebuild
     from distroless.apk.model import Package
     from distroless.oci.layout import read_layout
-    from distroless.sbom import cyclonedx, spdx
-    from distroless.sbom.common import OSInfo, image_info, index_info
+    from distroless.sbom.common import OSInfo
 
     formats = tuple(f for v in args.format for f in v.split(",") if f) or ("spdx",)
     index = read_layout(args.layout).as_index()
     by_arch = {im.platform.arch: im for im in index.images}
     metas = [_read_meta(m) for m in args.meta]
-    docs: dict[str, bytes] = {}
-    for meta in metas:
-        image = by_arch[meta["arch"]]
-        pkgs = [Package(**p) for p in meta["packages"]]
-        osi = OSInfo(**meta["os"])
-        info = image_info(image, created=meta["image"]["created"], name=args.name, vcs_url=meta["image"]["vcs_url"])
-        if "spdx" in formats:
-            docs[spdx.sbom_filename(meta["arch"])] = spdx.spdx_image(pkgs, osi, info)
-        if "cyclonedx" in formats:
-            docs[spdx.sbom_filename(meta["arch"]).replace(".spdx.json", ".cdx.json")] = \
-                cyclonedx.cyclonedx_image(pkgs, osi, info)
-    created = max(m["image"]["created"] for m in metas)
-    idx = index_info(index, created=created, name=args.name, vcs_url=metas[0]["index_vcs_url"])
-    if "spdx" in formats:
-        docs[spdx.sbom_filename(None)] = spdx.spdx_index(idx, OSInfo(**metas[0]["os"]))
-    if "cyclonedx" in formats:
-        docs["sbom-index.cdx.json"] = cyclonedx.cyclonedx_index(idx)
+    archs = [imagebuild.ArchSbom(m["arch"], by_arch[m["arch"]], [Package(**p) for p in m["packages"]],
+                                 OSInfo(**m["os"]), m["image"]["created"], m["image"]["vcs_url"]) for m in metas]
+    docs = imagebuild.sbom_documents(archs, index, name=args.name, vcs_url=metas[0]["index_vcs_url"], formats=formats)
     out = Path(args.out_dir)
     _fresh_dir(out)
     for name, doc in docs.items():

@@ -34,17 +34,16 @@ from distroless import packages as pkgset
 from distroless.apk import index as apkindex
 from distroless.apk.keys import Keyring
 from distroless.apk.model import Package
-from distroless.config import LoadedConfig, Overrides, image_environment, load_image_config_bytes
-from distroless.config.image import arch_to_apk
+from distroless.config import LoadedConfig, Overrides, load_image_config_bytes
 from distroless.errors import ConfigError, DistrolessError
 from distroless.expand import Expanded, expand
 from distroless.fetch.cache import Cache
 from distroless.fetch.repository import Repository, is_remote
 from distroless.oci.image import Platform as OciPlatform
-from distroless.oci.image import apko_config, config_json, image_annotations
-from distroless.imagebuild import os_info
-from distroless.rootfs.assemble import Rootfs, assemble
-from distroless.rootfs.build import build_date_epoch
+from distroless.oci.image import config_json
+from distroless.imagebuild import arch_config, image_settings, os_info
+from distroless.rootfs.assemble import Rootfs
+from distroless.rootfs.build import assemble_arch
 from distroless.rootfs.layer import iter_tar, owner_names
 from distroless.sbom import spdx
 
@@ -238,34 +237,26 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv) -> gateway.Re
     ps = package_set(gw, loaded, lock_bytes, lock_name)
     mergeop = bridge.caps.supports_llb("mergeop") if bridge.caps else False
     cache = Cache(tempfile.mkdtemp(prefix="distroless-frontend-"))
-    keys = {name: pem for name, (_, pem) in ps.key_sources.items()}
 
     result = gateway.Result()
     platforms = []
     for arch in loaded.config.archs:
         nodes = package_nodes(gw, ps.archs[arch], cache)
-        expanded = [n.expanded for n in nodes]
-        bde = build_date_epoch(loaded, expanded)
-        rootfs = assemble(loaded, arch, expanded, world=ps.pinned_world(arch), keys=keys, bde=bde)
-        users, groups = owner_names(rootfs.tree)
-        tar = b"".join(iter_tar(overlay.metadata_entries(rootfs.tree, expanded), users, groups))
+        arch_fs = assemble_arch(loaded, ps, arch, [n.expanded for n in nodes])
+        tree = arch_fs.rootfs.tree
+        users, groups = owner_names(tree)
+        tar = b"".join(iter_tar(overlay.metadata_entries(tree, arch_fs.expanded), users, groups))
         root = root_state(nodes, metadata_state(tar, nodes[0].state if nodes else llb.scratch()), mergeop)
-        ref = gw.solve(root)
         pid = platform_id(arch)
-        result.refs.refs[pid].id = ref
-        cfg = rootfs.config
-        plat = OciPlatform.from_arch(arch)
-        config = apko_config(
-            platform=plat, diff_ids=[], created=bde, annotations=dict(cfg.annotations), vcs_url=cfg.vcs_url,
-            entrypoint_command=cfg.entrypoint.command, shell_fragment=cfg.entrypoint.shell_fragment, cmd=cfg.cmd,
-            env=image_environment(cfg), user=cfg.accounts.run_as, working_dir=cfg.work_dir,
-            stop_signal=cfg.stop_signal, volumes=cfg.volumes)
+        result.refs.refs[pid].id = gw.solve(root)
+        # BuildKit's exporter fills in rootfs and history: the config carries no diff_ids
+        config = arch_config(image_settings(arch_fs.rootfs.config, arch_fs.bde), arch, [])
         result.metadata[f"containerimage.config/{pid}"] = config_json(config)
         if loaded.source_date_epoch_pinned:
-            result.metadata[f"source.date.epoch/{pid}"] = str(bde).encode()
-        platforms.append({"ID": pid, "Platform": plat.to_json()})
+            result.metadata[f"source.date.epoch/{pid}"] = str(arch_fs.bde).encode()
+        platforms.append({"ID": pid, "Platform": OciPlatform.from_arch(arch).to_json()})
         if req.sbom and bridge.caps and bridge.caps.supports("reference.attestations"):
-            attach_sbom(gw, result, pid, arch, rootfs, bde)
+            attach_sbom(gw, result, pid, arch, arch_fs.rootfs, arch_fs.bde)
     result.metadata["refs.platforms"] = json.dumps({"Platforms": platforms}, separators=(",", ":")).encode()
     if len(platforms) == 1:
         # a single platform goes back as a plain ref, which every exporter (dockerd 20.10's too) takes

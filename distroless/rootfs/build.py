@@ -27,12 +27,24 @@ def build_date_epoch(loaded: LoadedConfig, expanded: list[Expanded]) -> int:
     return max([loaded.build_date_epoch] + [e.apk.package.build_time for e in expanded])
 
 
+def assemble_arch(loaded: LoadedConfig, ps: PackageSet, arch: str, expanded: list[Expanded], *,
+                  keep_owners: bool = False, lock_world: bool = True) -> ArchRootfs:
+    """One architecture's tree from its expanded packages (in `ps` order): the build date, the
+    world (pinned for builds, the user's list for minirootfs) and the keys come from here, for
+    every front door."""
+    bde = build_date_epoch(loaded, expanded)
+    world = ps.pinned_world(arch) if lock_world else list(loaded.world())
+    keys = {name: pem for name, (_, pem) in ps.key_sources.items()}
+    rootfs = assemble(loaded, arch, expanded, world=world, keys=keys, bde=bde,
+                      keep_owners=keep_owners, lock_world=lock_world)
+    return ArchRootfs(arch, rootfs, expanded, bde)
+
+
 def build_rootfs(loaded: LoadedConfig, ps: PackageSet, fetcher: Fetcher, *, keep_owners: bool = False,
                  lock_world: bool = True, jobs: int = 4) -> list[ArchRootfs]:
     """One assembled tree per architecture, in `ps` order. Packages are fetched and expanded in
     parallel, then installed strictly in resolved order."""
     fetched = fetch_all(ps, fetcher)
-    keys = {name: pem for name, (_, pem) in ps.key_sources.items()}
     out: list[ArchRootfs] = []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         for arch, items in fetched.items():
@@ -41,9 +53,5 @@ def build_rootfs(loaded: LoadedConfig, ps: PackageSet, fetcher: Fetcher, *, keep
                 lambda pf: expand(pf[1].path, fetcher.cache, expected_checksum=pf[0].package.checksum,
                                   expected_sha256=pf[1].sha256),
                 zip(pins, items)))
-            bde = build_date_epoch(loaded, expanded)
-            world = ps.pinned_world(arch) if lock_world else list(loaded.world())
-            rootfs = assemble(loaded, arch, expanded, world=world, keys=keys, bde=bde,
-                              keep_owners=keep_owners, lock_world=lock_world)
-            out.append(ArchRootfs(arch, rootfs, expanded, bde))
+            out.append(assemble_arch(loaded, ps, arch, expanded, keep_owners=keep_owners, lock_world=lock_world))
     return out
