@@ -139,3 +139,29 @@ def test_http_auth_parsing_hides_password() -> None:
     (a,) = parse_http_auth("basic:apk.example:user:pa:ss")
     assert (a.host, a.user, a.password) == ("apk.example", "user", "pa:ss")
     assert "pa:ss" not in repr(a)
+
+
+def test_resigned_package_is_not_served_from_an_older_copy(repo, tmp_path) -> None:
+    # Re-signing keeps the control member (and so `C:`) but changes the file; the index's size
+    # tells the copies apart, so the cache does not hand out the old bytes.
+    import hashlib
+
+    from distroless.apk import resign
+
+    server, built, pub, root = repo
+    cache = Cache(tmp_path / "cache")
+    f = Fetcher(cache, progress=False)
+    ring = f.keyring([str(pub)])
+    pkgs = f.index(Repository.parse(server.url), ARCH, ring)
+    (first,) = f.packages(pkgs[:1], ARCH)
+    keys.write_keypair(tmp_path / "big.rsa", keys.generate(3072))
+    victim = root / ARCH / "p0-1.0-r0.apk"
+    resign.sign_file(victim, keys.load_private(tmp_path / "big.rsa"))
+    from distroless.apk import package as apkpkg
+    entries = [apkpkg.read(p).package for p in sorted((root / ARCH).glob("*.apk"))]
+    (root / ARCH / "APKINDEX.tar.gz").write_bytes(index.build(entries, signing_key=keys.load_private(root.parent / "repo.rsa")))
+    pkgs2 = f.index(Repository.parse(server.url), ARCH, ring)
+    p0 = next(p for p in pkgs2 if p.name == "p0")
+    assert p0.checksum == first.package.checksum
+    (again,) = f.packages([p0], ARCH)
+    assert again.sha256 == hashlib.sha256(victim.read_bytes()).hexdigest() != first.sha256

@@ -65,19 +65,24 @@ class Cache:
     def record_apk(self, checksum: str, sha256: str, size: int) -> None:
         self._write_ref(self.root / "refs" / "apk" / q1_to_hex(checksum, "cache"), f"{sha256} {size}\n")
 
-    def find_apk(self, checksum: str, sha256: str | None = None) -> Path | None:
+    def find_apk(self, checksum: str, sha256: str | None = None, size: int | None = None) -> Path | None:
         """The cached package with control checksum `checksum`, re-checked cheaply: the blob's size
-        and its control member's SHA-1. A blob that fails is evicted and reported as a miss."""
+        and its control member's SHA-1. A blob that fails is evicted and reported as a miss.
+
+        The control checksum does not cover the signature member, so the same package re-signed
+        elsewhere has the same checksum but other bytes: `sha256` (from a lock) or `size` (the
+        index's `S:`) tell such copies apart."""
         ref = self.root / "refs" / "apk" / q1_to_hex(checksum, "cache")
         try:
-            digest, size = ref.read_text().split()
+            digest, stored = ref.read_text().split()
+            stored_size = int(stored)
         except (OSError, ValueError):
             return None
-        if sha256 is not None and digest != sha256:
+        if (sha256 is not None and digest != sha256) or (size is not None and stored_size != size):
             return None
         path = self.blob(digest)
         try:
-            if path.stat().st_size != int(size) or _control_sha1(path) != q1_to_hex(checksum, "cache"):
+            if path.stat().st_size != stored_size or _control_sha1(path) != q1_to_hex(checksum, "cache"):
                 raise ValueError
         except (OSError, ValueError, DistrolessError):
             path.unlink(missing_ok=True)

@@ -146,7 +146,7 @@ class Fetcher:
         """Fetch one package, verified against its `C:` (and `sha256` when a lock pins it)."""
         if not pkg.checksum:
             raise FormatError(f"{pkg.name}-{pkg.version}: no control checksum to verify the download against")
-        hit = self.cache.find_apk(pkg.checksum, sha256)
+        hit = self.cache.find_apk(pkg.checksum, sha256, size=None if sha256 else (pkg.size or None))
         if hit is not None:
             return Fetched(pkg, hit, hit.name, None)
         location = url or self.url_of(pkg, arch)
