@@ -26,7 +26,7 @@ from distroless.config import (
     resolve_build_date,
     to_apko_json,
 )
-from distroless.config.image import Contents, Entrypoint
+from distroless.config.model import Contents, Entrypoint
 from distroless.errors import ConfigError, DistrolessError
 from shared import FIXTURES
 

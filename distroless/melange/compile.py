@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from distroless.apk.model import Package
-from distroless.config import image as apko
+import distroless.config as apko
 from distroless.errors import ConfigError, DistrolessError
 from distroless.melange import schema as s
 from distroless.melange.pipeline import Compiler, PipelineLibrary, RunnableStep, flatten

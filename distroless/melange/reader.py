@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from distroless.config import image as apko
+from distroless.config import reader as apko
 from distroless.config.yaml12 import Locator, Mark, NodePath, ScalarInfo
 from distroless.errors import ConfigError
 from distroless.melange import schema as s

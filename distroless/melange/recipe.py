@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from distroless.config import image as apko
+import distroless.config as apko
 from distroless.config.yaml12 import load as load_yaml
 from distroless.errors import ConfigError
 from distroless.melange import schema as s

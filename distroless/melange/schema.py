@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from distroless.config.image import ImageConfig
+from distroless.config.model import ImageConfig
 from distroless.config.yaml12 import Locator, NodePath
 from distroless.errors import ConfigError
 
