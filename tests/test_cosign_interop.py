@@ -2,7 +2,7 @@
 
 Our pushes + signatures are checked by real `cosign verify` / `verify-attestation` (registry and
 `--local-image`); real cosign's signatures are checked by our `verify`; failures go through the
-CLI (`python -m distroless.cli.sign`, the same code `distroless` runs) and must give exit 1 and a
+CLI (`python -m distroless`) and must give exit 1 and a
 one-line error. The interrupted-push cases use a private registry (fixed `http.secret`, so upload
 state survives a restart) behind a loopback TCP proxy this test controls.
 """
@@ -61,7 +61,7 @@ def run(argv, env, cwd, check=True, timeout=120) -> subprocess.CompletedProcess[
 
 
 def ours(env, cwd, *args, check=True):
-    return run([PY, "-m", "distroless.cli.sign", *map(str, args)], env, cwd, check)
+    return run([PY, "-m", "distroless", *map(str, args)], env, cwd, check)
 
 
 def cosign(peers, env, cwd, *args, check=True):

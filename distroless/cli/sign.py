@@ -6,10 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
-from distroless.errors import ConfigError, DistrolessError
+from distroless.errors import ConfigError
 from distroless.fsutil import atomic_write
 from distroless.registry.client import RegistryClient
 from distroless.registry.push import push_layout
@@ -205,27 +204,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-http-registry", action="store_true")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_push)
-
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry (`python -m distroless.cli.sign VERB ...`) with the CLI's error rules:
-    a one-line `distroless: error: ...` and exit 1."""
-    parser = argparse.ArgumentParser(prog="distroless", description=__doc__)
-    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except DistrolessError as e:
-        print(f"distroless: error: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"distroless: error: {where}{e.strerror or e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
