@@ -145,14 +145,19 @@ def _sha1_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def control_member(pkg: Package, scripts: dict[str, bytes], mtime: int, generator: str = "distroless") -> bytes:
-    """`.PKGINFO` then scripts (0755, sorted), root-owned, without end-of-archive blocks."""
+def control_member(pkg: Package, scripts: dict[str, bytes], mtime: int, generator: str = "distroless",
+                   melange_yaml: bytes | None = None) -> bytes:
+    """`.PKGINFO`, melange's `.melange.yaml` (the compiled recipe) when given, then scripts (0755,
+    sorted) — names sorted bytewise as melange walks them — root-owned, without end blocks."""
     for name in scripts:
         if name not in SCRIPTS:
             raise FormatError(f"script {name!r}: not one of {', '.join(SCRIPTS)}")
     tar = b""
     info = pkginfo.render(pkg, generator).encode()
-    entries = [(".PKGINFO", 0o644, info)] + [(n, 0o755, scripts[n]) for n in sorted(scripts)]
+    entries = [(".PKGINFO", 0o644, info)]
+    if melange_yaml is not None:
+        entries.append((".melange.yaml", 0o644, melange_yaml))
+    entries += [(n, 0o755, scripts[n]) for n in sorted(scripts)]
     for name, mode, data in entries:
         h = Header(name, mode=mode, size=len(data), mtime=mtime, uname="root", gname="root")
         tar += encode_header(h) + data + padding(len(data))
@@ -168,6 +173,7 @@ def pack(
     scripts: dict[str, bytes] | None = None,
     source_date_epoch: int = 0,
     ownership: Ownership = Ownership(),
+    melange_yaml: bytes | None = None,
 ) -> Built:
     """Pack `root` with metadata `meta` into `output` (written atomically)."""
     root = Path(root)
@@ -178,7 +184,7 @@ def pack(
         datahash, installed = write_data(root, data, source_date_epoch, ownership)
         pkg = replace(meta, datahash=datahash, installed_size=installed, build_time=source_date_epoch,
                       depends=list(meta.depends), provides=list(meta.provides))
-        control = control_member(pkg, scripts or {}, source_date_epoch)
+        control = control_member(pkg, scripts or {}, source_date_epoch, melange_yaml=melange_yaml)
         head = control
         if signing_key is not None:
             sig = signature.sign(signing_key, {"RSA256": hashlib.sha256(control).digest()})

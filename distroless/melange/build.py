@@ -348,7 +348,8 @@ def build_compiled(compiled: CompiledRecipe, recipe_path: Path, options: BuildOp
             for pkg in compiled.packages[1:]:
                 run_steps(session, pkg.steps, sink=options.log)
         trees = [workspace / OUT_REL / p.name for p in compiled.packages]
-        built = [emit(pkg, tree, [t for t in trees if t != tree], out_dir, options, sde, key, env.users)
+        recipe_text = compiled.melange_yaml().encode()
+        built = [emit(pkg, tree, [t for t in trees if t != tree], out_dir, options, sde, key, env.users, recipe_text)
                  for pkg, tree in zip(compiled.packages, trees)]
     index = write_index(out_dir, [b.package for b in built], key, arch) if options.generate_index else None
     return ArchBuild(arch, tuple(built), index)
@@ -367,9 +368,9 @@ def _cache_mount(options: BuildOptions) -> tuple[Mount, ...]:
 
 
 def emit(pkg: PackageOutput, tree: Path, relatives: Sequence[Path], out_dir: Path, options: BuildOptions,
-         sde: int, key: apkkeys.SigningKey | None, users: dict[int, str]) -> BuiltPackage:
-    """SCA, then pack one (sub)package. `.melange.yaml` is not stored: pack() only takes
-    `.PKGINFO` and the install scripts in the control member."""
+         sde: int, key: apkkeys.SigningKey | None, users: dict[int, str], recipe_text: bytes) -> BuiltPackage:
+    """SCA, then pack one (sub)package with the compiled recipe as `.melange.yaml`, as melange
+    does (the same text in every subpackage)."""
     meta = pkg.apk
     sca = analyze(tree, meta.version, relatives=relatives, options=pkg.options, runtime=meta.depends)
     depends, provides = merge_metadata(meta.depends, meta.provides, sca)
@@ -377,7 +378,7 @@ def emit(pkg: PackageOutput, tree: Path, relatives: Sequence[Path], out_dir: Pat
                    replaces=list(meta.replaces), triggers=list(meta.triggers))
     path = out_dir / meta.filename
     built = pack(tree, meta, path, signing_key=key, scripts=dict(pkg.scriptlets), source_date_epoch=sde,
-                 ownership=Ownership("keep", users))
+                 ownership=Ownership("keep", users), melange_yaml=recipe_text)
     _log(options, f"wrote {path} ({built.size} bytes)")
     return BuiltPackage(pkg.name, path, built.package, built.sha256)
 
