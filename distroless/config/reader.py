@@ -10,13 +10,12 @@ errors, as with yaml.v3's KnownFields.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from distroless.config.yaml12 import Locator, NodePath, load as load_yaml
+from distroless.config.yaml12 import Locator, NodePath, describe, load as load_yaml, struct_fields
 from distroless.errors import ConfigError
 from distroless.config.model import (
     Accounts,
@@ -96,24 +95,6 @@ def go_yaml_int(text: str) -> int | None:
 
 # --- strict decoding ------------------------------------------------------------------------
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a float"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return type(value).__name__
-
-
 @dataclass(frozen=True, slots=True)
 class _Reader:
     """Turns one file's YAML data into records, every error located via the Locator."""
@@ -125,22 +106,7 @@ class _Reader:
 
     def mapping(self, value: Any, path: NodePath, allowed: tuple[str, ...]) -> dict[str, tuple[NodePath, Any]]:
         """Fields of a struct: {key text: (path, value)}; unknown keys are errors."""
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise self.fail(path, f"expected a mapping, got {_kind(value)}")
-        out: dict[str, tuple[NodePath, Any]] = {}
-        for key, item in value.items():
-            sub = path + (key,)
-            info = self.loc.key_scalar(sub)
-            name = info.text if info else str(key)
-            if name not in allowed:
-                hint = difflib.get_close_matches(name, allowed, n=1)
-                suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-                raise self.fail(sub, f"unknown key {name!r}{suggestion}; valid keys: "
-                                     f"{', '.join(allowed)}", key=True)
-            out[name] = (sub, item)
-        return out
+        return struct_fields(self.loc, value, path, allowed)
 
     def string(self, value: Any, path: NodePath) -> str:
         if value is None:
@@ -150,7 +116,7 @@ class _Reader:
         info = self.loc.scalar(path)
         if info is not None and not isinstance(value, (dict, list)):
             return info.text  # yaml.v3 fills string fields with the scalar's text
-        raise self.fail(path, f"expected a string, got {_kind(value)}")
+        raise self.fail(path, f"expected a string, got {describe(value)}")
 
     def integer(self, value: Any, path: NodePath, low: int, high: int, *, octal: bool = False) -> int:
         info = self.loc.scalar(path)
@@ -162,7 +128,7 @@ class _Reader:
         elif isinstance(value, float) and math.isfinite(value) and value == int(value):
             number = int(value)
         if number is None:
-            raise self.fail(path, f"expected an integer, got {_kind(value)}"
+            raise self.fail(path, f"expected an integer, got {describe(value)}"
                                   + (f" {info.text!r}" if info and info.text else ""))
         if not low <= number <= high:
             shown = oct if octal else str
@@ -176,13 +142,13 @@ class _Reader:
             return value
         if isinstance(value, str) and value in _V3_TRUE + _V3_FALSE:
             return value in _V3_TRUE  # yaml.v3 keeps YAML 1.1 spellings for bool fields
-        raise self.fail(path, f"expected a boolean, got {_kind(value)}")
+        raise self.fail(path, f"expected a boolean, got {describe(value)}")
 
     def seq(self, value: Any, path: NodePath) -> list[tuple[NodePath, Any]]:
         if value is None:
             return []
         if not isinstance(value, list):
-            raise self.fail(path, f"expected a list, got {_kind(value)}")
+            raise self.fail(path, f"expected a list, got {describe(value)}")
         return [(path + (i,), item) for i, item in enumerate(value)]
 
     def strings(self, value: Any, path: NodePath) -> tuple[str, ...]:
@@ -217,7 +183,7 @@ class _Reader:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            raise self.fail(path, f"expected a mapping, got {_kind(value)}")
+            raise self.fail(path, f"expected a mapping, got {describe(value)}")
         out: dict[str, str] = {}
         for key, item in value.items():
             sub = path + (key,)

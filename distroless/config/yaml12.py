@@ -10,6 +10,7 @@ offending line without wrapping their data in custom types.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from dataclasses import dataclass, field
@@ -199,6 +200,42 @@ class Locator:
 
     def error(self, path: NodePath, message: str, *, key: bool = False) -> ConfigError:
         return ConfigError(f"{self.where(path, key=key)}: {message}")
+
+
+
+
+def describe(value: Any) -> str:
+    """What a loaded value is, for error messages."""
+    if value is None:
+        return "null"
+    for kind, name in ((bool, "a boolean"), (int, "an integer"), (float, "a float"), (str, "a string"),
+                       (dict, "a mapping"), (list, "a list")):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
+
+
+def struct_fields(loc: "Locator", value: Any, path: NodePath, allowed: tuple[str, ...], *,
+                  strict: bool = True) -> dict[str, tuple[NodePath, Any]]:
+    """A mapping read as a struct: {key as written: (path, value)}. Unknown keys are located
+    errors naming the valid keys (Go's KnownFields), or skipped when not `strict`."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise loc.error(path, f"expected a mapping, got {describe(value)}")
+    out: dict[str, tuple[NodePath, Any]] = {}
+    for key, item in value.items():
+        sub = path + (key,)
+        info = loc.key_scalar(sub)
+        name = info.text if info else str(key)
+        if name not in allowed:
+            if not strict:
+                continue
+            hint = difflib.get_close_matches(name, allowed, n=1)
+            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise loc.error(sub, f"unknown key {name!r}{suggestion}; valid keys: {', '.join(allowed)}", key=True)
+        out[name] = (sub, item)
+    return out
 
 
 @dataclass(slots=True)

@@ -8,13 +8,12 @@ go through apko's own reader.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from distroless.config import reader as apko
-from distroless.config.yaml12 import Locator, Mark, NodePath, ScalarInfo
+from distroless.config.yaml12 import Locator, Mark, NodePath, ScalarInfo, struct_fields
 from distroless.errors import ConfigError
 from distroless.melange import schema as s
 
@@ -47,24 +46,7 @@ class Reader:
         return s.Origin(self.loc, path)
 
     def mapping(self, value: Any, path: NodePath, allowed: tuple[str, ...]) -> dict[str, tuple[NodePath, Any]]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise self.fail(path, f"expected a mapping, got {_kind(value)}")
-        out: dict[str, tuple[NodePath, Any]] = {}
-        for key, item in value.items():
-            sub = path + (key,)
-            info = self.loc.key_scalar(sub)
-            name = info.text if info else str(key)
-            if name not in allowed:
-                if not self.strict:
-                    continue
-                hint = difflib.get_close_matches(name, allowed, n=1)
-                suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-                raise self.fail(sub, f"unknown key {name!r}{suggestion}; valid keys: "
-                                     f"{', '.join(allowed)}", key=True)
-            out[name] = (sub, item)
-        return out
+        return struct_fields(self.loc, value, path, allowed, strict=self.strict)
 
     def string(self, value: Any, path: NodePath) -> str:
         if value is None:
