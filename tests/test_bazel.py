@@ -277,7 +277,6 @@ def test_fresh_output_base_gets_everything_from_http_remote_cache(bz):
 
 
 def test_one_package_change_reruns_only_its_actions(bz):
-    st = bz.state
     recipe = bz.ws / "examples/recipes/demo-hello.yaml"
     recipe.write_text(recipe.read_text().replace("prints a greeting.", "prints a greeting (changed)."))
     bz.run("A", "build", "//examples/bazel/packages:repository")

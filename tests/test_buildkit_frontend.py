@@ -8,7 +8,6 @@ import io
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -175,7 +174,6 @@ def test_multi_platform_index_and_sbom(tmp_path, frontend, repo, peers) -> None:
     buildx(peers.docker26, ctx, "--platform", "linux/amd64,linux/arm64", "--sbom=true",
            "--build-arg", "SOURCE_DATE_EPOCH=1700000000", "--output", f"type=oci,dest={out}")
     with tarfile.open(out) as tf:
-        blobs = {m.name: m for m in tf if m.isfile()}
         index = json.loads(tf.extractfile("index.json").read())
         top = json.loads(tf.extractfile(f"blobs/sha256/{index['manifests'][0]['digest'][7:]}").read())
         plats = {(m.get("platform") or {}).get("architecture") for m in top["manifests"]}
