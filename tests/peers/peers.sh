@@ -95,7 +95,7 @@ policy_rc_d_off() {
 
 install_system_pkgs() {
     local pkgs=(docker.io containerd runc docker-registry skopeo umoci bubblewrap bazel-bootstrap
-        busybox-static iproute2 curl util-linux pigz nginx)
+        busybox-static iproute2 curl util-linux pigz nginx gcc libc6-dev mmdebstrap default-jdk-headless)
     if [ "$CODENAME" != bookworm ]; then
         # apt's own docker 26 + buildx + cosign; bookworm's dockerd 20.10 needs libdevmapper
         pkgs+=(docker-cli docker-buildx cosign libdevmapper1.02.1 libsystemd0)
