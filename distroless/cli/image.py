@@ -9,6 +9,7 @@ from pathlib import Path
 from distroless import lock as lockfile
 from distroless import packages as pkgset
 from distroless.config import LoadedConfig, Overrides, load_image_config
+from distroless.errors import ConfigError
 from distroless.fetch.cache import Cache
 from distroless.fetch.fetcher import Fetcher
 
@@ -39,6 +40,7 @@ def add_config_flags(p: argparse.ArgumentParser, *, build: bool = True) -> None:
         p.add_argument("--annotations", action="append", default=[], metavar="KEY:VALUE")
         p.add_argument("--build-date", default="", help="RFC 3339; SOURCE_DATE_EPOCH wins when set")
         p.add_argument("--lockfile", type=Path, help="install exactly this lock")
+        p.add_argument("--format", default="", help="layer format: tar (default); erofs is not supported")
 
 
 def load(args: argparse.Namespace) -> LoadedConfig:
@@ -48,8 +50,13 @@ def load(args: argparse.Namespace) -> LoadedConfig:
         repository_append=tuple(args.repository_append), package_append=tuple(args.package_append),
         include_paths=tuple(args.include_paths),
         annotations=tuple(getattr(args, "annotations", ())), build_date=getattr(args, "build_date", ""),
+        format=getattr(args, "format", ""),
     )
-    return load_image_config(args.config, ov)
+    loaded = load_image_config(args.config, ov)
+    if loaded.config.layer_format != "tar":
+        raise ConfigError(f"{args.config}: format {loaded.config.layer_format!r}: only tar layers are built "
+                          f"(apko's experimental erofs is not supported)")
+    return loaded
 
 
 def fetcher_for(args: argparse.Namespace) -> Fetcher:
