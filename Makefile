@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test peers peers-down frontend bench clean
+.PHONY: demo demo-deps test peers peers-down frontend bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null \
@@ -14,7 +14,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-demo: $(STAMP)
+# What the demo runs besides Python: the build sandbox and a C toolchain with static libc.
+DEMO_DEBS := bubblewrap gcc libc6-dev
+demo-deps:
+	@missing=$$(for p in $(DEMO_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+demo: $(STAMP) demo-deps
 	$(PY) examples/demo.py
 
 # Real peers (registry, dockerd, cosign, ...) on loopback; idempotent.
