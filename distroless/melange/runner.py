@@ -20,7 +20,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -31,6 +30,7 @@ from typing import Protocol, TextIO
 
 from distroless.errors import DistrolessError
 from distroless.melange.pipeline import RunnableStep
+from distroless.rootfs.importdir import import_dir
 from distroless.rootfs.layer import write_rootfs_tar
 from distroless.rootfs.tree import Tree
 
@@ -270,16 +270,6 @@ class BwrapRunner:
 
 # --- docker -----------------------------------------------------------------------------
 
-def _tar_directory(root: Path, out) -> None:  # type: ignore[no-untyped-def]
-    """A tar of a plain directory (used when no tree is at hand), sorted for stable bytes."""
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames.sort()
-            for name in sorted(dirnames + filenames):
-                path = Path(dirpath) / name
-                tar.add(path, arcname=str(path.relative_to(root)), recursive=False)
-
-
 @dataclass(slots=True)
 class DockerSession:
     spec: SandboxSpec
@@ -303,7 +293,8 @@ class DockerSession:
             else:
                 if spec.host_toolchain:
                     plan_host(spec.root)  # the host's /bin -> usr/bin style links, in the image
-                _tar_directory(spec.root, f)
+                # the same tar writer as image layers, over the directory as it is on disk
+                write_rootfs_tar(import_dir(spec.root, root_owner=False), f)
         digest = hashlib.sha256(tar_path.read_bytes()).hexdigest()[:16]
         self.image = f"distroless-melange-env:{digest}"
         with open(tar_path, "rb") as f:
