@@ -117,6 +117,9 @@ def test_show_packages_formats(repo, tmp_path) -> None:
     r = run("image", "show-packages", str(cfg), "--arch", "x86_64", "--format", "packagelock-source",
             "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
     assert r.stdout.splitlines()[0] == f"- base=1.0-r0 # {server.url}/x86_64/base-1.0-r0.apk"
+    r = run("image", "show-packages", str(cfg), "--arch", "x86_64", "--format", "{{.Name}}:{{ .Version }} {x}",
+            "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
+    assert r.stdout.splitlines() == ["base:1.0-r0 {x}", "libfoo:2.1-r0 {x}", "app:3.0-r1 {x}"], r.stderr
 
 
 def test_unsatisfiable_world_names_the_chain(repo, tmp_path) -> None:

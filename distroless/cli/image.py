@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     sp = isub.add_parser("show-packages", help="print the resolved packages in install order")
     sp.add_argument("config", type=Path)
-    sp.add_argument("--format", default="name-version",
+    sp.add_argument("--format", dest="show_format", default="name-version",
                     help=f"one of {', '.join(SHOW_FORMATS)}, or a template over {{name}} {{version}} {{source}}")
     add_config_flags(sp, build=False)
     sp.set_defaults(func=cmd_show_packages)
@@ -105,10 +106,19 @@ def cmd_lock(args: argparse.Namespace) -> int:
     return 0
 
 
+def go_template(text: str) -> str:
+    """apko takes any Go template over .Name .Version .Source; the common `{{.Field}}` form is
+    mapped onto str.format fields (braces elsewhere are kept literally)."""
+    out = text.replace("{", "{{").replace("}", "}}")
+    for go, py in (("Name", "name"), ("Version", "version"), ("Source", "source")):
+        out = re.sub(r"\{\{\{\{\s*\." + go + r"\s*\}\}\}\}", "{" + py + "}", out)
+    return out
+
+
 def cmd_show_packages(args: argparse.Namespace) -> int:
     loaded = load(args)
     ps = pkgset.resolve_config(loaded, fetcher_for(args), ignore_signatures=args.ignore_signatures)
-    template = SHOW_FORMATS.get(args.format, args.format)
+    template = SHOW_FORMATS.get(args.show_format) or go_template(args.show_format)
     for arch, pins in ps.archs.items():
         if len(ps.archs) > 1:
             print(f"# {arch}")
@@ -116,7 +126,7 @@ def cmd_show_packages(args: argparse.Namespace) -> int:
             try:
                 print(template.format(name=p.package.name, version=p.package.version, source=p.url))
             except (KeyError, IndexError, ValueError):
-                print(f"distroless: error: --format {args.format!r}: unknown format or bad template", file=sys.stderr)
+                print(f"distroless: error: --format {args.show_format!r}: unknown format or bad template", file=sys.stderr)
                 return 1
     return 0
 
