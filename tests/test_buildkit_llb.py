@@ -591,3 +591,44 @@ def test_fake_gateway_frontend_process_returns_source_error():
     assert base64.b64decode(doc["info"]["data"]) == bad
     assert doc["ranges"][0]["start"]["line"] == 2
     assert "Traceback" in proc.stderr.decode()  # the daemon log gets the details
+
+
+# The distroless frontend itself against the fake gateway: edge cases beside the real daemon tests
+# (tests/test_buildkit_frontend.py).
+
+def run_distroless_frontend(gw: FakeGateway, opts: dict[str, str]):
+    from distroless.buildkit import frontend
+
+    env = transport.FrontendEnv(opts=opts, session_id="sess")
+    sock = gw.dial()
+    try:
+        with transport.connect(os.dup(sock.fileno()), os.dup(sock.fileno())) as bridge:
+            assert transport.serve(bridge, frontend.build, env) == 0
+    finally:
+        sock.close()
+    (ret,) = gw.returns
+    return ret
+
+
+def test_distroless_frontend_refuses_a_buildkit_without_http_checksums():
+    # an old daemon that lacks the caps the graph needs: a clear error, not a broken graph
+    with FakeGateway({"image.yaml": SPEC}, llb_caps=("source.local", "file.base")) as gw:
+        ret = run_distroless_frontend(gw, {"filename": "image.yaml"})
+    assert ret.error.code == transport.CODE_UNIMPLEMENTED
+    assert "source.http.checksum" in ret.error.message and "BuildKit 0.8" in ret.error.message
+
+
+def test_distroless_frontend_reads_large_files_in_chunks():
+    # a build file bigger than one ReadFile chunk arrives whole (range reads), and its YAML
+    # error points at the right line
+    from distroless.buildkit import frontend
+
+    big = SPEC + b"# " + b"x" * (frontend.READ_CHUNK + 1000) + b"\nentrypoynt: {}\n"
+    caps = ("source.local", "source.http", "source.http.checksum", "source.http.perm", "file.base",
+            "file.rm.wildcard")
+    with FakeGateway({"image.yaml": big}, llb_caps=caps) as gw:
+        ret = run_distroless_frontend(gw, {"filename": "image.yaml"})
+    assert "entrypoynt" in ret.error.message
+    doc = json.loads(ret.error.details[0].value)
+    assert base64.b64decode(doc["info"]["data"]) == big
+    assert doc["ranges"][0]["start"]["line"] == 5

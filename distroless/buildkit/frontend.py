@@ -50,6 +50,9 @@ from distroless.sbom import spdx
 from . import llb, transport
 from ._pb import gateway
 
+# What the graph cannot do without (buildkit.md §9); MergeOp and attestations are optional.
+REQUIRED_LLB_CAPS = ("source.local", "source.http", "source.http.checksum", "source.http.perm", "file.base",
+                     "file.rm.wildcard")
 READ_CHUNK = 8 << 20  # well under the 16 MiB message limit
 CONTROL_FILES = "/.*"  # the signature/control members unpack as top-level dot files
 SPDX_PREDICATE = "https://spdx.dev/Document"
@@ -219,6 +222,10 @@ def platform_id(arch: str) -> str:
 def build(bridge: transport.LLBBridge, env: transport.FrontendEnv) -> gateway.Result:
     if env.opts.get("requestid"):
         return subrequest(env.opts["requestid"])
+    missing = bridge.caps.missing_llb(REQUIRED_LLB_CAPS)
+    if missing:
+        raise NotImplementedError(f"this BuildKit lacks {', '.join(missing)}; the distroless frontend needs "
+                                  f"BuildKit 0.8 or newer (dockerd 20.10+)")
     req = parse_request(env)
     # the daemon's log is the only place a frontend can leave notes; option values may be secrets
     print(f"distroless frontend: options {sorted(env.opts)}; sbom={req.sbom}", file=sys.stderr)
