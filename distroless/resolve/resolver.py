@@ -118,6 +118,7 @@ class Resolver:
         self.index = index
         self._static: dict[tuple[Atom, frozenset[str]], list[tuple[Candidate, str | None, str]]] = {}
         self._ranks: dict[tuple[Atom, frozenset[str]], tuple[int, bool]] = {}
+        self._order: dict[int, tuple[Requirement, tuple[int, int, int, int, int]]] = {}
 
     # -- candidate filtering -------------------------------------------------------------
 
@@ -266,6 +267,18 @@ class Resolver:
 
     # -- the search ----------------------------------------------------------------------
 
+    def _order_key(self, req: Requirement) -> tuple[int, int, int, int, int]:
+        """The decision order of a requirement, which never changes: computed once per object
+        (keyed by identity, holding the object so the id stays its own)."""
+        hit = self._order.get(id(req))
+        if hit is not None and hit[0] is req:
+            return hit[1]
+        n, explicit = self._static_rank(req)
+        key = (0 if n == 0 else 1, 1 if req.iif else 0, 1 if explicit else 0,
+               0 if req.atom.name in self.index.by_name else 1, n)
+        self._order[id(req)] = (req, key)
+        return key
+
     def _next(self, st: _State) -> Requirement | None:
         """Drop satisfied requirements (recording them) and pick the next one to decide."""
         while True:
@@ -278,14 +291,7 @@ class Resolver:
                     st.constraints[name] = st.constraints.get(name, ()) + (req,)
                     continue
                 keep.append(req)
-                n, explicit = self._static_rank(req)
-                key = (
-                    0 if n == 0 else 1,
-                    1 if req.iif else 0,
-                    1 if explicit else 0,
-                    0 if req.atom.name in self.index.by_name else 1,
-                    n,
-                )
+                key = self._order_key(req)
                 if best_key is None or key < best_key:
                     best, best_key = req, key
             st.pending = keep
