@@ -133,3 +133,37 @@ def test_invalid_config_is_located(tmp_path, served) -> None:
     r = dl("image", "build", "image.yaml", "t:1", "x.tar", cwd=tmp_path)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "image.yaml:8:1" in r.stderr and "entrypoynt" in r.stderr
+
+
+def test_package_writing_outside_the_root_stops_the_build(tmp_path) -> None:
+    """A signed repository whose package carries `../` entries: the build names the package and
+    the entry, and leaves no output (the chain of trust does not make bad tars safe)."""
+    import hashlib
+
+    from distroless.apk import index, keys
+    from distroless.apk.gzmember import gzip_member
+    from distroless.apk.model import Package
+    from distroless.apk.package import q1
+    from distroless.tarball import END_OF_ARCHIVE, Header, encode_header, padding
+
+    def entry(name: str, data: bytes) -> bytes:
+        return encode_header(Header(name, size=len(data))) + data + padding(len(data))
+
+    data = gzip_member(entry("../../etc/evil", b"x") + END_OF_ARCHIVE)
+    info = f"pkgname = evil\npkgver = 1-r0\narch = x86_64\nsize = 1\ndatahash = {hashlib.sha256(data).hexdigest()}\n"
+    control = gzip_member(entry(".PKGINFO", info.encode()))
+    repo = tmp_path / "repo" / "x86_64"
+    repo.mkdir(parents=True)
+    (repo / "evil-1-r0.apk").write_bytes(control + data)
+    keys.write_keypair(tmp_path / "k.rsa", keys.generate(2048))
+    pkg = Package(name="evil", version="1-r0", arch="x86_64", checksum=q1(hashlib.sha1(control).digest()),
+                  size=len(control + data), installed_size=1)
+    (repo / "APKINDEX.tar.gz").write_bytes(index.build([pkg], signing_key=keys.load_private(tmp_path / "k.rsa")))
+    (tmp_path / "image.yaml").write_text(
+        f"contents:\n  repositories: [{tmp_path / 'repo'}]\n  keyring: [{tmp_path / 'k.rsa.pub'}]\n"
+        "  packages: [evil]\narchs: [x86_64]\n")
+    r = dl("image", "build", "image.yaml", "t:1", "out.tar", "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "evil-1-r0.apk" in r.stderr and "../../etc/evil" in r.stderr and "escapes the root" in r.stderr
+    assert not (tmp_path / "out.tar").exists() and not list(tmp_path.glob(".out.tar*"))
+    assert not (tmp_path.parent / "etc" / "evil").exists()
