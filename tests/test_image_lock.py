@@ -140,3 +140,17 @@ def test_unknown_key_index_needs_ignore_signatures(repo, tmp_path) -> None:
     r = run("image", "show-packages", str(cfg), "--ignore-signatures", "--arch", "x86_64",
             "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
     assert r.returncode == 0 and "app-3.0-r1" in r.stdout
+
+
+def test_keyring_from_a_url_and_offline_reuse(repo, tmp_path) -> None:
+    server, root, srv = repo
+    import shutil
+
+    shutil.copy(root / "repo.rsa.pub", srv / "repo.rsa.pub")
+    cfg = write_config(tmp_path, server, f"{server.url}/repo.rsa.pub")
+    r = run("image", "show-packages", str(cfg), "--arch", "x86_64", "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.split() == ["base-1.0-r0", "libfoo-2.1-r0", "app-3.0-r1"], r.stderr
+    # the key was cached with the index, so --offline needs neither
+    r = run("image", "show-packages", str(cfg), "--arch", "x86_64", "--offline", "--cache-dir", str(tmp_path / "c"),
+            cwd=tmp_path)
+    assert r.returncode == 0 and "app-3.0-r1" in r.stdout, r.stderr
