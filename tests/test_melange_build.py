@@ -8,6 +8,8 @@ import hashlib
 import io
 import shutil
 import socket
+import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -481,3 +483,22 @@ def test_docker_runner_builds_the_same_bytes(peers, demo_repo: Path, signing_key
     with pytest.raises(StepFailed) as exc:
         build(recipe, options(out, runner="docker", docker=docker.cli, docker_host=docker.host))
     assert "Read-only file system" in exc.value.tail
+
+
+def test_one_license_line_per_copyright_entry(tmp_path) -> None:
+    """melange writes a `license` line per copyright entry; readers (apko) take the first."""
+    import tarfile
+
+    recipe = tmp_path / "multi.yaml"
+    recipe.write_text(
+        "package:\n  name: multi\n  version: 1.0\n  epoch: 0\n  copyright:\n    - license: MIT\n"
+        "    - license: Apache-2.0\nenvironment:\n  contents:\n    packages: []\npipeline:\n"
+        "  - runs: mkdir -p \"${{targets.destdir}}/usr/share/multi\"\n")
+    r = subprocess.run([sys.executable, "-m", "distroless", "package", "build", "--host-toolchain", str(recipe),
+                        "--out-dir", str(tmp_path / "out")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    apk = tmp_path / "out/x86_64/multi-1.0-r0.apk"
+    with tarfile.open(apk) as tf:
+        lines = tf.extractfile(".PKGINFO").read().decode().splitlines()
+    assert [l for l in lines if l.startswith("license = ")] == ["license = MIT", "license = Apache-2.0"]
+    assert package.read(apk).package.license == "MIT"

@@ -14,7 +14,7 @@ import stat
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, Sequence
 
 from distroless.apk import pkginfo, signature
 from distroless.apk.gzmember import MemberWriter, gzip_member
@@ -146,14 +146,14 @@ def _sha1_file(path: Path) -> str:
 
 
 def control_member(pkg: Package, scripts: dict[str, bytes], mtime: int, generator: str = "distroless",
-                   melange_yaml: bytes | None = None) -> bytes:
+                   melange_yaml: bytes | None = None, licenses: Sequence[str] = ()) -> bytes:
     """`.PKGINFO`, melange's `.melange.yaml` (the compiled recipe) when given, then scripts (0755,
     sorted) — names sorted bytewise as melange walks them — root-owned, without end blocks."""
     for name in scripts:
         if name not in SCRIPTS:
             raise FormatError(f"script {name!r}: not one of {', '.join(SCRIPTS)}")
     tar = b""
-    info = pkginfo.render(pkg, generator).encode()
+    info = pkginfo.render(pkg, generator, licenses).encode()
     entries = [(".PKGINFO", 0o644, info)]
     if melange_yaml is not None:
         entries.append((".melange.yaml", 0o644, melange_yaml))
@@ -174,6 +174,7 @@ def pack(
     source_date_epoch: int = 0,
     ownership: Ownership = Ownership(),
     melange_yaml: bytes | None = None,
+    licenses: Sequence[str] = (),
 ) -> Built:
     """Pack `root` with metadata `meta` into `output` (written atomically)."""
     root = Path(root)
@@ -184,7 +185,8 @@ def pack(
         datahash, installed = write_data(root, data, source_date_epoch, ownership)
         pkg = replace(meta, datahash=datahash, installed_size=installed, build_time=source_date_epoch,
                       depends=list(meta.depends), provides=list(meta.provides))
-        control = control_member(pkg, scripts or {}, source_date_epoch, melange_yaml=melange_yaml)
+        control = control_member(pkg, scripts or {}, source_date_epoch, melange_yaml=melange_yaml,
+                                 licenses=licenses)
         head = control
         if signing_key is not None:
             sig = signature.sign(signing_key, {"RSA256": hashlib.sha256(control).digest()})

@@ -378,7 +378,7 @@ def emit(pkg: PackageOutput, tree: Path, relatives: Sequence[Path], out_dir: Pat
                    replaces=list(meta.replaces), triggers=list(meta.triggers))
     path = out_dir / meta.filename
     built = pack(tree, meta, path, signing_key=key, scripts=dict(pkg.scriptlets), source_date_epoch=sde,
-                 ownership=Ownership("keep", users), melange_yaml=recipe_text)
+                 ownership=Ownership("keep", users), melange_yaml=recipe_text, licenses=pkg.licenses)
     _log(options, f"wrote {path} ({built.size} bytes)")
     return BuiltPackage(pkg.name, path, built.package, built.sha256)
 
