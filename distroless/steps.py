@@ -546,15 +546,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["SOURCE_DATE_EPOCH"] = args.source_date_epoch
     else:
         args.source_date_epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    try:
-        return int(args.func(args) or 0)
-    except DistrolessError as e:
-        print(f"distroless: error: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"distroless: error: {where}{e.strerror or e}", file=sys.stderr)
-        return 1
+    from distroless.cli import run_command
+
+    return run_command(args)
 
 
 if __name__ == "__main__":

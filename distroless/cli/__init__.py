@@ -21,7 +21,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run_command(build_parser().parse_args(argv))
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command: bad input is a one-line `distroless: error: …` and exit 1."""
     try:
         return int(args.func(args) or 0)
     except DistrolessError as e:

@@ -104,13 +104,17 @@ class Fetcher:
                 raise FetchError(f"{url}: not in the cache and --offline was given")
             return cached.read_bytes()
         data = self.transport.get(url, cap)
+        self._store_by_url(url, data)
+        return data
+
+    def _store_by_url(self, url: str, data: bytes) -> None:
+        """Keep a verified small download (index, key) so that `offline` finds it by URL."""
         digest = hashlib.sha256(data).hexdigest()
         with self.cache.incoming() as (f, tmp):
             f.write(data)
             f.flush()
             self.cache.admit(tmp, digest)
         self.cache.record_index(url, digest)
-        return data
 
     def index(self, repo: Repository, arch: str, keyring: Keyring, *, verify: bool = True) -> list[Package]:
         """The packages of `repo` for `arch`. A missing local index is skipped (as apko does)."""
@@ -128,12 +132,7 @@ class Fetcher:
             return index.read(cached.read_bytes(), url, keyring, verify=verify, repository=repo.url, pin=repo.pin).packages
         data = self.transport.get(url, index.INDEX_CAP)
         parsed = index.read(data, url, keyring, verify=verify, repository=repo.url, pin=repo.pin)
-        digest = hashlib.sha256(data).hexdigest()
-        with self.cache.incoming() as (f, tmp):
-            f.write(data)
-            f.flush()
-            self.cache.admit(tmp, digest)
-        self.cache.record_index(url, digest)
+        self._store_by_url(url, data)
         return parsed.packages
 
     def url_of(self, pkg: Package, arch: str) -> str:

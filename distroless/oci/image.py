@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from distroless.errors import DistrolessError
+from distroless.fsutil import staged_output
 from distroless.oci import shlex
 from distroless.oci.gojson import go_map, marshal, rfc3339
 from distroless.oci.gzip import DEFAULT_ENGINE, GZIP_MEDIA_TYPE, Compressed, Engine, Source, compress
@@ -183,21 +183,11 @@ def write_layer(
     """Compress a tar stream into `directory/<hex>` (temp file, then rename) and describe it."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".layer.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            result: Compressed = compress(
-                source, f, compression=compression, level=level, engine=engine, threads=threads
-            )
-        os.chmod(tmp, 0o644)
-        final = directory / digest_hex(result.digest)
-        os.replace(tmp, final)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with staged_output(directory) as (f, place):
+        result: Compressed = compress(
+            source, f, compression=compression, level=level, engine=engine, threads=threads
+        )
+        final = place(digest_hex(result.digest))
     return Layer(result.digest, result.size, result.diff_id, final, result.media_type)
 
 
