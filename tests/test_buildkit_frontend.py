@@ -8,6 +8,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -215,3 +216,28 @@ def test_tampered_package_fails_with_checksum_error(tmp_path, frontend, repo, pe
         assert re.search(r"digest mismatch|checksum", r.stderr, re.I), r.stderr[-2000:]
     finally:
         victim.write_bytes(good)
+
+
+def test_without_lock_resolves_from_http_indexes(tmp_path, frontend, repo, peers) -> None:
+    """No lock beside the YAML: the indexes are fetched as http sources and resolved in the
+    frontend, with the key read from the build context; the image equals the locked build's."""
+    server, pub, _ = repo
+    ctx = context(tmp_path, frontend, server, pub, lock=False)
+    shutil.copy(pub, ctx / "repo.rsa.pub")
+    (ctx / "image.yaml").write_text((ctx / "image.yaml").read_text().replace(str(pub), "repo.rsa.pub"))
+    docker = peers.docker26
+    tag = f"bk-nolock:{os.getpid()}"
+    r = buildx(docker, ctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000", "-t", tag, "--load")
+    assert f"fetch {server.url}/x86_64/APKINDEX.tar.gz" in r.stderr
+    try:
+        assert docker.run("run", "--rm", "--network", "none", tag).stdout.strip() == "hello from distroless"
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        lctx = context(locked, frontend, server, pub)
+        buildx(docker, lctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000", "-t", tag + "-locked", "--load")
+        ours, theirs = tree_of(docker, tag), tree_of(docker, tag + "-locked")
+        # /etc/apko.json records the config, whose keyring path differs between the two contexts
+        assert ours.pop("etc/apko.json")[:5] == theirs.pop("etc/apko.json")[:5]
+        assert ours == theirs
+    finally:
+        docker.run("rmi", "-f", tag, tag + "-locked", check=False)

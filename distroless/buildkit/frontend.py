@@ -142,15 +142,30 @@ def read_spec(gw: Gateway, env: transport.FrontendEnv) -> tuple[bytes, bytes | N
     return data, lock_bytes, llb.SourceFile(req.filename, data)
 
 
-def package_set(gw: Gateway, loaded: LoadedConfig, lock_bytes: bytes | None, lock_name: str) -> pkgset.PackageSet:
+def read_context_files(gw: Gateway, env: transport.FrontendEnv, paths: list[str]) -> dict[str, bytes]:
+    """Files from the build context (`docker build … CONTEXT`), e.g. keyring files."""
+    if not paths:
+        return {}
+    key = env.opts.get("contextkey", "context")
+    ref = gw.solve(llb.local(key, session_id=env.session_id, follow_paths=paths, shared_key_hint=key,
+                             custom_name=f"[internal] load {', '.join(paths)} from the build context"))
+    return {p: gw.read_all(ref, p) for p in paths}
+
+
+def package_set(gw: Gateway, env: transport.FrontendEnv, loaded: LoadedConfig, lock_bytes: bytes | None,
+                lock_name: str) -> pkgset.PackageSet:
     if lock_bytes is not None:
         return pkgset.from_lock(lockfile.loads(lock_bytes.decode(), lock_name), loaded, lock_path=lock_name)
+    local = [k for k in loaded.keyring() if not is_remote(k)]
+    for k in local:
+        if k.startswith("/") or k.startswith("file://"):
+            raise DistrolessError(f"keyring {k}: the frontend reads keys from the build context, so give a path "
+                                  f"relative to it, a URL, or a lock file ({lock_name})")
+    files = read_context_files(gw, env, local)
     keys = []
     for loc in loaded.keyring():
-        if not is_remote(loc):
-            raise DistrolessError(f"keyring {loc}: only http(s) keys can be read by the frontend; "
-                                  f"use a URL or a lock file ({lock_name})")
-        keys.append((loc.rsplit("/", 1)[-1], loc, gw.fetch(loc, loc.rsplit("/", 1)[-1])))
+        name = loc.rsplit("/", 1)[-1]
+        keys.append((name, loc, files[loc] if loc in files else gw.fetch(loc, name)))
 
     def load_index(repo: Repository, arch: str, ring: Keyring) -> list[Package]:
         url = repo.index_url(arch)
@@ -241,7 +256,7 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv) -> gateway.Re
     except ConfigError as e:
         raise located(e, file) from None
     lock_name = Path(req.filename).stem + ".lock.json"
-    ps = package_set(gw, loaded, lock_bytes, lock_name)
+    ps = package_set(gw, env, loaded, lock_bytes, lock_name)
     mergeop = bridge.caps.supports_llb("mergeop") if bridge.caps else False
     cache = Cache(tempfile.mkdtemp(prefix="distroless-frontend-"))
 
