@@ -52,8 +52,9 @@ def _from_json(d: dict) -> ApkFile:
 
 
 def expand(apk_path: Path, cache: Cache, *, expected_checksum: str | None = None,
-           expected_sha256: str | None = None) -> Expanded:
-    """Verify and expand `apk_path` once; later calls with the same file are cache hits."""
+           expected_sha256: str | None = None, source: str | None = None) -> Expanded:
+    """Verify and expand `apk_path` once; later calls with the same file are cache hits.
+    `source` names the package in errors (its URL, when `apk_path` is a download in progress)."""
     root = cache.root / "expanded"
     root.mkdir(exist_ok=True)
     if expected_sha256:
@@ -64,7 +65,7 @@ def expand(apk_path: Path, cache: Cache, *, expected_checksum: str | None = None
     try:
         with open(work / "data.tar", "wb") as sink:
             apk = package.read(apk_path, expected_checksum=expected_checksum, expected_sha256=expected_sha256,
-                               data_sink=sink)
+                               data_sink=sink, source=source)
         (work / "meta.json").write_text(json.dumps(_to_json(apk)))
         dest = root / apk.sha256
         try:

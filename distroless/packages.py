@@ -17,6 +17,8 @@ from distroless.apk.keys import Keyring
 from distroless.apk.model import Package
 from distroless.config import LoadedConfig, arch_to_apk
 from distroless.errors import DistrolessError, FormatError
+from distroless.expand import expand
+from distroless.fetch.cache import Cache
 from distroless.fetch.fetcher import Fetched, Fetcher
 from distroless.fetch.repository import Repository, strip_scheme
 from distroless.resolve import resolve
@@ -115,9 +117,8 @@ def fetch_all(ps: PackageSet, fetcher: Fetcher) -> dict[str, list[Fetched]]:
     return out
 
 
-def lock_of(loaded: LoadedConfig, ps: PackageSet, fetched: dict[str, list[Fetched]], config_name: str) -> lockfile.Lock:
-    from distroless.apk import package as apkpkg
-
+def lock_of(loaded: LoadedConfig, ps: PackageSet, fetched: dict[str, list[Fetched]], config_name: str,
+            cache: Cache) -> lockfile.Lock:
     lk = lockfile.Lock(config_name=config_name, config_checksum=loaded.checksum)
     for name in sorted(ps.key_sources):
         loc, pem = ps.key_sources[name]
@@ -134,7 +135,8 @@ def lock_of(loaded: LoadedConfig, ps: PackageSet, fetched: dict[str, list[Fetche
                                                         repo.index_url(arch_to_apk(arch)), arch_to_apk(arch)))
     for arch, items in fetched.items():
         for pin, f in zip(ps.archs[arch], items):
-            apk = f.apk or apkpkg.read(f.path, expected_checksum=pin.package.checksum)
+            # byte ranges come from the expansion made when the package was verified (a cache hit)
+            apk = f.apk or expand(f.path, cache, expected_checksum=pin.package.checksum, expected_sha256=f.sha256).apk
             lk.packages.append(lockfile.locked_package(apk, pin.url, arch_to_apk(arch)))
     return lk
 

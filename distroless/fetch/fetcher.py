@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from distroless.apk import index, package
+from distroless.apk import index
+from distroless.apk.package import ApkFile
+from distroless.expand import expand
 from distroless.apk.keys import Keyring
 from distroless.apk.model import Package
 from distroless.errors import FetchError, FormatError
@@ -61,7 +63,7 @@ class Fetched:
     package: Package
     path: Path
     sha256: str
-    apk: package.ApkFile | None  # None when served from the cache (already verified on admission)
+    apk: ApkFile | None  # None when served from the cache (already verified on admission)
 
 
 class Fetcher:
@@ -154,8 +156,10 @@ class Fetcher:
         with self.cache.incoming() as (f, tmp):
             self.transport.download(location, f, on_bytes=progress.add_bytes if progress else None)
             f.flush()
-            f.seek(0)
-            apk = package.read(f, expected_checksum=pkg.checksum, expected_sha256=sha256, source=location)
+            # Verifying a package means decompressing it, so the expansion is kept from the same
+            # pass: installing it later is a cache hit, not a second decompression.
+            apk = expand(tmp, self.cache, expected_checksum=pkg.checksum, expected_sha256=sha256,
+                         source=location).apk
             path = self.cache.admit(tmp, apk.sha256)
         self.cache.record_apk(pkg.checksum, apk.sha256, apk.file_size)
         return Fetched(pkg, path, apk.sha256, apk)
