@@ -395,47 +395,19 @@ def test_network_access_fails_unless_enabled(tmp_path: Path) -> None:
 
 # --- located recipe errors -------------------------------------------------------------------
 
-def test_unknown_key_is_located(tmp_path: Path) -> None:
-    recipe = write_recipe(tmp_path, """\
-        package:
-          name: x
-          version: 1.0.0
-          epoch: 0
-        pipeline:
-          - name: a
-            rnus: echo typo
-        """)
-    with pytest.raises(ConfigError, match=r"recipe\.yaml:7:\d+: .*unknown key 'rnus'"):
-        build(recipe, options(tmp_path / "out"))
+_HEAD = "package:\n  name: x\n  version: 1.0.0\n  epoch: 0\npipeline:\n"
 
 
-def test_undefined_variable_is_located(tmp_path: Path) -> None:
-    recipe = write_recipe(tmp_path, """\
-        package:
-          name: x
-          version: 1.0.0
-          epoch: 0
-        pipeline:
-          - name: a
-            runs: echo ${{vars.nope}}
-        """)
-    with pytest.raises(ConfigError, match=r"recipe\.yaml:\d+:\d+: .*vars\.nope"):
-        build(recipe, options(tmp_path / "out"))
-
-
-def test_malformed_fetch_checksum_is_located(tmp_path: Path) -> None:
-    recipe = write_recipe(tmp_path, """\
-        package:
-          name: x
-          version: 1.0.0
-          epoch: 0
-        pipeline:
-          - uses: fetch
-            with:
-              uri: https://example.invalid/x.tar.gz
-              expected-sha256: abc123
-        """)
-    with pytest.raises(ConfigError, match=r"recipe\.yaml:\d+:\d+: .*expected-sha256.*64 hex"):
+@pytest.mark.parametrize("steps,error", [
+    ("  - name: a\n    rnus: echo typo\n", r"recipe\.yaml:7:\d+: .*unknown key 'rnus'"),
+    ("  - name: a\n    runs: echo ${{vars.nope}}\n", r"recipe\.yaml:\d+:\d+: .*vars\.nope"),
+    ("  - uses: fetch\n    with:\n      uri: https://example.invalid/x.tar.gz\n      expected-sha256: abc123\n",
+     r"recipe\.yaml:\d+:\d+: .*expected-sha256.*64 hex"),
+], ids=["unknown-key", "undefined-variable", "malformed-checksum"])
+def test_recipe_errors_are_located(tmp_path: Path, steps: str, error: str) -> None:
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(_HEAD + steps)
+    with pytest.raises(ConfigError, match=error):
         build(recipe, options(tmp_path / "out"))
 
 

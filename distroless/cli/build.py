@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from distroless.cli.image import add_config_flags, fetcher_for, load, package_set
@@ -46,27 +48,34 @@ def register(isub: argparse._SubParsersAction) -> None:
     publish.register(isub)
 
 
-def cmd_build(args: argparse.Namespace) -> int:
-    formats = tuple(f for v in args.sbom_formats for f in v.split(",") if f) or ("spdx",)
-    bad = [f for f in formats if f not in ("spdx", "cyclonedx")]
-    if bad:
-        raise DistrolessError(f"--sbom-formats: unknown format {bad[0]!r} (spdx, cyclonedx)")
+@contextmanager
+def built_images(args: argparse.Namespace, *, name: str, sbom_formats: tuple[str, ...]) -> Iterator[imagebuild.Built]:
+    """The whole build for `image build` and `image publish`: config, packages, root
+    filesystems, then images and index whose blobs live in a staging directory for the block."""
     loaded = load(args)
     fetcher = fetcher_for(args)
     ps = package_set(args, loaded, fetcher)
     rootfs = build_rootfs(loaded, ps, fetcher, keep_owners=args.keep_owners, jobs=args.jobs)
     staging = Path(tempfile.mkdtemp(dir=fetcher.cache.root / "tmp", prefix="build-"))
     try:
-        built = imagebuild.build(loaded, rootfs, staging, imagebuild.Options(
-            compression=args.compression, sbom_formats=formats if args.sbom else (), name=args.tag))
+        yield imagebuild.build(loaded, rootfs, staging, imagebuild.Options(
+            compression=args.compression, sbom_formats=sbom_formats, name=name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    formats = tuple(f for v in args.sbom_formats for f in v.split(",") if f) or ("spdx",)
+    bad = [f for f in formats if f not in ("spdx", "cyclonedx")]
+    if bad:
+        raise DistrolessError(f"--sbom-formats: unknown format {bad[0]!r} (spdx, cyclonedx)")
+    with built_images(args, name=args.tag, sbom_formats=formats if args.sbom else ()) as built:
         if args.output.is_dir():
             write_layout(args.output, built.index)
             kind = "OCI layout"
         else:
             write_docker_archive(args.output, built.index, [args.tag])
             kind = "docker archive"
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     if args.sbom:
         args.sbom_path.mkdir(parents=True, exist_ok=True)
         for name, doc in built.sboms.items():

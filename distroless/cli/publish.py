@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import tempfile
 from pathlib import Path
 
-from distroless import imagebuild
-from distroless.cli.image import add_config_flags, fetcher_for, load, package_set
+from distroless.cli.build import built_images
+from distroless.cli.image import add_config_flags
 from distroless.oci.layout import write_layout
 from distroless.registry.client import RegistryClient
 from distroless.registry.push import push_layout
 from distroless.registry.reference import parse_reference
-from distroless.rootfs.build import build_rootfs
 from distroless.sbom import spdx
 from distroless.sign import dsse
 from distroless.sign.keys import read_private_key
@@ -42,35 +40,27 @@ def register(isub: argparse._SubParsersAction) -> None:
 def cmd_publish(args: argparse.Namespace) -> int:
     refs = [parse_reference(t, default_tag="latest") for t in args.tags]
     key = read_private_key(args.sign_key) if args.sign_key else None  # ask for the password before building
-    loaded = load(args)
-    fetcher = fetcher_for(args)
-    ps = package_set(args, loaded, fetcher)
-    rootfs = build_rootfs(loaded, ps, fetcher, keep_owners=args.keep_owners, jobs=args.jobs)
-    work = Path(tempfile.mkdtemp(dir=fetcher.cache.root / "tmp", prefix="publish-"))
-    try:
-        built = imagebuild.build(loaded, rootfs, work / "blobs", imagebuild.Options(
-            compression=args.compression, name=str(refs[0])))
-        layout = work / "layout"
+    insecure = True if args.allow_insecure_registry else None
+    first = refs[0]
+    clients = {first.registry: RegistryClient(first.registry, insecure=insecure)}
+    with built_images(args, name=str(first), sbom_formats=("spdx",)) as built, \
+            tempfile.TemporaryDirectory(prefix="publish-") as work:
+        layout = Path(work) / "layout"
         layout.mkdir()
         write_layout(layout, built.index)
-        insecure = True if args.allow_insecure_registry else None
-        first = refs[0]
-        client = RegistryClient(first.registry, insecure=insecure)
-        result = push_layout(layout, first, client=client)
-        digest = result.digest
-        for ref in refs[1:]:
-            other = client if ref.registry == first.registry else RegistryClient(ref.registry, insecure=insecure)
-            push_layout(layout, ref, client=other, mount_from=[first.repository] if other is client else ())
-        pushed = [str(r.with_digest(digest)) for r in refs]
-        if key is not None:
-            sbom = json.loads(built.sboms[spdx.sbom_filename(None)])
-            for ref in refs:
-                c = client if ref.registry == first.registry else RegistryClient(ref.registry, insecure=insecure)
+        sbom = json.loads(built.sboms[spdx.sbom_filename(None)])
+        digest = ""
+        for ref in refs:
+            if ref.registry not in clients:
+                clients[ref.registry] = RegistryClient(ref.registry, insecure=insecure)
+            client = clients[ref.registry]
+            same = ref.registry == first.registry and ref is not first
+            digest = push_layout(layout, ref, client=client, mount_from=[first.repository] if same else ()).digest
+            if key is not None:
                 target = ref.with_digest(digest)
-                sign_image(c, target, key)
-                attest_image(c, target, key, dsse.predicate_type_uri("spdxjson"), sbom)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+                sign_image(client, target, key)
+                attest_image(client, target, key, dsse.predicate_type_uri("spdxjson"), sbom)
+    pushed = [str(r.with_digest(digest)) for r in refs]
     for line in pushed:
         print(line)
     if args.image_refs:
