@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT))
 from distroless.apk import index  # noqa: E402
 from distroless.apk.keys import Keyring  # noqa: E402
 
-FIX = ROOT.parent / "shared" / "fixtures" / "apk"
+FIX = ROOT / "tests" / "fixtures" / "apk"
 INDEX = FIX / "alpine-v3.16-main-x86_64" / "APKINDEX.tar.gz"
 
 

@@ -16,7 +16,7 @@ from distroless.apk.model import Package
 from distroless.errors import ResolveError
 from distroless.resolve import Index, Resolver
 
-ALPINE = Path(__file__).resolve().parents[2] / "shared/fixtures/apk/alpine-v3.16-main-x86_64/APKINDEX.tar.gz"
+ALPINE = Path(__file__).resolve().parents[1] / "tests/fixtures/apk/alpine-v3.16-main-x86_64/APKINDEX.tar.gz"
 
 
 def read_packages(path: Path) -> list[Package]:

@@ -1,11 +1,9 @@
-"""Where the third-party fixtures live: `../shared/fixtures` beside the checkout."""
+"""Where the third-party fixtures live: `tests/fixtures`, vendored with their provenance and licences."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("DISTROLESS_SHARED", ROOT.parent / "shared"))
-FIXTURES = SHARED / "fixtures"
+FIXTURES = ROOT / "tests" / "fixtures"
 APK = FIXTURES / "apk"

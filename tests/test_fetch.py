@@ -15,6 +15,7 @@ from distroless.fetch.fetcher import Fetcher
 from distroless.fetch.repository import Repository
 from distroless.fetch.transport import Transport, parse_http_auth
 from httpserver import StaticServer
+from shared import APK
 
 ARCH = "x86_64"
 
@@ -114,7 +115,7 @@ def test_cache_evicts_a_blob_corrupted_at_rest(repo, tmp_path) -> None:
 def test_index_by_unknown_key_refused_unless_ignored(repo, tmp_path) -> None:
     server, built, pub, _ = repo
     f = Fetcher(Cache(tmp_path / "cache"), progress=False)
-    other = f.keyring([str(Path(__file__).resolve().parents[2] / "shared/fixtures/apk/keys")])
+    other = f.keyring([str(APK / "keys")])
     with pytest.raises(VerificationError, match="no signature by a trusted key"):
         f.index(Repository.parse(server.url), ARCH, other)
     assert len(f.index(Repository.parse(server.url), ARCH, other, verify=False)) == len(built)

@@ -13,8 +13,9 @@ from distroless.melange.compile import (
     ArchSkipped, CompileOptions, builds_for_arch, compile_recipe, render_yaml, triplet)
 from distroless.melange.pipeline import PipelineLibrary
 from distroless.melange.recipe import load_recipe, load_recipe_text
+from shared import FIXTURES
 
-CONFIGS = Path("/work/shared/fixtures/configs")
+CONFIGS = FIXTURES / "configs"
 WOLFI = sorted((CONFIGS / "wolfi-packages").glob("*.yaml"))
 EXAMPLES = sorted((CONFIGS / "melange-examples").glob("*.yaml"))
 # Example files whose package name is not the file stem (the examples reuse names).

@@ -22,8 +22,9 @@ from distroless.registry.client import credentials_from_docker_config, parse_cha
 from distroless.registry.reference import parse_reference
 from distroless.sign import attach, dsse, keys, payload
 from distroless.sign import layout as slayout
+from shared import FIXTURES
 
-FIX = Path("/work/shared/fixtures/signing")
+FIX = FIXTURES / "signing"
 PASSWORD = b"hello"
 
 

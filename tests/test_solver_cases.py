@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from distroless.resolve import solvercases
+import solvercases
 
 REPORT = Path(__file__).resolve().parent.parent / "docs" / "solver-cases.md"
 
 
 def test_report_is_current() -> None:
     text = solvercases.render(solvercases.run_all())
-    assert REPORT.read_text() == text, "regenerate: python -m distroless.resolve.solvercases --report docs/solver-cases.md"
+    assert REPORT.read_text() == text, "regenerate: python tests/solvercases.py --report docs/solver-cases.md"
 
 
 def test_every_case_agrees_or_is_explained() -> None:
