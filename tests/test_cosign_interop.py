@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,6 +22,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -362,52 +364,90 @@ def own_registry(tmp_path):
     reg.stop()
 
 
-class CuttingProxy:
-    """Loopback TCP proxy; drops the connection (both ways) once, after `cut_after` bytes
-    client->registry in total."""
+REQUEST_START = re.compile(rb"(?:GET|HEAD|POST|PUT|PATCH|DELETE) /v2/")
 
-    def __init__(self, upstream_port: int, cut_after: int):
+
+class CuttingProxy:
+    """Loopback TCP proxy to `upstream_port` that drops one connection (both ways) once
+    `cut_after` bytes client->registry have passed: mid-request at exactly that byte, or, with
+    `at_request=True`, at the first request that starts after it (none of its bytes forwarded).
+    `on_cut` runs in the proxy thread before the connection drops (kill or restart the registry).
+    Use it as a context manager: leaving re-raises any error a helper thread hit."""
+
+    def __init__(self, upstream_port: int, cut_after: int, *, at_request: bool = False,
+                 on_cut: Callable[[], None] | None = None):
         self.upstream = upstream_port
         self.cut_after = cut_after
-        self.sent = 0
-        self.cuts = 0
+        self.at_request = at_request
+        self.on_cut = on_cut
+        self.sent = 0  # client->registry bytes forwarded, in total
+        self.sent_at_cut: int | None = None
+        self.errors: list[BaseException] = []
         self.lock = threading.Lock()
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
+        self.addr = f"127.0.0.1:{self.port}"
         self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._spawn(self._accept)
+
+    @property
+    def cut(self) -> bool:
+        return self.sent_at_cut is not None
+
+    @property
+    def sent_after_cut(self) -> int:
+        assert self.sent_at_cut is not None, "the proxy never cut the connection"
+        return self.sent - self.sent_at_cut
+
+    def _spawn(self, target, *args) -> None:
+        def guarded() -> None:
+            try:
+                target(*args)
+            except BaseException as e:  # surfaced by __exit__, never lost in a thread
+                self.errors.append(e)
+        threading.Thread(target=guarded, daemon=True).start()
 
     def _accept(self) -> None:
         while not self.closed:
             try:
                 client, _ = self.sock.accept()
             except OSError:
-                return
+                return  # closed
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.upstream))
-            except OSError:
+            except OSError:  # the registry is down: the client sees a dropped connection
                 client.close()
                 continue
-            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+            self._spawn(self._pump, client, upstream, True)
+            self._spawn(self._pump, upstream, client, False)
+
+    def _keep(self, data: bytes) -> int | None:
+        """How many bytes of `data` to forward before cutting, or None to forward it all."""
+        if self.cut or self.sent + len(data) <= self.cut_after and not self.at_request:
+            return None
+        if not self.at_request:
+            return self.cut_after - self.sent
+        return 0 if self.sent >= self.cut_after and REQUEST_START.match(data) else None
 
     def _pump(self, src: socket.socket, dst: socket.socket, counting: bool) -> None:
         try:
             while data := src.recv(16384):
                 if counting:
                     with self.lock:
-                        if self.cuts == 0 and self.sent + len(data) > self.cut_after:
-                            keep = self.cut_after - self.sent
+                        keep = self._keep(data)
+                        if keep is not None:
                             dst.sendall(data[:keep])
                             self.sent += keep
-                            self.cuts += 1
-                            raise ConnectionAbortedError("cut")
+                            self.sent_at_cut = self.sent
+                            if self.on_cut:
+                                self.on_cut()
+                            return
                         self.sent += len(data)
                 dst.sendall(data)
         except OSError:
-            pass
+            pass  # the other direction was cut or the peer went away: expected
         finally:
             for s in (src, dst):
                 try:
@@ -416,14 +456,32 @@ class CuttingProxy:
                     pass
                 s.close()
 
-    def close(self) -> None:
+    def __enter__(self) -> CuttingProxy:
+        return self
+
+    def __exit__(self, *exc) -> None:
         self.closed = True
         self.sock.close()
+        if self.errors and exc[0] is None:
+            raise AssertionError(f"proxy helper thread failed: {self.errors!r}") from self.errors[0]
 
 
 def big_layout(root: Path, size: int) -> str:
     """An image whose single layer is `size` bytes of incompressible data."""
     return tiny_layout(root, text=os.urandom(size))
+
+
+BIG = 600_000  # the layer: 10 chunks of 64 KiB
+CHUNK = 64 << 10
+
+
+def layer_digest(root: Path) -> str:
+    """The one layer of a `tiny_layout` image, found through its index and manifest."""
+    index = json.loads((root / "index.json").read_text())
+    m = index["manifests"][0]["digest"].split(":")[1]
+    manifest = json.loads((root / "blobs" / "sha256" / m).read_text())
+    (layer,) = manifest["layers"]
+    return layer["digest"]
 
 
 def assert_complete(client: RegistryClient, repo: str, tag: str, digest: str) -> None:
@@ -434,79 +492,77 @@ def assert_complete(client: RegistryClient, repo: str, tag: str, digest: str) ->
         assert sha256_digest(client.get_blob(repo, d["digest"])) == d["digest"]
 
 
-def test_push_cut_mid_blob_resumes(own_registry, tmp_path):
+def assert_resumed(client: RegistryClient, proxy: CuttingProxy, layer: str) -> None:
+    """The layer's upload continued where the registry stopped: an offset > 0, no restart, and
+    fewer bytes sent after the cut than the layer holds."""
+    events = client.upload_events
+    offsets = [int(e.rsplit(" ", 1)[1]) for e in events if e.startswith(f"resumed {layer} at ")]
+    assert offsets and all(o > 0 for o in offsets), events
+    assert not any(e.startswith("restarted") for e in events), events
+    assert proxy.sent_after_cut < BIG, (proxy.sent_after_cut, events)
+
+
+def test_push_cut_between_chunks_resumes(own_registry, tmp_path):
+    """The connection drops as the PATCH after byte 250,000 starts: the registry holds whole
+    chunks, the client asks for its offset and sends only the rest."""
     root = tmp_path / "big"
-    digest = big_layout(root, 600_000)
-    proxy = CuttingProxy(own_registry.port, cut_after=250_000)
-    try:
-        client = RegistryClient(f"127.0.0.1:{proxy.port}", chunk_size=64 << 10, backoff=0.05)
-        ref = parse_reference(f"127.0.0.1:{proxy.port}/cut/app:v1")
-        result = push_layout(root, ref, client=client)
+    digest = big_layout(root, BIG)
+    with CuttingProxy(own_registry.port, cut_after=250_000, at_request=True) as proxy:
+        client = RegistryClient(proxy.addr, chunk_size=CHUNK, backoff=0.05)
+        result = push_layout(root, parse_reference(f"{proxy.addr}/cut/app:v1"), client=client)
         assert result.digest == digest
-        assert proxy.cuts == 1
-        print("upload events:", client.upload_events)
-        assert any(e.startswith(("resumed", "restarted")) for e in client.upload_events), client.upload_events
-    finally:
-        proxy.close()
-    direct = RegistryClient(own_registry.addr)
-    assert_complete(direct, "cut/app", "v1", digest)
+        assert_resumed(client, proxy, layer_digest(root))
+    assert_complete(RegistryClient(own_registry.addr), "cut/app", "v1", digest)
+
+
+def test_push_cut_mid_chunk_restarts(own_registry, tmp_path):
+    """Cut inside a PATCH body: distribution stored part of the chunk, its upload state no longer
+    matches and it invalidates the upload (BLOB_UPLOAD_INVALID); the client starts over."""
+    root = tmp_path / "big"
+    digest = big_layout(root, BIG)
+    with CuttingProxy(own_registry.port, cut_after=250_000) as proxy:
+        client = RegistryClient(proxy.addr, chunk_size=CHUNK, backoff=0.05)
+        result = push_layout(root, parse_reference(f"{proxy.addr}/cut/app:v1"), client=client)
+        assert result.digest == digest and proxy.cut
+        assert client.upload_events == [f"restarted {layer_digest(root)}"]
+        assert proxy.sent_after_cut > BIG  # the whole layer again
+    assert_complete(RegistryClient(own_registry.addr), "cut/app", "v1", digest)
 
 
 def test_push_registry_killed_fails_cleanly_then_completes(own_registry, tmp_path):
     root = tmp_path / "big"
-    digest = big_layout(root, 600_000)
-    ref = parse_reference(f"{own_registry.addr}/killed/app:v1")
-    client = RegistryClient(own_registry.addr, chunk_size=64 << 10, backoff=0.02, retries=3)
-    real_read = BlobSource.read
-    killed = []
-
-    def read_and_kill(self, offset, length):  # kill -9 the registry mid-way through the layer
-        if offset >= 256 << 10 and not killed:
-            own_registry.kill9()
-            killed.append(offset)
-        return real_read(self, offset, length)
-
-    BlobSource.read = read_and_kill
-    try:
+    digest = big_layout(root, BIG)
+    with CuttingProxy(own_registry.port, cut_after=256 << 10, at_request=True,
+                      on_cut=own_registry.kill9) as proxy:
+        ref = parse_reference(f"{proxy.addr}/killed/app:v1")
+        client = RegistryClient(proxy.addr, chunk_size=CHUNK, backoff=0.02, retries=3)
         with pytest.raises(RegistryError) as ei:
             push_layout(root, ref, client=client)
-    finally:
-        BlobSource.read = real_read
-    assert killed
-    assert own_registry.addr in str(ei.value)
+        assert proxy.cut
+    assert proxy.addr in str(ei.value)
     own_registry.start()  # same port, same storage
     fresh = RegistryClient(own_registry.addr)
     assert fresh.head_manifest("killed/app", "v1") is None  # no tag names an incomplete image
     assert fresh.head_manifest("killed/app", digest) is None
-    result = push_layout(root, ref, client=RegistryClient(own_registry.addr, chunk_size=64 << 10))
+    result = push_layout(root, parse_reference(f"{own_registry.addr}/killed/app:v1"),
+                         client=RegistryClient(own_registry.addr, chunk_size=CHUNK))
     assert result.digest == digest
     assert_complete(fresh, "killed/app", "v1", digest)
 
 
 def test_push_registry_restarted_between_chunks_resumes(own_registry, tmp_path):
-    """kill -9 between two chunks, restart 0.3 s later (same port, storage, secret): the next PATCH
-    is refused, the client asks the upload URL for its offset and continues from there."""
+    """kill -9 as a PATCH starts, restarted (same port, storage, secret) before the client sees the
+    dropped connection: the client asks the upload URL for its offset and continues from there."""
     root = tmp_path / "big"
-    digest = big_layout(root, 600_000)
-    ref = parse_reference(f"{own_registry.addr}/restarted/app:v1")
-    client = RegistryClient(own_registry.addr, chunk_size=64 << 10, backoff=0.05)
-    real_read = BlobSource.read
-    restarted = []
+    digest = big_layout(root, BIG)
 
-    def read_and_restart(self, offset, length):
-        if offset >= 256 << 10 and not restarted and self.size > 500_000:
-            own_registry.kill9()
-            threading.Timer(0.3, own_registry.start).start()
-            restarted.append(offset)
-        return real_read(self, offset, length)
+    def restart() -> None:
+        own_registry.kill9()
+        own_registry.start()
 
-    BlobSource.read = read_and_restart
-    try:
-        result = push_layout(root, ref, client=client)
-    finally:
-        BlobSource.read = real_read
-    assert restarted and result.digest == digest
-    print("upload events:", client.upload_events)
-    assert any(e.startswith("resumed") and not e.endswith(" at 0") for e in client.upload_events), \
-        client.upload_events
+    with CuttingProxy(own_registry.port, cut_after=256 << 10, at_request=True, on_cut=restart) as proxy:
+        client = RegistryClient(proxy.addr, chunk_size=CHUNK, backoff=0.05)
+        result = push_layout(root, parse_reference(f"{proxy.addr}/restarted/app:v1"), client=client)
+        assert result.digest == digest
+        assert_resumed(client, proxy, layer_digest(root))
     assert_complete(RegistryClient(own_registry.addr), "restarted/app", "v1", digest)
