@@ -33,7 +33,7 @@ DEFAULT_CASES = Path(__file__).resolve().parent / "fixtures" / "apk" / "solver-c
 ARCH = "x86_64"
 
 # Cases whose end state differs from apk's on purpose, and why. Every entry is checked: a
-# reason for a case that agrees is reported as stale.
+# reason for a case that agrees is reported as stale and fails tests/test_solver_cases.py.
 BY_DESIGN: dict[str, str] = {
     "basic2": "apk keeps the installed a-1/b-1 when nothing asks for an upgrade; a fresh build takes the latest (a-2, b-2)",
     "basic7": "`--no-network` keeps the installed a-1/b-1 (new ones cannot be fetched); a fresh build fetches the latest",
@@ -68,14 +68,6 @@ BY_DESIGN: dict[str, str] = {
     "pinning10": "apk keeps c-3 (@testing) until asked; the end state is the same packages but via a downgrade path",
 }
 
-
-# Cases where apk-tools does something we do not reproduce and have not chosen to differ on.
-KNOWN_FAILS: dict[str, str] = {
-    name: "apk-tools leaves out libiif (install_if: lib foo) although lib and foo are both "
-    "installed; the documented install_if rule installs it and so do we (apko, scoping install_if to one package's dependencies, leaves it out too); the cause "
-    "in apk-tools' solver at the fixture commit has not been identified"
-    for name in ("installif1", "installif2", "installif3", "installif13")
-}
 
 
 @dataclass(slots=True)
@@ -262,9 +254,6 @@ def _by_design_or_fail(case: Case, note: str) -> tuple[str, str]:
     reason = BY_DESIGN.get(case.name)
     if reason:
         return "differs by design", f"{reason}. ({note})"
-    known = KNOWN_FAILS.get(case.name)
-    if known:
-        return "fails", f"{known}. ({note})"
     return "fails", note
 
 
