@@ -3,7 +3,6 @@ step failures, sandbox confinement (read-only root, no network) and located reci
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import shutil
@@ -306,23 +305,18 @@ def test_failing_step_names_chain_command_and_output(tmp_path: Path) -> None:
     assert not (tmp_path / "out" / "x86_64" / "fails-1.0.0-r0.apk").exists()
 
 
-def test_cli_build_reports_failure_and_merges_index(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from distroless.cli import melange as cli
-    parser = argparse.ArgumentParser()
-    psub = parser.add_subparsers(dest="cmd", required=True)
-    cli.register(psub)
+def test_cli_build_reports_failure_and_merges_index(tmp_path: Path) -> None:
+    """The real entry point (`python -m distroless package build`) in a subprocess: success
+    merges the index, a failing step is exit 1 with `distroless: error:` and no traceback."""
 
-    def run(*argv: str) -> int:
-        args = parser.parse_args(list(argv))
-        try:
-            return args.func(args)
-        except Exception as e:  # the real main prints DistrolessError and exits 1
-            print(f"error: {e}")
-            return 1
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "distroless", "package", "build", *argv],
+                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
 
     out = tmp_path / "out"
     for name in ("demo-baselayout", "ca-certificates-bundle"):
-        assert run("build", str(RECIPES / f"{name}.yaml"), "--host-toolchain", "--out-dir", str(out)) == 0
+        proc = run(str(RECIPES / f"{name}.yaml"), "--host-toolchain", "--out-dir", str(out))
+        assert proc.returncode == 0, proc.stderr
     ix = apkindex.read_file(out / "x86_64" / "APKINDEX.tar.gz", verify=False)
     assert sorted(p.name for p in ix.packages) == ["ca-certificates-bundle", "demo-baselayout"]
     bad = write_recipe(tmp_path, """\
@@ -331,9 +325,12 @@ def test_cli_build_reports_failure_and_merges_index(tmp_path: Path, capsys: pyte
           - name: boom
             runs: echo cli-marker; false
         """)
-    assert run("build", str(bad), "--host-toolchain", "--out-dir", str(out)) == 1
-    text = capsys.readouterr().out
-    assert "pipeline boom" in text and "cli-marker" in text
+    proc = run(str(bad), "--host-toolchain", "--out-dir", str(out))
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("distroless: error: ")]
+    assert len(errors) == 1 and "pipeline boom" in errors[0] and "recipe.yaml:3:" in errors[0], proc.stderr
+    assert "cli-marker" in proc.stderr  # the step's output is shown
 
 
 def test_writes_outside_the_workspace_fail(tmp_path: Path) -> None:
