@@ -14,6 +14,11 @@ from shared import APK, FIXTURES
 LOCKS = sorted((FIXTURES / "configs" / "apko-locks").glob("*.json"))
 
 
+def test_every_sample_lock_is_collected() -> None:
+    """A missing fixture folder must fail, not parametrize nothing."""
+    assert [p.name for p in LOCKS] == ["apko-discover.lock.json", "apko.lock.json", "apko.pre-0.13.lock.json"]
+
+
 @pytest.mark.parametrize("path", LOCKS, ids=lambda p: p.name)
 def test_apko_sample_locks_load(path) -> None:
     lk = lock.load(path)

@@ -30,6 +30,12 @@ EXAMPLE_NAMES = {
 }
 
 
+def test_every_recipe_fixture_is_collected() -> None:
+    """A missing fixture folder must fail, not parametrize nothing."""
+    assert (len(WOLFI), len(EXAMPLES)) == (25, 30)
+    assert {p.stem for p in EXAMPLES} >= set(EXAMPLE_NAMES)
+
+
 def load(name: str):
     folder = "wolfi-packages" if (CONFIGS / "wolfi-packages" / name).exists() else "melange-examples"
     return load_recipe(CONFIGS / folder / name)
