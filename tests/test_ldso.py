@@ -50,6 +50,20 @@ def host_lib(name: str) -> bytes:
     return p.read_bytes()
 
 
+def real_name(soname: str) -> str:
+    """The file the host's soname link points at (e.g. libffi.so.8 -> libffi.so.8.1.2): the
+    versions differ between Debian releases, so they are read from the system."""
+    p = HOSTLIB / soname
+    if not p.is_symlink():
+        pytest.fail(f"{p} should be the soname link to a fully versioned library", pytrace=False)
+    name = p.resolve().name
+    assert name.startswith(soname + "."), (soname, name)
+    return name
+
+
+FFI, LZMA, EXPAT = real_name("libffi.so.8"), real_name("liblzma.so.5"), real_name("libexpat.so.1")
+
+
 def add(tree: Tree, path: str, data: bytes) -> None:
     tree.mkdir_all(os.path.dirname(path), 0o755)
     tree.write_file(path, data, mode=0o755)
@@ -241,10 +255,10 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Tree, Path]:
     for name in ("libc.so.6", "libm.so.6", "libssl.so.3"):
         add(t, f"usr/lib/{name}", host_lib(name))
     add(t, "usr/lib/libm.so", host_lib("libm.so"))  # a linker script: skipped
-    add(t, "usr/lib/libffi.so.8.1.2", host_lib("libffi.so.8.1.2"))
-    link(t, "usr/lib/libffi.so", "libffi.so.8.1.2")  # dev link to the full version, no soname link
-    add(t, "usr/lib/liblzma.so.5.4.1", host_lib("liblzma.so.5.4.1"))
-    link(t, "usr/lib/liblzma.so.5", "liblzma.so.5.4.1")
+    add(t, f"usr/lib/{FFI}", host_lib(FFI))
+    link(t, "usr/lib/libffi.so", FFI)  # dev link to the full version, no soname link
+    add(t, f"usr/lib/{LZMA}", host_lib(LZMA))
+    link(t, "usr/lib/liblzma.so.5", LZMA)
     link(t, "usr/lib/liblzma.so", "liblzma.so.5")
     link(t, "usr/lib/libssl.so", "libssl.so.3")
     link(t, "usr/lib/libalias.so.7", "libA10.so.1")  # named neither soname nor dev link
@@ -252,9 +266,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Tree, Path]:
     for name, data in tiny.items():
         add(t, f"usr/lib/{name}", data)
     add(t, "usr/lib/libnotelf.so.1", b"not an ELF file at all\n")
-    add(t, "opt/x/libexpat.so.1.8.10", host_lib("libexpat.so.1.8.10"))
-    link(t, "opt/x/libexpat.so.1", "libexpat.so.1.8.10")
-    link(t, "opt/x/libexpat.so", "/opt/x/libexpat.so.1.8.10")  # absolute: resolved inside the root
+    add(t, f"opt/x/{EXPAT}", host_lib(EXPAT))
+    link(t, "opt/x/libexpat.so.1", EXPAT)
+    link(t, "opt/x/libexpat.so", f"/opt/x/{EXPAT}")  # absolute: resolved inside the root
     add(t, "opt/x/libdup.so.1", tiny["libdup.so.1"])  # the same soname in two directories
     add(t, "opt/x/libssl.so.3", host_lib("libssl.so.3"))
     t.write_file("etc/ld.so.conf", b"# the image's config\ninclude /etc/ld.so.conf.d/*.conf\n")
@@ -324,11 +338,11 @@ def test_empty_cache_when_nothing_found() -> None:
 def test_aarch64_flags_from_elf_header() -> None:
     """An aarch64 object gets the fixture's flags (x86's ldconfig refuses foreign machines, so
     this is checked against the fixture, not the peer)."""
-    data = bytearray(host_lib("libffi.so.8.1.2"))
+    data = bytearray(host_lib(FFI))
     data[18:20] = (183).to_bytes(2, "little")  # e_machine = EM_AARCH64
     info = ldso.read_elf(io.BytesIO(bytes(data)))
     assert info == ldso.ElfLib(AARCH64, "libffi.so.8")
-    assert ldso.read_elf(io.BytesIO(host_lib("libffi.so.8.1.2"))) == ldso.ElfLib(X86_64, "libffi.so.8")
+    assert ldso.read_elf(io.BytesIO(host_lib(FFI))) == ldso.ElfLib(X86_64, "libffi.so.8")
 
 
 @pytest.mark.parametrize("cls,machine,flags,expected", [
