@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import tarfile
-import time
 import uuid
 from pathlib import Path
 
@@ -210,8 +209,6 @@ def test_bwrap_sandbox_runs(peers: Peers) -> None:
 
 def test_peers_status_agrees(peers: Peers) -> None:
     script = Path(__file__).parent / "peers" / "peers.sh"
-    start = time.monotonic()
     proc = subprocess.run(["bash", str(script), "status"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"REGISTRY_ADDR='{peers.registry}'" in proc.stdout
-    assert time.monotonic() - start < 10

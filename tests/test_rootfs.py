@@ -125,7 +125,12 @@ def test_conflict_names_both_packages(tmp_path, key) -> None:
 
 def test_conflict_resolution_rules(tmp_path, key) -> None:
     same = [_pkg(tmp_path, key, "alpha", b"x\n"), _pkg(tmp_path, key, "beta", b"x\n")]
-    _install(tmp_path, same)  # identical content: first kept
+    tree = _install(tmp_path, same)  # identical content: no conflict, the first file and owner kept
+    node = tree.get("etc/shared.conf")
+    assert node.data() == b"x\n" and node.package == "alpha"
+    recs = idb.parse(tree.get("usr/lib/apk/db/installed").data().decode(), "idb")
+    assert {r.package.name: [f.name for d in r.dirs for f in d.files] for r in recs} == \
+        {"alpha": ["shared.conf"], "beta": []}
     rep = [_pkg(tmp_path, key, "gamma", b"g\n"), _pkg(tmp_path, key, "delta", b"d\n", replaces=["gamma"])]
     tree = _install(tmp_path, rep)
     assert tree.get("etc/shared.conf").data() == b"d\n"

@@ -73,7 +73,7 @@ def test_fixture_key_wrong_password_names_file():
         keys.load_private_key(path.read_bytes(), b"nope", str(path))
 
 
-def test_generate_and_read_back(tmp_path):
+def test_generate_and_read_back(tmp_path, monkeypatch):
     priv, pubpem = keys.generate_key_pair("s3cret")
     assert priv.startswith(b"-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n")
     assert pubpem.startswith(b"-----BEGIN PUBLIC KEY-----\n")
@@ -91,6 +91,13 @@ def test_generate_and_read_back(tmp_path):
     assert keys.load_public_key(pubpem).public_numbers() == k.key.public_key().public_numbers()
     # and through the files + environment, as the CLI does
     (tmp_path / "c.key").write_bytes(priv)
+    monkeypatch.setenv("COSIGN_PASSWORD", "s3cret")
+    again = keys.read_private_key(tmp_path / "c.key")
+    assert again.public_pem() == pubpem
+    assert again.key.private_numbers() == k.key.private_numbers()
+    monkeypatch.setenv("COSIGN_PASSWORD", "not-it")
+    with pytest.raises(KeyFileError, match="c.key"):
+        keys.read_private_key(tmp_path / "c.key")
 
 
 def test_read_private_key_uses_cosign_password(tmp_path, monkeypatch):
