@@ -2,8 +2,9 @@
 image digest against the CLI's, disk and HTTP remote caches, incremental action counts, and the
 verification test rule on good and tampered signatures.
 
-The tests run in order on one copy of the workspace (a temporary directory, so bazel-* links and
-re-written locks never touch the checkout) and share one output_user_root and repository cache.
+The tests share one copy of the workspace (a temporary directory, so bazel-* links and re-written
+locks never touch the checkout), one output_user_root and one repository cache, and the expensive
+first build through session fixtures: each test asks for what it needs and runs in any order.
 Output bases: A (warm: packages, lock, fetch, incremental), B (fresh, disk cache, downloads
 disabled), D (fresh, HTTP remote cache only).
 """
@@ -11,6 +12,7 @@ disabled), D (fresh, HTTP remote cache only).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -21,6 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -29,7 +32,7 @@ from tests.httpserver import StaticServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BAZEL = shutil.which("bazel") or "/usr/bin/bazel"
-REPO_PORT = 18736  # examples/bazel/image.yaml's repository
+REPO_PORT = 18736  # examples/bazel/image.yaml's repository (moved to a free port in the copy)
 SDE = "1700000000"
 COPY = ["WORKSPACE", ".bazelrc", ".bazelignore", "bazel", "distroless", "examples/bazel", "examples/recipes"]
 ALL_IMAGE = "//examples/bazel:all"
@@ -38,8 +41,8 @@ ALL_IMAGE = "//examples/bazel:all"
 
 
 class Bazel:
-    def __init__(self, ws: Path, tmp: Path):
-        self.ws, self.tmp = ws, tmp
+    def __init__(self, ws: Path, tmp: Path, repo_port: int):
+        self.ws, self.tmp, self.repo_port = ws, tmp, repo_port
         self.user_root = tmp / "user_root"
         self.repo_cache = tmp / "repository_cache"
         self.disk_cache = tmp / "disk_cache"
@@ -163,12 +166,12 @@ def serve_packages(bz: Bazel) -> StaticServer:
     """examples/bazel/image.yaml's repository: the packages Bazel built in output base A."""
     root = bz.bin("A") / "examples" / "bazel" / "packages"
     try:
-        return StaticServer(root, port=REPO_PORT).start()
+        return StaticServer(root, port=bz.repo_port).start()
     except Exception as e:  # noqa: BLE001 - the reason matters more than the type here
-        pytest.fail(f"cannot serve the example repository on 127.0.0.1:{REPO_PORT}: {e}")
+        pytest.fail(f"cannot serve the example repository on 127.0.0.1:{bz.repo_port}: {e}")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def bz(tmp_path_factory):
     if not os.path.exists(BAZEL):
         pytest.fail("bazel is not installed (tests/peers/peers.sh installs bazel-bootstrap)")
@@ -181,27 +184,43 @@ def bz(tmp_path_factory):
         else:
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst)
-    b = Bazel(ws, tmp)
+    # the example's repository on a port of this run's own: tests running at the same time on
+    # this machine must not answer each other's downloads
+    port = free_port()
+    for rel in ("examples/bazel/image.yaml", "examples/bazel/demo.lock.json"):
+        f = ws / rel
+        f.write_text(f.read_text().replace(f"127.0.0.1:{REPO_PORT}", f"127.0.0.1:{port}"))
+    b = Bazel(ws, tmp, port)
     version = b.run("A", "info", "output_base", check=False)
     if version.returncode != 0:
         pytest.fail(f"bazel cannot start: {version.stderr[-3000:]}")
-    state: dict = {}
-    b.state = state  # type: ignore[attr-defined]
     yield b
     b.shutdown()
-    if "nginx" in state:
-        state["nginx"].stop()
 
 
-# --------------------------------------------------------------------------- the tests, in order
+@pytest.fixture(scope="session")
+def nginx(bz):
+    server = Nginx(bz.tmp / "nginx").start()
+    yield server
+    server.stop()
 
 
-def test_build_and_test_offline(bz):
-    st = bz.state
-    # A: the demo packages (melange recipes → signed .apk + APKINDEX), served, locked, built
-    # A uploads every action it runs to both the disk cache and the nginx remote cache
-    st["nginx"] = Nginx(bz.tmp / "nginx").start()
-    st["remote"] = remote = f"--remote_cache=http://127.0.0.1:{st['nginx'].port}"
+@dataclass(frozen=True)
+class FirstBuild:
+    """Output base A's first build, every action uploaded to the disk and HTTP caches; what the
+    tests read is copied out, so a later rebuild of A cannot change it."""
+
+    spawns: list[dict]
+    lock: dict
+    out: Path  # a copy of bazel-bin/examples/bazel after the build
+    cli: Path  # `distroless image build` of the same config + lock: layout/, sbom/
+    remote: str  # the --remote_cache flag
+
+
+@pytest.fixture(scope="session")
+def first_build(bz, nginx) -> FirstBuild:
+    # the demo packages (melange recipes → signed .apk + APKINDEX), served, locked, built
+    remote = f"--remote_cache=http://127.0.0.1:{nginx.port}"
     caches = (f"--disk_cache={bz.disk_cache}", remote)
     log_a0 = bz.tmp / "exec-A0.json"
     bz.run("A", "build", "//examples/bazel/packages:repository", *caches, f"--execution_log_json_file={log_a0}")
@@ -209,10 +228,8 @@ def test_build_and_test_offline(bz):
     try:
         bz.run("A", "run", "//examples/bazel:lock", *caches, "--", "--cache-dir", str(bz.tmp / "lock-cache"))
         lock = json.loads((bz.ws / "examples/bazel/demo.lock.json").read_text())
-        assert len(lock["contents"]["packages"]) == 3
         log_a = bz.tmp / "exec-A.json"
         bz.run("A", "build", "//...", *caches, f"--execution_log_json_file={log_a}")
-        st["all_spawns"] = spawns(log_a0) + spawns(log_a)
         # the CLI from the same config + lock + SOURCE_DATE_EPOCH, against the same repository
         cli = bz.tmp / "cli"
         (cli / "layout").mkdir(parents=True)
@@ -222,25 +239,35 @@ def test_build_and_test_offline(bz):
                                "--cache-dir", str(cli / "cache"), "--sbom-path", str(cli / "sbom")],
                               cwd=bz.ws, env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr
-        st["cli"] = cli
     finally:
         server.stop()
-    assert len(executed(st["all_spawns"])) >= 10
+    out = bz.tmp / "first-build-out"
+    shutil.copytree(bz.bin("A") / "examples" / "bazel", out, ignore=shutil.ignore_patterns("*.runfiles*", "packages"))
+    return FirstBuild(spawns(log_a0) + spawns(log_a), lock, out, cli, remote)
 
-    # B: a fresh output base, downloads disabled: every APK comes from the repository cache and
-    # every action from the disk cache
+
+@pytest.fixture(scope="session")
+def fresh_with_disk_cache(bz, first_build) -> list[dict]:
+    """Output base B, fresh, downloads disabled: every APK from the repository cache, every
+    action from the disk cache A filled. Returns B's spawns."""
     log_b = bz.tmp / "exec-B.json"
     bz.run("B", "build", "//...", "--experimental_repository_disable_download", f"--disk_cache={bz.disk_cache}",
            f"--execution_log_json_file={log_b}")
-    st["B"] = spawns(log_b)
+    return spawns(log_b)
+
+
+# --------------------------------------------------------------------------- the tests (any order)
+
+
+def test_build_and_test_offline(bz, first_build, fresh_with_disk_cache):
+    assert len(first_build.lock["contents"]["packages"]) == 3
+    assert len(executed(first_build.spawns)) >= 10
     proc = bz.run("B", "test", "//...", "--experimental_repository_disable_download", f"--disk_cache={bz.disk_cache}")
     assert "//examples/bazel:demo_verify" in proc.stdout + proc.stderr
 
 
-def test_image_digest_equals_cli(bz):
-    st = bz.state
-    out = bz.bin("A") / "examples" / "bazel"
-    cli = st["cli"]
+def test_image_digest_equals_cli(first_build):
+    out, cli = first_build.out, first_build.cli
     cli_index = "sha256:" + hashlib.sha256((cli / "layout" / "index.json").read_bytes()).hexdigest()
     assert (out / "demo.digest").read_text().strip() == cli_index
     # not just the digest: the whole layout and the SBOMs are byte-identical
@@ -255,42 +282,48 @@ def test_image_digest_equals_cli(bz):
     print(f"\nimage index {cli_index}: {len(layers)} layers, equal to `distroless image build`")
 
 
-def test_fresh_output_base_with_disk_cache_runs_no_action(bz):
-    st = bz.state
-    b = st["B"]
+def test_fresh_output_base_with_disk_cache_runs_no_action(first_build, fresh_with_disk_cache):
+    b = fresh_with_disk_cache
     assert b, "no spawns logged"
     assert executed(b) == [], describe(executed(b))
     print(f"\nfresh output base + disk cache: {len(b)} spawns, all cache hits; "
-          f"first build executed {len(executed(st['all_spawns']))}")
+          f"first build executed {len(executed(first_build.spawns))}")
 
 
-def test_fresh_output_base_gets_everything_from_http_remote_cache(bz):
-    st = bz.state
-    assert st["nginx"].objects() > 0, "nothing was uploaded to the remote cache"
+def test_fresh_output_base_gets_everything_from_http_remote_cache(bz, nginx, first_build):
+    assert nginx.objects() > 0, "nothing was uploaded to the remote cache"
     log = bz.tmp / "exec-D.json"
-    bz.run("D", "build", "//...", "--experimental_repository_disable_download", st["remote"],
+    bz.run("D", "build", "//...", "--experimental_repository_disable_download", first_build.remote,
            f"--execution_log_json_file={log}")
     d = spawns(log)
     assert d and executed(d) == [], describe(executed(d))
     print(f"\nfresh output base + nginx WebDAV remote cache: {len(d)} spawns, all remote hits "
-          f"({st['nginx'].objects()} objects stored)")
+          f"({nginx.objects()} objects stored)")
 
 
-def test_one_package_change_reruns_only_its_actions(bz):
+@contextlib.contextmanager
+def restored(*files: Path):
+    """Put the files' bytes back afterwards: the workspace is shared by the session's tests."""
+    saved = {f: f.read_bytes() for f in files}
+    try:
+        yield
+    finally:
+        for f, data in saved.items():
+            f.write_bytes(data)
+
+
+def test_one_package_change_reruns_only_its_actions(bz, first_build):
     recipe = bz.ws / "examples/recipes/demo-hello.yaml"
-    recipe.write_text(recipe.read_text().replace("prints a greeting.", "prints a greeting (changed)."))
-    bz.run("A", "build", "//examples/bazel/packages:repository")
-    server = serve_packages(bz)
-    try:
-        bz.run("A", "run", "//examples/bazel:lock", "--", "--cache-dir", str(bz.tmp / "lock-cache-2"))
-    finally:
-        server.stop()
     log = bz.tmp / "exec-A2.json"
-    server = serve_packages(bz)  # the changed APK is downloaded (into the repository cache)
-    try:
-        bz.run("A", "build", ALL_IMAGE, f"--execution_log_json_file={log}")
-    finally:
-        server.stop()
+    with restored(recipe, bz.ws / "examples/bazel/demo.lock.json"):
+        recipe.write_text(recipe.read_text().replace("prints a greeting.", "prints a greeting (changed)."))
+        bz.run("A", "build", "//examples/bazel/packages:repository")
+        server = serve_packages(bz)  # the changed APK is downloaded (into the repository cache)
+        try:
+            bz.run("A", "run", "//examples/bazel:lock", "--", "--cache-dir", str(bz.tmp / "lock-cache-2"))
+            bz.run("A", "build", ALL_IMAGE, f"--execution_log_json_file={log}")
+        finally:
+            server.stop()
     ran = executed(spawns(log))
     by = {}
     for e in ran:
@@ -326,22 +359,28 @@ def _tamper_signature(layout: Path) -> None:
     (layout / "index.json").write_text(json.dumps(index))
 
 
-def test_verify_test_rule_fails_on_tampered_signature(bz):
-    signed = bz.bin("A") / "examples/bazel/demo_signed/layout"
-    pkg = bz.ws / "verifycheck"
-    for name in ("good", "bad"):
-        shutil.copytree(signed, pkg / name)
-        for p in (pkg / name).rglob("*"):
-            os.chmod(p, 0o755 if p.is_dir() else 0o644)
-    _tamper_signature(pkg / "bad")
-    (pkg / "BUILD.bazel").write_text("""load("//bazel:defs.bzl", "distroless_verify_test")
+VERIFY_BUILD = """load("//bazel:defs.bzl", "distroless_verify_test")
 
 [filegroup(name = n + "_layout", srcs = glob([n + "/**"])) for n in ("good", "bad")]
 
 [distroless_verify_test(name = n, image = ":" + n + "_layout", key = "//examples/bazel:cosign.pub") for n in ("good", "bad")]
-""")
-    good = bz.run("A", "test", "//verifycheck:good", check=False)
-    assert good.returncode == 0, good.stderr[-3000:]
-    bad = bz.run("A", "test", "//verifycheck:bad", "--test_output=errors", check=False)
-    assert bad.returncode == 3, bad.stderr[-3000:]  # 3: the build succeeded, a test failed
-    assert "FAILED" in bad.stdout + bad.stderr
+"""
+
+
+def test_verify_test_rule_fails_on_tampered_signature(bz, first_build):
+    signed = first_build.out / "demo_signed/layout"
+    pkg = bz.ws / "verifycheck"
+    try:
+        for name in ("good", "bad"):
+            shutil.copytree(signed, pkg / name)
+            for p in (pkg / name).rglob("*"):
+                os.chmod(p, 0o755 if p.is_dir() else 0o644)
+        _tamper_signature(pkg / "bad")
+        (pkg / "BUILD.bazel").write_text(VERIFY_BUILD)
+        good = bz.run("A", "test", "//verifycheck:good", check=False)
+        assert good.returncode == 0, good.stderr[-3000:]
+        bad = bz.run("A", "test", "//verifycheck:bad", "--test_output=errors", check=False)
+        assert bad.returncode == 3, bad.stderr[-3000:]  # 3: the build succeeded, a test failed
+        assert "FAILED" in bad.stdout + bad.stderr
+    finally:  # other tests build and test //... in this workspace
+        shutil.rmtree(pkg, ignore_errors=True)
