@@ -198,8 +198,10 @@ def test_yaml_error_shows_its_line(tmp_path, frontend, repo, peers) -> None:
     r = buildx(peers.docker26, ctx, check=False)
     assert r.returncode != 0
     assert "entrypoynt" in r.stderr and "image.yaml" in r.stderr
-    # buildx prints the offending source line with its number
-    assert re.search(r"\n\s*9 \|.*entrypoynt", r.stderr) or ">>>" in r.stderr, r.stderr[-2000:]
+    # buildx prints the offending source line, marked, with its number in the file
+    lines = (ctx / "image.yaml").read_text().splitlines()
+    n = lines.index("entrypoynt: {}") + 1
+    assert re.search(rf"^\s*{n} \| >>> entrypoynt: \{{\}}\s*$", r.stderr, re.M), r.stderr[-2000:]
 
 
 def test_tampered_package_fails_with_checksum_error(tmp_path, frontend, repo, peers) -> None:
