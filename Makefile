@@ -31,7 +31,7 @@ peers-down:
 	bash tests/peers/peers.sh down
 
 test: $(STAMP) peers
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 # The BuildKit frontend image, pushed to the loopback registry the peers script started.
 FRONTEND_WORK ?= /var/cache/distroless-frontend

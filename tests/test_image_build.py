@@ -16,6 +16,7 @@ import pytest
 from distroless.rootfs import idb
 from httpserver import StaticServer
 from imagerepo import image_yaml, make_repo
+from sbomcheck import cyclonedx_problem, spdx_problems
 
 
 def dl(*args: str, cwd: Path, sde: str = "1700000000") -> subprocess.CompletedProcess:
@@ -32,13 +33,14 @@ def served(tmp_path_factory, peers):
     server.stop()
 
 
-def build(tmp: Path, served, out: str, packages=("busybox",), sde: str = "1700000000", extra: str = ""):
+def build(tmp: Path, served, out: str, packages=("busybox",), sde: str = "1700000000", extra: str = "",
+          args: tuple[str, ...] = ()):
     server, pub = served
     (tmp / "image.yaml").write_text(image_yaml(server.url, pub, list(packages), extra))
     if not out.endswith(".tar"):
         (tmp / out).mkdir(exist_ok=True)
     return dl("image", "build", "image.yaml", "test/demo:latest", out, "--cache-dir", str(tmp / "cache"),
-              "--sbom-path", "sbom", cwd=tmp, sde=sde)
+              "--sbom-path", "sbom", *args, cwd=tmp, sde=sde)
 
 
 def index_digest(stdout: str) -> str:
@@ -75,6 +77,20 @@ def test_layout_read_by_skopeo_and_umoci(tmp_path, served, peers) -> None:
     sbom = json.loads((tmp_path / "sbom" / "sbom-x86_64.spdx.json").read_text())
     names = {p["name"] for p in sbom["packages"]}
     assert {"test-base", "busybox"} <= names
+
+
+def test_sboms_pass_independent_validators(tmp_path, served) -> None:
+    """The SBOMs of a real build, both formats: spdx-tools and cyclonedx-python-lib accept them."""
+    r = build(tmp_path, served, "layout", args=("--sbom-formats", "spdx,cyclonedx"))
+    assert r.returncode == 0, r.stderr
+    docs = sorted(p.name for p in (tmp_path / "sbom").iterdir())
+    assert docs == ["sbom-index.cdx.json", "sbom-index.spdx.json", "sbom-x86_64.cdx.json", "sbom-x86_64.spdx.json"]
+    for name in docs:
+        raw = (tmp_path / "sbom" / name).read_bytes()
+        if name.endswith(".spdx.json"):
+            assert spdx_problems(raw) == [], name
+        else:
+            assert cyclonedx_problem(raw) is None, name
 
 
 @pytest.mark.parametrize("daemon", ["docker20", "docker26"])

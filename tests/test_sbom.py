@@ -24,6 +24,7 @@ from distroless.sbom.common import (
     purl,
     spdx_id,
 )
+from sbomcheck import cyclonedx_problem, spdx_problems
 
 IMAGE = "sha256:" + "3f" * 32
 LAYER = "sha256:" + "62" * 32
@@ -282,3 +283,46 @@ def test_cyclonedx_index():
     assert bom["specVersion"] == "1.5"
     assert [c["version"] for c in bom["components"]] == [IMAGE, ARM]
     assert bom["metadata"]["component"]["name"] == "index"
+
+
+# --------------------------------------------------------------------------- independent validators
+
+def _spdx_documents() -> dict[str, bytes]:
+    idx = IndexInfo(INDEX, ((IMAGE, "amd64"), (ARM, "arm/v7")), created=0, name="golden")
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    return {
+        "image": spdx.spdx_image(packages(), OS, image_info()),
+        "image-apko-style": spdx.spdx_image(packages(), OS, image_info(), spdx.APKO_STYLE),
+        "image-vcs": spdx.spdx_image(packages(), OS, image_info(vcs_url=f"https://github.com/o/r.git@{commit}")),
+        "index": spdx.spdx_index(idx, OS),
+        "index-apko-style": spdx.spdx_index(idx, OSInfo(name="Chainguard, Inc."), spdx.APKO_STYLE),
+        "packages (frontend)": json.dumps(spdx.packages_document(packages(), OS, "x86_64", 1700000000)).encode(),
+    }
+
+
+@pytest.mark.parametrize("name", list(_spdx_documents()))
+def test_spdx_tools_accepts_our_documents(name):
+    assert spdx_problems(_spdx_documents()[name]) == []
+
+
+def test_spdx_tools_rejects_a_broken_document():
+    """The checker itself: a dangling relationship and a bad checksum are reported."""
+    doc = json.loads(spdx.spdx_image(packages(), OS, image_info()))
+    doc["relationships"][0]["relatedSpdxElement"] = "SPDXRef-nowhere"
+    next(p for p in doc["packages"] if p["name"] == "busybox")["checksums"][0]["checksumValue"] = "xyz"
+    problems = spdx_problems(json.dumps(doc))
+    assert any("SPDXRef-nowhere" in p for p in problems) and any("xyz" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("name,raw", [
+    ("image", lambda: cyclonedx.cyclonedx_image(packages(), OS, image_info())),
+    ("index", lambda: cyclonedx.cyclonedx_index(IndexInfo(INDEX, ((IMAGE, "amd64"), (ARM, "arm/v7"))))),
+])
+def test_cyclonedx_validator_accepts_our_boms(name, raw):
+    assert cyclonedx_problem(raw()) is None
+
+
+def test_cyclonedx_validator_rejects_a_broken_bom():
+    bom = json.loads(cyclonedx.cyclonedx_image(packages(), OS, image_info()))
+    bom["components"][0]["hashes"][0]["alg"] = "SHA-0"
+    assert "SHA-0" in (cyclonedx_problem(json.dumps(bom)) or "")
