@@ -17,8 +17,8 @@ from distroless.apk.keys import Keyring
 from distroless.apk.model import Package
 from distroless.config import LoadedConfig, arch_to_apk
 from distroless.errors import DistrolessError, FormatError
-from distroless.expand import expand
-from distroless.fetch.cache import Cache
+from distroless.store.expand import expand
+from distroless.store.cache import Cache
 from distroless.fetch.fetcher import Fetched, Fetcher
 from distroless.fetch.repository import Repository, strip_scheme
 from distroless.resolve import resolve

@@ -85,8 +85,8 @@ def _oci_arch(arch: str) -> str:
 
 
 def cmd_expand(args: argparse.Namespace) -> int:
-    from distroless.expand import expand
-    from distroless.fetch.cache import Cache
+    from distroless.store.expand import expand
+    from distroless.store.cache import Cache
 
     out = Path(args.out)
     work = _staging(out)
@@ -106,7 +106,7 @@ def cmd_expand(args: argparse.Namespace) -> int:
 
 def load_expanded(directory: str | os.PathLike[str]):
     """An `expand` output (or an engine cache entry) as the engine's `Expanded`."""
-    from distroless.expand import load
+    from distroless.store.expand import load
 
     exp = load(Path(directory))
     if exp is None:
@@ -132,7 +132,7 @@ def cmd_assemble(args: argparse.Namespace) -> int:
     from distroless import imagebuild
     from distroless import lock as lockfile
     from distroless import packages as pkgset
-    from distroless.rootfs.build import assemble_arch
+    from distroless.assembly import assemble_arch
     from distroless.rootfs.layer import iter_tar, owner_names
 
     loaded = _loaded_config(args.config, args.source_date_epoch, args.include_path)

@@ -10,7 +10,7 @@ import pytest
 from distroless.apk import index, keys, pack
 from distroless.apk.model import Package
 from distroless.errors import FetchError, VerificationError
-from distroless.fetch.cache import Cache
+from distroless.store.cache import Cache
 from distroless.fetch.fetcher import Fetcher
 from distroless.fetch.repository import Repository
 from distroless.fetch.transport import Transport, parse_http_auth

@@ -36,14 +36,14 @@ from distroless.apk.keys import Keyring
 from distroless.apk.model import Package
 from distroless.config import LoadedConfig, Overrides, load_image_config_bytes
 from distroless.errors import ConfigError, DistrolessError
-from distroless.expand import Expanded, expand
-from distroless.fetch.cache import Cache
+from distroless.store.expand import Expanded, expand
+from distroless.store.cache import Cache
 from distroless.fetch.repository import Repository, is_remote
 from distroless.oci.image import Platform as OciPlatform
 from distroless.oci.image import config_json
 from distroless.imagebuild import arch_config, image_settings, os_info
 from distroless.rootfs.assemble import Rootfs
-from distroless.rootfs.build import assemble_arch
+from distroless.assembly import assemble_arch
 from distroless.rootfs.layer import iter_tar, owner_names
 from distroless.sbom import spdx
 

@@ -16,7 +16,7 @@ from distroless.errors import DistrolessError
 from distroless.fsutil import atomic_output, atomic_write
 from distroless.oci.dockerarchive import write_docker_archive
 from distroless.oci.layout import write_layout
-from distroless.rootfs.build import build_rootfs
+from distroless.assembly import build_rootfs
 from distroless.rootfs.layer import write_rootfs_tar
 
 

@@ -11,7 +11,7 @@ from distroless import lock as lockfile
 from distroless import packages as pkgset
 from distroless.config import LoadedConfig, Overrides, load_image_config
 from distroless.errors import ConfigError
-from distroless.fetch.cache import Cache
+from distroless.store.cache import Cache
 from distroless.fetch.fetcher import Fetcher
 
 SHOW_FORMATS = {

@@ -17,11 +17,11 @@ from urllib.parse import unquote, urlsplit
 
 from distroless.apk import index
 from distroless.apk.package import ApkFile
-from distroless.expand import expand
+from distroless.store.expand import expand
 from distroless.apk.keys import Keyring
 from distroless.apk.model import Package
 from distroless.errors import FetchError, FormatError
-from distroless.fetch.cache import Cache
+from distroless.store.cache import Cache
 from distroless.fetch.repository import Repository, is_remote, local_path
 from distroless.fetch.transport import Transport
 

@@ -27,7 +27,7 @@ from distroless.apk.model import Package
 from distroless.apk.pack import Ownership, pack
 from distroless.config import ImageConfig, LoadedConfig, arch_to_apk, host_architecture, parse_architecture
 from distroless.errors import ConfigError, DistrolessError, FormatError
-from distroless.fetch.cache import Cache
+from distroless.store.cache import Cache
 from distroless.fetch.fetcher import Fetcher
 from distroless.fsutil import atomic_write
 from distroless.melange import schema as s
@@ -37,7 +37,7 @@ from distroless.melange.runner import CACHE_MOUNT, Mount, SandboxSpec, host_shel
 from distroless.melange.sca import analyze, merge_metadata
 from distroless.packages import resolve_config
 from distroless.rootfs import post
-from distroless.rootfs.build import build_rootfs
+from distroless.assembly import build_rootfs
 from distroless.rootfs.export import export_tree, remove_tree
 from distroless.rootfs.layer import id_names
 from distroless.rootfs.tree import Tree

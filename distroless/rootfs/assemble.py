@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from distroless.config import ImageConfig, LoadedConfig, arch_to_apk, to_apko_json
-from distroless.expand import Expanded
+from distroless.store.expand import Expanded
 from distroless.rootfs import post
 from distroless.rootfs.install import Installer, init_db
 from distroless.rootfs.tree import Tree

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from distroless.config import LoadedConfig
-from distroless.expand import Expanded, expand
+from distroless.store.expand import Expanded, expand
 from distroless.fetch.fetcher import Fetcher
 from distroless.packages import PackageSet, fetch_all
 from distroless.rootfs.assemble import Rootfs, assemble
