@@ -336,7 +336,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from distroless.registry.push import push_layout
+    from distroless.sign.push import push_layout
     from distroless.registry.reference import parse_reference
 
     ref = parse_reference(args.ref)

@@ -16,7 +16,7 @@ from distroless.cli.build import built_images
 from distroless.cli.image import add_config_flags
 from distroless.oci.layout import write_layout
 from distroless.registry.client import RegistryClient
-from distroless.registry.push import push_layout
+from distroless.sign.push import push_layout
 from distroless.registry.reference import parse_reference
 from distroless.sbom import spdx
 from distroless.sign import dsse

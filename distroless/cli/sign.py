@@ -11,7 +11,7 @@ from pathlib import Path
 from distroless.errors import ConfigError
 from distroless.fsutil import atomic_write
 from distroless.registry.client import RegistryClient
-from distroless.registry.push import push_layout
+from distroless.sign.push import push_layout
 from distroless.registry.reference import Reference, parse_reference
 from distroless.sign import dsse, keys, layout, remote
 

@@ -22,13 +22,9 @@ from distroless.errors import DistrolessError
 from distroless.fsutil import staged_output
 from distroless.oci import shlex
 from distroless.oci.gojson import go_map, marshal, rfc3339
-from distroless.oci.gzip import DEFAULT_ENGINE, GZIP_MEDIA_TYPE, Compressed, Engine, Source, compress
+from distroless.oci.gzip import DEFAULT_ENGINE, Compressed, Engine, Source, compress
+from distroless.oci.mediatypes import OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_MANIFEST  # noqa: F401 - re-exported
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER_GZIP = GZIP_MEDIA_TYPE
-OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 
 # apko's fixed strings (pkg/build/oci/image.go); defaults so our configs can match apko's bytes.
 APKO_AUTHOR = "github.com/chainguard-dev/apko"

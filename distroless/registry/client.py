@@ -27,13 +27,10 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import requests
 
 from distroless.errors import RegistryAuthError, RegistryError, RegistryNotFoundError
-from distroless.oci.image import OCI_INDEX, OCI_MANIFEST, Descriptor, sha256_digest
+from distroless.oci.image import Descriptor, sha256_digest
+from distroless.oci.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST  # noqa: F401
 from distroless.registry.reference import DOCKER_HUB, Reference
 
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MANIFEST_TYPES = (OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST)
-INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 DEFAULT_CHUNK = 16 << 20

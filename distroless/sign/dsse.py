@@ -18,10 +18,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from distroless.errors import VerificationError
 from distroless.oci.gojson import marshal, rfc3339
+from distroless.oci.mediatypes import DSSE_ENVELOPE, INTOTO_PAYLOAD
 from distroless.sign.payload import b64_signature, decode_b64, sign_bytes, verify_bytes
 
-INTOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
-DSSE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
+INTOTO_PAYLOAD_TYPE = INTOTO_PAYLOAD
+DSSE_MEDIA_TYPE = DSSE_ENVELOPE
 STATEMENT_V01 = "https://in-toto.io/Statement/v0.1"
 STATEMENT_V1 = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE_ANNOTATION = "predicateType"
