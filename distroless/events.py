@@ -157,8 +157,8 @@ class Recorder:
 
 
 class TextSink:
-    """Plain-text lines on a stream: notes as they are, warnings prefixed, phases as one
-    self-rewriting status line when `live` (a terminal), else a summary line when they end."""
+    """Plain-text lines on a stream: notes as they are, warnings prefixed, and phases as one
+    self-rewriting status line when `live` (a terminal); a log (not live) gets no phase lines."""
 
     def __init__(self, stream: TextIO, *, prefix: str = "distroless", live: bool = False):
         self.stream = stream
@@ -175,12 +175,10 @@ class TextSink:
             self.stream.write(f"\r{describe(event.phase)}")
             self.stream.flush()
             self._dirty = True
-        elif isinstance(event, PhaseEnded) and (self.live or event.phase.done):
-            if self.live and self._dirty:
-                self.stream.write(f"\r{describe(event.phase)}\n")
-                self._dirty = False
-            elif not self.live:
-                self._line(describe(event.phase))
+        elif isinstance(event, PhaseEnded) and self.live and self._dirty:
+            self.stream.write(f"\r{describe(event.phase)}\n")
+            self.stream.flush()
+            self._dirty = False
 
     def _line(self, text: str) -> None:
         if self._dirty:

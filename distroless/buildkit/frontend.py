@@ -28,6 +28,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from distroless import epoch
 from distroless import lock as lockfile
 from distroless import overlay
 from distroless import packages as pkgset
@@ -68,14 +69,14 @@ class Request:
     no_cache: bool
     sbom: bool
     cache_imports: tuple[tuple[str, dict[str, str]], ...]
-    sde: str | None
+    sde: int | None
 
 
 def parse_request(env: transport.FrontendEnv) -> Request:
     opts = env.opts
     platforms = tuple(p.strip() for p in opts.get("platform", "").split(",") if p.strip())
     archs = tuple(p.split("/", 1)[1] if p.count("/") else p for p in platforms)
-    sde = opts.get("build-arg:SOURCE_DATE_EPOCH") or None
+    sde = epoch.parse(opts.get("build-arg:SOURCE_DATE_EPOCH"), "build-arg:SOURCE_DATE_EPOCH")
     imports: list[tuple[str, dict[str, str]]] = []
     if opts.get("cache-imports"):
         for entry in json.loads(opts["cache-imports"]):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+from distroless import arch as arch_table
 from distroless.errors import DistrolessError
 from distroless.fsutil import staged_output
 from distroless.oci import shlex
@@ -40,15 +41,6 @@ ANN_REVISION = "org.opencontainers.image.revision"
 ANN_TITLE = "org.opencontainers.image.title"
 ANN_VENDOR = "org.opencontainers.image.vendor"
 
-# apko architecture name -> apk arch (types.Architecture.ToAPK)
-_APK_ARCH = {
-    "386": "x86",
-    "amd64": "x86_64",
-    "arm64": "aarch64",
-    "arm/v6": "armhf",
-    "arm/v7": "armv7",
-    "loong64": "loongarch64",
-}
 
 
 class ImageError(DistrolessError):
@@ -90,7 +82,7 @@ class Platform:
 
     @property
     def apk_arch(self) -> str:
-        return _APK_ARCH.get(self.arch, self.arch)
+        return arch_table.to_apk(self.arch)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"architecture": self.architecture, "os": self.os}

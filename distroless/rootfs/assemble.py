@@ -16,6 +16,7 @@ class Rootfs:
     tree: Tree
     config: ImageConfig  # as the image sees it: pinned world, one arch, numeric run-as
     installer: Installer
+    warnings: tuple[str, ...] = ()  # for the front door's events (this layer never prints)
 
 
 def _lines(items: list[str] | tuple[str, ...]) -> bytes:
@@ -62,5 +63,4 @@ def assemble(
     post.devices(tree)
     post.ld_so_cache(tree)
     tree.write_file("etc/apk/repositories", _lines(loaded.runtime_repositories()))
-    post.warn_missing(tree)
-    return Rootfs(tree, config, installer)
+    return Rootfs(tree, config, installer, tuple(post.missing_files(tree)))
