@@ -52,3 +52,8 @@ PROTO_OUT := distroless/buildkit/_pb
 proto: $(STAMP)
 	rm -rf $(PROTO_OUT)/github $(PROTO_OUT)/google
 	$(PY) proto/generate.py $(PROTO_OUT)
+
+# The Starlark copy of the architecture table (tests/test_basics.py checks it is current).
+.PHONY: bazel/private/arch.bzl
+bazel/private/arch.bzl: $(STAMP)
+	$(PY) -c 'import pathlib, distroless.arch as a; pathlib.Path("$@").write_text(a.starlark())'

@@ -16,7 +16,7 @@ from distroless.apk.model import Package
 from distroless.config import ImageConfig, LoadedConfig, image_environment
 from distroless.oci.image import (ConfigFile, Image, Index, Platform, apko_config, build_image, build_index,
                                   image_annotations, write_layer)
-from distroless.rootfs.build import ArchRootfs
+from distroless.assembly import ArchRootfs
 from distroless.rootfs.layer import iter_tar, owner_names
 from distroless.rootfs.tree import Tree
 from distroless.sbom import cyclonedx, spdx

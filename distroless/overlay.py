@@ -14,7 +14,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
-from distroless.expand import Expanded
+from distroless.store.expand import Expanded
 from distroless.rootfs.tree import Node, Tree
 
 

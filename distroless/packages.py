@@ -7,7 +7,6 @@ record its byte ranges and whole-file sha256); `from_lock` installs exactly what
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -17,8 +16,9 @@ from distroless.apk.keys import Keyring
 from distroless.apk.model import Package
 from distroless.config import LoadedConfig, arch_to_apk
 from distroless.errors import DistrolessError, FormatError
-from distroless.expand import expand
-from distroless.fetch.cache import Cache
+from distroless.events import NULL, Events, Location
+from distroless.store.expand import expand
+from distroless.store.cache import Cache
 from distroless.fetch.fetcher import Fetched, Fetcher
 from distroless.fetch.repository import Repository, strip_scheme
 from distroless.resolve import resolve
@@ -141,7 +141,7 @@ def lock_of(loaded: LoadedConfig, ps: PackageSet, fetched: dict[str, list[Fetche
     return lk
 
 
-def from_lock(lk: lockfile.Lock, loaded: LoadedConfig, *, lock_path: str) -> PackageSet:
+def from_lock(lk: lockfile.Lock, loaded: LoadedConfig, *, lock_path: str, events: Events = NULL) -> PackageSet:
     """The package set a lock pins. A changed config checksum is an error telling how to re-lock."""
     if lk.config_checksum and lk.config_checksum != loaded.checksum:
         raise LockMismatchError(
@@ -149,7 +149,7 @@ def from_lock(lk: lockfile.Lock, loaded: LoadedConfig, *, lock_path: str) -> Pac
             f"config is {loaded.checksum}); re-lock with `distroless image lock {loaded.files[0]}`"
         )
     if not lk.config_checksum:
-        print(f"distroless: warning: {lock_path}: no config checksum; cannot tell whether it is current", file=sys.stderr)
+        events.warning("no config checksum; cannot tell whether the lock is current", location=Location(lock_path))
     out = PackageSet()
     for k in lk.keyring:
         if k.content:

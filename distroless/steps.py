@@ -37,7 +37,9 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from distroless import epoch
 from distroless.errors import DistrolessError
+from distroless.events import Events, TextSink
 from distroless.fsutil import atomic_output, atomic_write
 
 META_VERSION = 1
@@ -85,8 +87,8 @@ def _oci_arch(arch: str) -> str:
 
 
 def cmd_expand(args: argparse.Namespace) -> int:
-    from distroless.expand import expand
-    from distroless.fetch.cache import Cache
+    from distroless.store.expand import expand
+    from distroless.store.cache import Cache
 
     out = Path(args.out)
     work = _staging(out)
@@ -104,9 +106,14 @@ def cmd_expand(args: argparse.Namespace) -> int:
     return 0
 
 
+def stderr_events() -> Events:
+    """A step's warnings and notes, as lines on stderr (Bazel shows them with the action)."""
+    return Events(TextSink(sys.stderr))
+
+
 def load_expanded(directory: str | os.PathLike[str]):
     """An `expand` output (or an engine cache entry) as the engine's `Expanded`."""
-    from distroless.expand import load
+    from distroless.store.expand import load
 
     exp = load(Path(directory))
     if exp is None:
@@ -118,9 +125,11 @@ def load_expanded(directory: str | os.PathLike[str]):
 
 
 def _loaded_config(config: str, sde: str | None, include_paths: Sequence[str]):
+    from distroless import epoch
     from distroless.config import Overrides, load_image_config
 
-    return load_image_config(config, Overrides(include_paths=tuple(include_paths), source_date_epoch=sde))
+    return load_image_config(config, Overrides(include_paths=tuple(include_paths),
+                                               source_date_epoch=epoch.parse(sde, "--source-date-epoch")))
 
 
 def _config_layering(loaded) -> str:
@@ -132,14 +141,14 @@ def cmd_assemble(args: argparse.Namespace) -> int:
     from distroless import imagebuild
     from distroless import lock as lockfile
     from distroless import packages as pkgset
-    from distroless.rootfs.build import assemble_arch
+    from distroless.assembly import assemble_arch
     from distroless.rootfs.layer import iter_tar, owner_names
 
     loaded = _loaded_config(args.config, args.source_date_epoch, args.include_path)
     layering = _config_layering(loaded)
     if args.layering and args.layering != layering:
         raise StepError(f"{args.config} says layering {layering!r} but the build rule says {args.layering!r}")
-    ps = pkgset.from_lock(lockfile.load(args.lock), loaded, lock_path=args.lock)
+    ps = pkgset.from_lock(lockfile.load(args.lock), loaded, lock_path=args.lock, events=stderr_events())
     arch = _oci_arch(args.arch)
     if arch not in ps.archs:
         raise StepError(f"{args.lock}: no packages for {arch} (config archs: {', '.join(ps.archs)})")
@@ -151,7 +160,7 @@ def cmd_assemble(args: argparse.Namespace) -> int:
         if exp.apk.checksum != pin.package.checksum or (pin.sha256 and exp.apk.sha256 != pin.sha256):
             raise StepError(f"expanded package {exp.apk.package.name}-{exp.apk.package.version} given where "
                             f"the lock has {pin.package.name}-{pin.package.version}")
-    arch_fs = assemble_arch(loaded, ps, arch, expanded)
+    arch_fs = assemble_arch(loaded, ps, arch, expanded, events=stderr_events())
     rootfs, bde = arch_fs.rootfs, arch_fs.bde
 
     groups = imagebuild.layer_groups(loaded, arch_fs)
@@ -300,9 +309,10 @@ def _password(args: argparse.Namespace) -> bytes | None:
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
+    from distroless import epoch, hostenv
     from distroless.sign import dsse, keys, layout
 
-    key = keys.read_private_key(args.key, _password(args))
+    key = keys.read_private_key(args.key, _password(args) if args.password_file else hostenv.key_password)
     out = Path(args.out)
     work = _staging(out)
     try:
@@ -314,7 +324,9 @@ def cmd_sign(args: argparse.Namespace) -> int:
         subject, _ = layout.sign_layout(signed, key, identity=args.identity or None)
         for predicate in args.attest:
             ptype = dsse.predicate_type_uri(args.attest_type)
-            pred = dsse.predicate_for(args.attest_type, Path(predicate).read_bytes(), Path(predicate).name)
+            pred = dsse.predicate_for(args.attest_type, Path(predicate).read_bytes(), Path(predicate).name,
+                                      timestamp=hostenv.predicate_timestamp(epoch.parse(args.source_date_epoch,
+                                                                                         "--source-date-epoch")))
             layout.attest_layout(signed, key, ptype, pred)
         _publish_dir(signed, out)
     finally:
@@ -336,11 +348,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from distroless.registry.push import push_layout
+    from distroless import hostenv
+    from distroless.registry.client import RegistryClient
     from distroless.registry.reference import parse_reference
+    from distroless.sign.push import push_layout
 
     ref = parse_reference(args.ref)
-    result = push_layout(args.layout, ref, insecure=True if args.insecure else None,
+    client = RegistryClient(ref.registry, insecure=True if args.insecure else None,
+                            docker_config=hostenv.docker_config())
+    result = push_layout(args.layout, ref, client=client,
                          log=lambda m: print(m, file=sys.stderr))
     print(f"{ref.name}@{result.digest}")
     return 0
@@ -542,10 +558,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "rest", None) and args.rest[0] == "--":
         args.rest = args.rest[1:]
     if args.source_date_epoch is not None:
-        # engine functions and CLI verbs read it from the environment, as `image build` does
-        os.environ["SOURCE_DATE_EPOCH"] = args.source_date_epoch
+        # the `cli` step's verbs read it from the environment, as `image build` does
+        epoch.parse(args.source_date_epoch, "--source-date-epoch")  # fail early, by the one rule
+        os.environ[epoch.NAME] = args.source_date_epoch
     else:
-        args.source_date_epoch = os.environ.get("SOURCE_DATE_EPOCH")
+        args.source_date_epoch = os.environ.get(epoch.NAME)
     from distroless.cli import run_command
 
     return run_command(args)

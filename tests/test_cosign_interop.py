@@ -30,7 +30,7 @@ import pytest
 from distroless.errors import RegistryError
 from distroless.oci.image import OCI_MANIFEST, sha256_digest
 from distroless.registry.client import BlobSource, RegistryClient
-from distroless.registry.push import push_attachments, push_layout
+from distroless.sign.push import push_attachments, push_layout
 from distroless.registry.reference import parse_reference
 from distroless.sign import attach
 

@@ -10,7 +10,7 @@ import pytest
 from distroless.apk import index, keys, pack
 from distroless.apk.model import Package
 from distroless.errors import FetchError, VerificationError
-from distroless.fetch.cache import Cache
+from distroless.store.cache import Cache
 from distroless.fetch.fetcher import Fetcher
 from distroless.fetch.repository import Repository
 from distroless.fetch.transport import Transport, parse_http_auth
@@ -49,7 +49,7 @@ def repo(tmp_path):
 def test_fetch_parallel_cache_then_offline(repo, tmp_path) -> None:
     server, built, pub, _ = repo
     cache = Cache(tmp_path / "cache")
-    f = Fetcher(cache, jobs=4, progress=False)
+    f = Fetcher(cache, jobs=4)
     ring = f.keyring([str(pub)])
     pkgs = f.index(Repository.parse(server.url), ARCH, ring)
     assert [p.name for p in pkgs] == [p.name for p in built]
@@ -61,7 +61,7 @@ def test_fetch_parallel_cache_then_offline(repo, tmp_path) -> None:
     assert all(r.apk is None for r in again), "second fetch is served by the cache"
 
     server.stop()
-    off = Fetcher(cache, offline=True, progress=False)
+    off = Fetcher(cache, offline=True)
     pkgs2 = off.index(Repository.parse(server.url), ARCH, ring)
     assert pkgs2 == pkgs
     res = off.packages(pkgs2, ARCH)
@@ -71,7 +71,7 @@ def test_fetch_parallel_cache_then_offline(repo, tmp_path) -> None:
 
 def test_offline_miss_is_a_clear_error(repo, tmp_path) -> None:
     server, built, pub, _ = repo
-    off = Fetcher(Cache(tmp_path / "empty"), offline=True, progress=False)
+    off = Fetcher(Cache(tmp_path / "empty"), offline=True)
     with pytest.raises(FetchError, match="not in the cache and --offline was given"):
         off.index(Repository.parse(server.url), ARCH, off.keyring([str(pub)]))
 
@@ -83,7 +83,7 @@ def test_tampered_package_rejected_and_never_cached(repo, tmp_path) -> None:
     data[-40] ^= 0x01
     victim.write_bytes(bytes(data))
     cache = Cache(tmp_path / "cache")
-    f = Fetcher(cache, progress=False)
+    f = Fetcher(cache)
     pkgs = f.index(Repository.parse(server.url), ARCH, f.keyring([str(pub)]))
     with pytest.raises(Exception) as err:
         f.packages(pkgs, ARCH)
@@ -100,7 +100,7 @@ def test_tampered_package_rejected_and_never_cached(repo, tmp_path) -> None:
 def test_cache_evicts_a_blob_corrupted_at_rest(repo, tmp_path) -> None:
     server, built, pub, _ = repo
     cache = Cache(tmp_path / "cache")
-    f = Fetcher(cache, progress=False)
+    f = Fetcher(cache)
     pkgs = f.index(Repository.parse(server.url), ARCH, f.keyring([str(pub)]))
     (r,) = f.packages(pkgs[:1], ARCH)
     blob = r.path
@@ -114,7 +114,7 @@ def test_cache_evicts_a_blob_corrupted_at_rest(repo, tmp_path) -> None:
 
 def test_index_by_unknown_key_refused_unless_ignored(repo, tmp_path) -> None:
     server, built, pub, _ = repo
-    f = Fetcher(Cache(tmp_path / "cache"), progress=False)
+    f = Fetcher(Cache(tmp_path / "cache"))
     other = f.keyring([str(APK / "keys")])
     with pytest.raises(VerificationError, match="no signature by a trusted key"):
         f.index(Repository.parse(server.url), ARCH, other)
@@ -151,7 +151,7 @@ def test_resigned_package_is_not_served_from_an_older_copy(repo, tmp_path) -> No
 
     server, built, pub, root = repo
     cache = Cache(tmp_path / "cache")
-    f = Fetcher(cache, progress=False)
+    f = Fetcher(cache)
     ring = f.keyring([str(pub)])
     pkgs = f.index(Repository.parse(server.url), ARCH, ring)
     (first,) = f.packages(pkgs[:1], ARCH)

@@ -52,6 +52,7 @@ def options(out: Path, **kw) -> BuildOptions:
     kw.setdefault("host_toolchain", True)
     kw.setdefault("source_date_epoch", SDE)
     kw.setdefault("log", io.StringIO())
+    kw.setdefault("apk_cache_dir", out.parent / "apk-cache")  # the CLI defaults it; the engine never guesses
     return BuildOptions(out_dir=out, **kw)
 
 

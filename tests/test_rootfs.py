@@ -10,8 +10,8 @@ import pytest
 
 from distroless.apk import keys, pack
 from distroless.apk.model import Package
-from distroless.expand import expand
-from distroless.fetch.cache import Cache
+from distroless.store.expand import expand
+from distroless.store.cache import Cache
 from distroless.rootfs import idb
 from distroless.rootfs.install import FileConflictError, Installer, init_db
 from distroless.rootfs.layer import write_rootfs_tar

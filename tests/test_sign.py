@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from distroless import hostenv
 from distroless.errors import ConfigError, DistrolessError, InvalidReferenceError, KeyFileError, VerificationError
 from distroless.oci.image import ConfigFile, build_image, build_index, sha256_digest, write_layer
 from distroless.oci.layout import write_layout
@@ -104,7 +105,9 @@ def test_read_private_key_uses_cosign_password(tmp_path, monkeypatch):
     priv, _ = keys.generate_key_pair(b"")
     (tmp_path / "c.key").write_bytes(priv)
     monkeypatch.setenv("COSIGN_PASSWORD", "")  # an empty password is legal
-    assert keys.read_private_key(tmp_path / "c.key").pkcs8
+    assert keys.read_private_key(tmp_path / "c.key", hostenv.key_password).pkcs8
+    with pytest.raises(KeyFileError, match="encrypted and no password"):
+        keys.read_private_key(tmp_path / "c.key")  # the engine never asks on its own
 
 
 def test_wrong_password_and_tampering_fail(tmp_path):
@@ -174,11 +177,11 @@ def test_public_key_errors(tmp_path):
 
 def test_password_from_env_or_prompt(monkeypatch):
     monkeypatch.setenv("COSIGN_PASSWORD", "abc")
-    assert keys.password_from_env_or_prompt(confirm=True) == b"abc"
+    assert hostenv.cosign_password(confirm=True) == b"abc"
     monkeypatch.delenv("COSIGN_PASSWORD")
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     with pytest.raises(KeyFileError, match="COSIGN_PASSWORD"):
-        keys.password_from_env_or_prompt(confirm=False)
+        hostenv.cosign_password(confirm=False)
 
 
 def test_prompt_confirm_mismatch(monkeypatch):
@@ -192,7 +195,7 @@ def test_prompt_confirm_mismatch(monkeypatch):
     answers = iter(["one", "two"])
     monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
     with pytest.raises(KeyFileError, match="do not match"):
-        keys.password_from_env_or_prompt(confirm=True)
+        hostenv.cosign_password(confirm=True)
 
 
 # --------------------------------------------------------------------------- fixtures by c/image + cosign
@@ -384,6 +387,8 @@ def test_statement_v1_and_predicates():
     assert dsse.predicate_for("custom", b"hi\n", timestamp="2020-01-01T00:00:00Z") == \
         {"Data": "hi\n", "Timestamp": "2020-01-01T00:00:00Z"}
     assert dsse.predicate_for("spdxjson", b'{"a":1}') == {"a": 1}
+    with pytest.raises(ValueError, match="timestamp from the caller"):  # sign never reads the clock
+        dsse.predicate_for("custom", b"hi\n")
     with pytest.raises(VerificationError, match="not JSON"):
         dsse.predicate_for("spdxjson", b"SPDXVersion: SPDX-2.3")
     with pytest.raises(VerificationError, match="unknown predicate type"):

@@ -5,13 +5,13 @@
     SBOMs: a separate small step over a layout (output group "sbom").
 """
 
+load(":arch.bzl", "APK_ARCH", "ARCH_ALIASES")
 load(":common.bzl", "TOOL_ATTR", "rpath", "run_script", "run_step", "shell_quote")
 load(":providers.bzl", "ApkLockInfo", "DistrolessImageInfo", "LayerInfo")
 
-_APK_ARCH = {"amd64": "x86_64", "arm64": "aarch64", "386": "x86", "arm/v6": "armhf", "arm/v7": "armv7"}
-
 def _apk_arch(a):
-    return _APK_ARCH.get(a, a)
+    name = ARCH_ALIASES.get(a, a)
+    return APK_ARCH.get(name, name)
 
 def _idx(i):
     return ("00" + str(i))[-3:]  # Starlark has no %03d

@@ -28,6 +28,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from distroless import epoch
 from distroless import lock as lockfile
 from distroless import overlay
 from distroless import packages as pkgset
@@ -36,14 +37,14 @@ from distroless.apk.keys import Keyring
 from distroless.apk.model import Package
 from distroless.config import LoadedConfig, Overrides, load_image_config_bytes
 from distroless.errors import ConfigError, DistrolessError
-from distroless.expand import Expanded, expand
-from distroless.fetch.cache import Cache
+from distroless.store.expand import Expanded, expand
+from distroless.store.cache import Cache
 from distroless.fetch.repository import Repository, is_remote
 from distroless.oci.image import Platform as OciPlatform
 from distroless.oci.image import config_json
 from distroless.imagebuild import arch_config, image_settings, os_info
 from distroless.rootfs.assemble import Rootfs
-from distroless.rootfs.build import assemble_arch
+from distroless.assembly import assemble_arch
 from distroless.rootfs.layer import iter_tar, owner_names
 from distroless.sbom import spdx
 
@@ -68,14 +69,14 @@ class Request:
     no_cache: bool
     sbom: bool
     cache_imports: tuple[tuple[str, dict[str, str]], ...]
-    sde: str | None
+    sde: int | None
 
 
 def parse_request(env: transport.FrontendEnv) -> Request:
     opts = env.opts
     platforms = tuple(p.strip() for p in opts.get("platform", "").split(",") if p.strip())
     archs = tuple(p.split("/", 1)[1] if p.count("/") else p for p in platforms)
-    sde = opts.get("build-arg:SOURCE_DATE_EPOCH") or None
+    sde = epoch.parse(opts.get("build-arg:SOURCE_DATE_EPOCH"), "build-arg:SOURCE_DATE_EPOCH")
     imports: list[tuple[str, dict[str, str]]] = []
     if opts.get("cache-imports"):
         for entry in json.loads(opts["cache-imports"]):

@@ -7,6 +7,7 @@ import sys
 from typing import Sequence
 
 from distroless.errors import DistrolessError
+from distroless.events import Events, TextSink
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,8 +25,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command(build_parser().parse_args(argv))
 
 
+def terminal_events() -> Events:
+    """What the engine reports, on stderr: warnings and notes as lines; progress as one
+    rewriting line only on a terminal."""
+    return Events(TextSink(sys.stderr, live=sys.stderr.isatty()))
+
+
+def events_of(args: argparse.Namespace) -> Events:
+    return getattr(args, "events", None) or terminal_events()
+
+
 def run_command(args: argparse.Namespace) -> int:
     """Run a parsed command: bad input is a one-line `distroless: error: …` and exit 1."""
+    if getattr(args, "events", None) is None:
+        args.events = terminal_events()
     try:
         return int(args.func(args) or 0)
     except DistrolessError as e:

@@ -8,6 +8,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+from distroless import epoch
 from distroless.apk import index, keys, pack, package, resign
 from distroless.apk.model import Package
 from distroless.errors import DistrolessError, FormatError
@@ -15,17 +16,8 @@ from distroless.fsutil import atomic_write
 
 
 def source_date_epoch() -> int:
-    """SOURCE_DATE_EPOCH from the environment (empty or unset means 0)."""
-    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if not value:
-        return 0
-    try:
-        epoch = int(value)
-    except ValueError:
-        raise FormatError(f"SOURCE_DATE_EPOCH: expected an integer number of seconds, got {value!r}") from None
-    if epoch < 0:
-        raise FormatError(f"SOURCE_DATE_EPOCH: must not be negative, got {epoch}")
-    return epoch
+    """SOURCE_DATE_EPOCH from the environment (blank or unset means 0)."""
+    return epoch.parse_or(os.environ.get(epoch.NAME), 0)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -16,7 +16,7 @@ from distroless.errors import DistrolessError
 from distroless.fsutil import atomic_output, atomic_write
 from distroless.oci.dockerarchive import write_docker_archive
 from distroless.oci.layout import write_layout
-from distroless.rootfs.build import build_rootfs
+from distroless.assembly import build_rootfs
 from distroless.rootfs.layer import write_rootfs_tar
 
 
@@ -55,7 +55,7 @@ def built_images(args: argparse.Namespace, *, name: str, sbom_formats: tuple[str
     loaded = load(args)
     fetcher = fetcher_for(args)
     ps = package_set(args, loaded, fetcher)
-    rootfs = build_rootfs(loaded, ps, fetcher, keep_owners=args.keep_owners, jobs=args.jobs)
+    rootfs = build_rootfs(loaded, ps, fetcher, keep_owners=args.keep_owners, jobs=args.jobs, events=fetcher.events)
     staging = Path(tempfile.mkdtemp(dir=fetcher.cache.root / "tmp", prefix="build-"))
     try:
         yield imagebuild.build(loaded, rootfs, staging, imagebuild.Options(
@@ -91,7 +91,8 @@ def cmd_minirootfs(args: argparse.Namespace) -> int:
     loaded = load(args)
     fetcher = fetcher_for(args)
     ps = package_set(args, loaded, fetcher)
-    (arch_fs,) = build_rootfs(loaded, ps, fetcher, keep_owners=args.keep_owners, lock_world=False, jobs=args.jobs)
+    (arch_fs,) = build_rootfs(loaded, ps, fetcher, keep_owners=args.keep_owners, lock_world=False, jobs=args.jobs,
+                              events=fetcher.events)
     with atomic_output(args.output) as out:
         diff_id = write_rootfs_tar(arch_fs.rootfs.tree, out)
     print(f"{args.output}: {len(arch_fs.expanded)} packages, diff_id {diff_id}")

@@ -7,12 +7,15 @@ import re
 import sys
 from pathlib import Path
 
+from distroless import hostenv
+from distroless.cli import events_of
 from distroless import lock as lockfile
 from distroless import packages as pkgset
 from distroless.config import LoadedConfig, Overrides, load_image_config
 from distroless.errors import ConfigError
-from distroless.fetch.cache import Cache
+from distroless.store.cache import Cache
 from distroless.fetch.fetcher import Fetcher
+from distroless.fetch.transport import Transport
 
 SHOW_FORMATS = {
     "name-version": "{name}-{version}",
@@ -45,7 +48,8 @@ def add_config_flags(p: argparse.ArgumentParser, *, build: bool = True) -> None:
 
 
 def load(args: argparse.Namespace) -> LoadedConfig:
-    ov = Overrides.from_environ(
+    ov = Overrides(
+        source_date_epoch=hostenv.source_date_epoch(),
         archs=tuple(args.arch), keyring_append=tuple(args.keyring_append),
         build_repository_append=tuple(args.build_repository_append),
         repository_append=tuple(args.repository_append), package_append=tuple(args.package_append),
@@ -61,13 +65,14 @@ def load(args: argparse.Namespace) -> LoadedConfig:
 
 
 def fetcher_for(args: argparse.Namespace) -> Fetcher:
-    return Fetcher(Cache(args.cache_dir), offline=args.offline, jobs=args.jobs)
+    return Fetcher(Cache(args.cache_dir or hostenv.cache_root()), Transport(auth=hostenv.http_auth()),
+                   offline=args.offline, jobs=args.jobs, events=events_of(args))
 
 
 def package_set(args: argparse.Namespace, loaded: LoadedConfig, fetcher: Fetcher) -> pkgset.PackageSet:
     lock_path = getattr(args, "lockfile", None)
     if lock_path:
-        return pkgset.from_lock(lockfile.load(lock_path), loaded, lock_path=str(lock_path))
+        return pkgset.from_lock(lockfile.load(lock_path), loaded, lock_path=str(lock_path), events=events_of(args))
     return pkgset.resolve_config(loaded, fetcher, ignore_signatures=args.ignore_signatures)
 
 

@@ -7,7 +7,9 @@ import os
 import sys
 from pathlib import Path
 
+from distroless import hostenv
 from distroless.errors import ConfigError
+from distroless.events import Events, TextSink
 from distroless.melange.build import BuildOptions, build
 from distroless.melange.test import test_recipe
 
@@ -82,7 +84,7 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
     return BuildOptions(
         out_dir=args.out_dir, archs=_csv(args.arch), signing_key=getattr(args, "signing_key", None),
         source_dir=args.source_dir, pipeline_dirs=tuple(args.pipeline_dir), runner=args.runner,
-        cache_dir=args.cache_dir, apk_cache_dir=args.apk_cache_dir,
+        cache_dir=args.cache_dir, apk_cache_dir=args.apk_cache_dir or hostenv.cache_root(),
         generate_index=getattr(args, "generate_index", True),
         keyring_append=_csv(args.keyring_append), repository_append=_csv(args.repository_append),
         env_files=tuple(args.env_file), vars_file=args.vars_file, build_options=_csv(args.build_option),
@@ -90,7 +92,8 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
         git_commit=getattr(args, "git_commit", ""), workspace_dir=getattr(args, "workspace_dir", None),
         empty_workspace=getattr(args, "empty_workspace", False), debug=args.debug, docker=args.docker,
         docker_host=args.docker_host, offline=args.offline, ignore_signatures=args.ignore_signatures,
-        log=sys.stderr)
+        source_date_epoch=hostenv.source_date_epoch() or 0, http_auth=tuple(hostenv.http_auth()),
+        log=sys.stderr, events=Events(TextSink(sys.stderr)))
 
 
 def cmd_build(args: argparse.Namespace) -> int:

@@ -12,11 +12,12 @@ import json
 import tempfile
 from pathlib import Path
 
+from distroless import hostenv
 from distroless.cli.build import built_images
 from distroless.cli.image import add_config_flags
 from distroless.oci.layout import write_layout
 from distroless.registry.client import RegistryClient
-from distroless.registry.push import push_layout
+from distroless.sign.push import push_layout
 from distroless.registry.reference import parse_reference
 from distroless.sbom import spdx
 from distroless.sign import dsse
@@ -39,10 +40,10 @@ def register(isub: argparse._SubParsersAction) -> None:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     refs = [parse_reference(t, default_tag="latest") for t in args.tags]
-    key = read_private_key(args.sign_key) if args.sign_key else None  # ask for the password before building
+    key = read_private_key(args.sign_key, hostenv.key_password) if args.sign_key else None  # ask for the password before building
     insecure = True if args.allow_insecure_registry else None
     first = refs[0]
-    clients = {first.registry: RegistryClient(first.registry, insecure=insecure)}
+    clients = {first.registry: RegistryClient(first.registry, insecure=insecure, docker_config=hostenv.docker_config())}
     with built_images(args, name=str(first), sbom_formats=("spdx",)) as built, \
             tempfile.TemporaryDirectory(prefix="publish-") as work:
         layout = Path(work) / "layout"
@@ -52,7 +53,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         digest = ""
         for ref in refs:
             if ref.registry not in clients:
-                clients[ref.registry] = RegistryClient(ref.registry, insecure=insecure)
+                clients[ref.registry] = RegistryClient(ref.registry, insecure=insecure, docker_config=hostenv.docker_config())
             client = clients[ref.registry]
             same = ref.registry == first.registry and ref is not first
             digest = push_layout(layout, ref, client=client, mount_from=[first.repository] if same else ()).digest

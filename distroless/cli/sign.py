@@ -8,10 +8,11 @@ import json
 import sys
 from pathlib import Path
 
+from distroless import hostenv
 from distroless.errors import ConfigError
 from distroless.fsutil import atomic_write
 from distroless.registry.client import RegistryClient
-from distroless.registry.push import push_layout
+from distroless.sign.push import push_layout
 from distroless.registry.reference import Reference, parse_reference
 from distroless.sign import dsse, keys, layout, remote
 
@@ -42,7 +43,7 @@ def _check_target(args: argparse.Namespace) -> Reference | None:
 
 def _client(args: argparse.Namespace, ref: Reference) -> RegistryClient:
     insecure = True if (args.allow_insecure_registry or args.allow_http_registry) else None
-    return RegistryClient(ref.registry, insecure=insecure)
+    return RegistryClient(ref.registry, insecure=insecure, docker_config=hostenv.docker_config())
 
 
 def _log(msg: str) -> None:
@@ -58,7 +59,7 @@ def cmd_generate_key_pair(args: argparse.Namespace) -> int:
     for p in (priv_path, pub_path):
         if p.exists() and not args.force:
             raise ConfigError(f"{p} exists; remove it or pass --force")
-    password = keys.password_from_env_or_prompt(confirm=True)
+    password = hostenv.cosign_password(confirm=True)
     priv, pub = keys.generate_key_pair(password)
     atomic_write(priv_path, priv, mode=0o600)
     atomic_write(pub_path, pub, mode=0o644)
@@ -70,7 +71,7 @@ def cmd_generate_key_pair(args: argparse.Namespace) -> int:
 def cmd_sign(args: argparse.Namespace) -> int:
     ref = _check_target(args)
     annotations = _annotations(args.annotations)
-    key = keys.read_private_key(args.key)
+    key = keys.read_private_key(args.key, hostenv.key_password)
     if ref is None:
         subject, _ = layout.sign_layout(args.layout, key, identity=args.identity, annotations=annotations)
         print(f"Signed {args.layout} ({subject.digest})")
@@ -88,8 +89,8 @@ def cmd_attest(args: argparse.Namespace) -> int:
         raw = Path(args.predicate).read_bytes()
     except OSError as e:
         raise ConfigError(f"{args.predicate}: cannot read predicate: {e.strerror or e}") from e
-    predicate = dsse.predicate_for(args.type, raw, str(args.predicate))
-    key = keys.read_private_key(args.key)
+    predicate = dsse.predicate_for(args.type, raw, str(args.predicate), timestamp=hostenv.predicate_timestamp())
+    key = keys.read_private_key(args.key, hostenv.key_password)
     if ref is None:
         subject, _ = layout.attest_layout(args.layout, key, ptype, predicate, subject_name=args.subject_name or "",
                                           statement_version=args.statement)
@@ -142,7 +143,8 @@ def cmd_verify_attestation(args: argparse.Namespace) -> int:
 def cmd_push(args: argparse.Namespace) -> int:
     ref = parse_reference(args.ref)
     insecure = True if (args.allow_insecure_registry or args.allow_http_registry) else None
-    result = push_layout(args.layout_dir, ref, insecure=insecure, mount_from=tuple(args.mount_from),
+    client = RegistryClient(ref.registry, insecure=insecure, docker_config=hostenv.docker_config())
+    result = push_layout(args.layout_dir, ref, client=client, mount_from=tuple(args.mount_from),
                          log=_log if args.verbose else (lambda _m: None))
     print(f"{ref.name}@{result.digest}")
     return 0

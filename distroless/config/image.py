@@ -30,8 +30,6 @@ from distroless.config.model import (
     parse_architectures,
 )
 from distroless.config.reader import (
-    INT64_MAX,
-    INT64_MIN,
     _check_baseimage,
     _trim_repositories,
     FORMATS,
@@ -131,19 +129,13 @@ def parse_build_date(value: str) -> int:
     return math.floor(stamp.timestamp())
 
 
-def resolve_build_date(build_date: str, source_date_epoch: str | None) -> tuple[int, bool]:
-    """(seconds, pinned): SOURCE_DATE_EPOCH, when set and non-empty, overrides --build-date and
-    pins the build date epoch (package build dates no longer raise it). A malformed
-    --build-date is an error even then, as in apko, which parses the flag first."""
+def resolve_build_date(build_date: str, source_date_epoch: int | None) -> tuple[int, bool]:
+    """(seconds, pinned): SOURCE_DATE_EPOCH (parsed by `distroless.epoch`; None when unset)
+    overrides --build-date and pins the build date epoch (package build dates no longer raise
+    it). A malformed --build-date is an error even then, as in apko, which parses the flag first."""
     epoch = parse_build_date(build_date)
-    if source_date_epoch:
-        if not re.fullmatch(r"[+-]?[0-9]+", source_date_epoch):
-            raise ConfigError(f"SOURCE_DATE_EPOCH={source_date_epoch!r}: must be an integer "
-                              "number of seconds (the output of `date +%s`)")
-        value = int(source_date_epoch)
-        if not INT64_MIN <= value <= INT64_MAX:
-            raise ConfigError(f"SOURCE_DATE_EPOCH={source_date_epoch!r}: out of range")
-        return value, True
+    if source_date_epoch is not None:
+        return source_date_epoch, True
     return epoch, False
 
 
@@ -160,12 +152,7 @@ class Overrides:
     build_date: str = ""                           # --build-date (RFC 3339)
     format: str = ""                               # --format
     include_paths: tuple[str, ...] = ()            # --include-paths
-    source_date_epoch: str | None = None           # $SOURCE_DATE_EPOCH, None when unset
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None, **flags: Any) -> Overrides:
-        env = os.environ if environ is None else environ
-        return cls(source_date_epoch=env.get("SOURCE_DATE_EPOCH"), **flags)
+    source_date_epoch: int | None = None           # SOURCE_DATE_EPOCH (see distroless.epoch), None when unset
 
 
 # --- loading ------------------------------------------------------------------------------

@@ -7,46 +7,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from distroless import arch
 from distroless.config.yaml12 import Mark
 
 # --- architectures --------------------------------------------------------------------------
 
-# apko's AllArchs, in its own (not sorted) order: what gets built when neither --arch nor
-# `archs` says otherwise, and what `--arch all` means.
-ALL_ARCHS: tuple[str, ...] = (
-    "386", "amd64", "arm64", "arm/v6", "arm/v7", "loong64", "ppc64le", "riscv64", "s390x",
-)
-_ARCH_ALIASES = {
-    "x86": "386", "x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
-    "armhf": "arm/v6", "armv7": "arm/v7", "loong64": "loong64", "loongarch64": "loong64",
-}
-_ARCH_TO_APK = {
-    "386": "x86", "amd64": "x86_64", "arm64": "aarch64", "arm/v6": "armhf", "arm/v7": "armv7",
-    "loong64": "loongarch64",
-}
-# platform.machine() spellings -> Go's runtime.GOARCH, which is what apko's `host` means.
-_MACHINE_TO_GOARCH = {
-    "x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "i386": "386",
-    "i486": "386", "i586": "386", "i686": "386", "x86": "386", "armv6l": "arm", "armv7l": "arm",
-    "armv8l": "arm", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64",
-    "loongarch64": "loong64",
-}
-
-
-def parse_architecture(name: str) -> str:
-    """apko's ParseArchitecture: apk spellings become OCI ones; unknown names pass through."""
-    return _ARCH_ALIASES.get(name, name)
-
-
-def arch_to_apk(arch: str) -> str:
-    """The apk spelling (`x86_64`, `aarch64`, `armhf`, ...) of an architecture."""
-    arch = parse_architecture(arch)
-    return _ARCH_TO_APK.get(arch, arch)
+ALL_ARCHS = arch.ALL
+parse_architecture = arch.parse  # apko's ParseArchitecture
+arch_to_apk = arch.to_apk
 
 
 def host_architecture() -> str:
-    machine = platform.machine()
-    return parse_architecture(_MACHINE_TO_GOARCH.get(machine.lower(), machine.lower()))
+    return arch.from_machine(platform.machine())
 
 
 def parse_architectures(values: Iterable[str]) -> tuple[str, ...]:

@@ -15,7 +15,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from distroless.config.yaml12 import Locator, NodePath, describe, load as load_yaml, struct_fields
+from distroless.config.yaml12 import (YAML11_FALSE, YAML11_TRUE, Locator, NodePath, describe, field_of,
+                                      load as load_yaml, struct_fields)
 from distroless.errors import ConfigError
 from distroless.config.model import (
     Accounts,
@@ -61,8 +62,8 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # yaml.v3's float syntax (the same as YAML 1.2 core's), used when Go's ParseInt gives up.
 _GO_FLOAT_RE = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
 _GO_INT_RE = re.compile(r"^([-+]?)(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)$")
-_V3_TRUE = ("y", "Y", "yes", "Yes", "YES", "on", "On", "ON")
-_V3_FALSE = ("n", "N", "no", "No", "NO", "off", "Off", "OFF")
+_V3_TRUE = YAML11_TRUE
+_V3_FALSE = YAML11_FALSE
 
 
 def go_yaml_int(text: str) -> int | None:
@@ -192,8 +193,7 @@ class _Reader:
         return out
 
 
-def _get(fields: dict[str, tuple[NodePath, Any]], name: str, parent: NodePath) -> tuple[NodePath, Any]:
-    return fields.get(name, (parent + (name,), None))
+_get = field_of
 
 
 def _swap(pair: tuple[NodePath, Any]) -> tuple[Any, NodePath]:

@@ -215,10 +215,17 @@ def describe(value: Any) -> str:
     return type(value).__name__
 
 
+Fields = dict[str, tuple[NodePath, Any]]
+# yaml.v3 keeps YAML 1.1's spellings for bool-typed struct fields (besides true/false)
+YAML11_TRUE = ("y", "Y", "yes", "Yes", "YES", "on", "On", "ON")
+YAML11_FALSE = ("n", "N", "no", "No", "NO", "off", "Off", "OFF")
+
+
 def struct_fields(loc: "Locator", value: Any, path: NodePath, allowed: tuple[str, ...], *,
-                  strict: bool = True) -> dict[str, tuple[NodePath, Any]]:
-    """A mapping read as a struct: {key as written: (path, value)}. Unknown keys are located
-    errors naming the valid keys (Go's KnownFields), or skipped when not `strict`."""
+                  strict: bool = True) -> Fields:
+    """The one struct-field reader (apko's and melange's): a mapping read as a struct,
+    {key as written: (path, value)}. Unknown keys are located errors naming the valid keys
+    (Go's KnownFields) when `strict`, else skipped (plain yaml.Unmarshal)."""
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -236,6 +243,11 @@ def struct_fields(loc: "Locator", value: Any, path: NodePath, allowed: tuple[str
             raise loc.error(sub, f"unknown key {name!r}{suggestion}; valid keys: {', '.join(allowed)}", key=True)
         out[name] = (sub, item)
     return out
+
+
+def field_of(fields: Fields, name: str, parent: NodePath) -> tuple[NodePath, Any]:
+    """(path, value) of a struct field; an absent one is (its would-be path, None)."""
+    return fields.get(name, (parent + (name,), None))
 
 
 @dataclass(slots=True)

@@ -8,8 +8,6 @@ whole-file sha256 when a lock gives one). With `offline`, only the cache is used
 from __future__ import annotations
 
 import hashlib
-import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,45 +15,16 @@ from urllib.parse import unquote, urlsplit
 
 from distroless.apk import index
 from distroless.apk.package import ApkFile
-from distroless.expand import expand
+from distroless.store.expand import expand
 from distroless.apk.keys import Keyring
 from distroless.apk.model import Package
 from distroless.errors import FetchError, FormatError
-from distroless.fetch.cache import Cache
+from distroless.events import NULL, Events, Phase
+from distroless.store.cache import Cache
 from distroless.fetch.repository import Repository, is_remote, local_path
 from distroless.fetch.transport import Transport
 
 KEY_CAP = 1 << 20
-
-
-class Progress:
-    """One self-rewriting status line on a terminal; silent when stderr is not a TTY."""
-
-    def __init__(self, total: int, enabled: bool | None = None):
-        self.total = total
-        self.done = 0
-        self.bytes = 0
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self._lock = threading.Lock()
-
-    def add_bytes(self, n: int) -> None:
-        with self._lock:
-            self.bytes += n
-            self._show()
-
-    def finish_one(self) -> None:
-        with self._lock:
-            self.done += 1
-            self._show()
-
-    def _show(self) -> None:
-        if self.enabled:
-            sys.stderr.write(f"\rfetching packages: {self.done}/{self.total}, {self.bytes / 1e6:.1f} MB")
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled and self.total:
-            sys.stderr.write("\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +37,12 @@ class Fetched:
 
 class Fetcher:
     def __init__(self, cache: Cache, transport: Transport | None = None, *, offline: bool = False,
-                 jobs: int = 4, progress: bool | None = None):
+                 jobs: int = 4, events: Events = NULL):
         self.cache = cache
         self.transport = transport or Transport()
         self.offline = offline
         self.jobs = jobs
-        self.progress = progress
+        self.events = events
 
     def keys(self, locations: list[str]) -> list[tuple[str, str, bytes]]:
         """(file name, location, PEM) of every key in files, directories or URLs; a URL key is
@@ -124,7 +93,7 @@ class Fetcher:
         if not is_remote(url):
             path = Path(local_path(url))
             if not path.exists():
-                print(f"distroless: warning: {url}: no such index, skipped", file=sys.stderr)
+                self.events.warning(f"{url}: no such index, skipped")
                 return []
             return index.read(path.read_bytes(), url, keyring, verify=verify, repository=repo.url, pin=repo.pin).packages
         if self.offline:
@@ -143,7 +112,7 @@ class Fetcher:
         return Repository(pkg.repository).package_url(arch, pkg.name, pkg.version)
 
     def package(self, pkg: Package, arch: str, *, url: str | None = None, sha256: str | None = None,
-                progress: Progress | None = None) -> Fetched:
+                progress: Phase | None = None) -> Fetched:
         """Fetch one package, verified against its `C:` (and `sha256` when a lock pins it)."""
         if not pkg.checksum:
             raise FormatError(f"{pkg.name}-{pkg.version}: no control checksum to verify the download against")
@@ -154,7 +123,7 @@ class Fetcher:
         if self.offline and is_remote(location):
             raise FetchError(f"{location}: not in the cache and --offline was given")
         with self.cache.incoming() as (f, tmp):
-            self.transport.download(location, f, on_bytes=progress.add_bytes if progress else None)
+            self.transport.download(location, f, on_bytes=(lambda n: progress.advance(0, n)) if progress else None)
             f.flush()
             # Verifying a package means decompressing it, so the expansion is kept from the same
             # pass: installing it later is a cache hit, not a second decompression.
@@ -167,17 +136,14 @@ class Fetcher:
     def packages(self, pkgs: list[Package], arch: str, *, urls: dict[str, str] | None = None,
                  sha256s: dict[str, str] | None = None) -> list[Fetched]:
         """Fetch in parallel (bounded by `jobs`); results keep the input order."""
-        progress = Progress(len(pkgs), self.progress)
         urls, sha256s = urls or {}, sha256s or {}
+        with self.events.phase("fetching packages", total=len(pkgs)) as progress:
 
-        def one(p: Package) -> Fetched:
-            try:
-                return self.package(p, arch, url=urls.get(p.name), sha256=sha256s.get(p.name), progress=progress)
-            finally:
-                progress.finish_one()
+            def one(p: Package) -> Fetched:
+                try:
+                    return self.package(p, arch, url=urls.get(p.name), sha256=sha256s.get(p.name), progress=progress)
+                finally:
+                    progress.advance(1)
 
-        try:
             with ThreadPoolExecutor(max_workers=max(1, self.jobs)) as pool:
                 return list(pool.map(one, pkgs))
-        finally:
-            progress.close()

@@ -49,7 +49,7 @@ class Transport:
     def __init__(self, *, timeout: float = 30.0, retries: int = 4, backoff: float = 0.5,
                  pool: int = 8, auth: list[BasicAuth] | None = None):
         self.timeout = timeout
-        self.auth = auth if auth is not None else parse_http_auth(os.environ.get("HTTP_AUTH"))
+        self.auth = auth or []  # credentials come from the front door (HTTP_AUTH), per host
         self.session = requests.Session()
         retry = Retry(total=retries, connect=retries, read=retries, backoff_factor=backoff,
                       status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET", "HEAD"),

@@ -13,9 +13,8 @@ from __future__ import annotations
 import fnmatch
 import os
 import shutil
-import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,8 +26,10 @@ from distroless.apk.model import Package
 from distroless.apk.pack import Ownership, pack
 from distroless.config import ImageConfig, LoadedConfig, arch_to_apk, host_architecture, parse_architecture
 from distroless.errors import ConfigError, DistrolessError, FormatError
-from distroless.fetch.cache import Cache
+from distroless.store.cache import Cache
+from distroless.events import NULL, Events
 from distroless.fetch.fetcher import Fetcher
+from distroless.fetch.transport import BasicAuth, Transport
 from distroless.fsutil import atomic_write
 from distroless.melange import schema as s
 from distroless.melange.compile import ArchSkipped, CompiledRecipe, CompileOptions, PackageOutput, compile_recipe
@@ -37,7 +38,7 @@ from distroless.melange.runner import CACHE_MOUNT, Mount, SandboxSpec, host_shel
 from distroless.melange.sca import analyze, merge_metadata
 from distroless.packages import resolve_config
 from distroless.rootfs import post
-from distroless.rootfs.build import build_rootfs
+from distroless.assembly import build_rootfs
 from distroless.rootfs.export import export_tree, remove_tree
 from distroless.rootfs.layer import id_names
 from distroless.rootfs.tree import Tree
@@ -66,7 +67,7 @@ class BuildOptions:
     build_options: tuple[str, ...] = ()
     host_toolchain: bool = False
     network: bool | None = None  # None: on only when the recipe fetches (fetch, git-checkout)
-    source_date_epoch: int | None = None  # None: $SOURCE_DATE_EPOCH, else 0
+    source_date_epoch: int = 0  # the front door's SOURCE_DATE_EPOCH (see distroless.epoch)
     namespace: str = "unknown"  # the `maintainer` field
     git_commit: str = ""
     workspace_dir: Path | None = None
@@ -76,7 +77,9 @@ class BuildOptions:
     docker_host: str = ""
     offline: bool = False
     ignore_signatures: bool = False
-    log: TextIO | None = field(default_factory=lambda: sys.stderr)
+    log: TextIO | None = None  # where build steps' output goes (the front door's stderr); None: dropped
+    events: Events = NULL  # notes on progress ("building …", "wrote …")
+    http_auth: tuple[BasicAuth, ...] = ()  # HTTP_AUTH, as the front door read it
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,22 +98,6 @@ class ArchBuild:
 
 
 # --- small pure helpers ------------------------------------------------------------------
-
-def source_date_epoch(value: int | None, environ: Mapping[str, str] | None = None) -> int:
-    """The explicit value, else $SOURCE_DATE_EPOCH (empty means unset), else 0."""
-    if value is not None:
-        return value
-    text = (os.environ if environ is None else environ).get("SOURCE_DATE_EPOCH", "").strip()
-    if not text:
-        return 0
-    try:
-        epoch = int(text)
-    except ValueError:
-        raise ConfigError(f"SOURCE_DATE_EPOCH: expected integer seconds, got {text!r}") from None
-    if epoch < 0:
-        raise ConfigError(f"SOURCE_DATE_EPOCH: must not be negative, got {epoch}")
-    return epoch
-
 
 def parse_dotenv(text: str, source: str) -> dict[str, str]:
     """`KEY=value` lines (`export` prefix, `#` comments, single or double quotes)."""
@@ -219,12 +206,14 @@ def skeleton_tree(config: ImageConfig) -> Tree:
 def assemble_environment(config: ImageConfig, arch: str, sde: int, dest: Path, *,
                          host_toolchain: bool, keyring: Sequence[str] = (), repositories: Sequence[str] = (),
                          cache_dir: Path | None = None, offline: bool = False,
-                         ignore_signatures: bool = False) -> Environment:
+                         ignore_signatures: bool = False, http_auth: Sequence[BasicAuth] = ()) -> Environment:
     """Install the environment's packages with the engine (when there are any) and export the
     tree to `dest`; otherwise a skeleton. With the host toolchain the runner adds the host."""
     loaded = loaded_from(config, arch, sde, keyring=keyring, repositories=repositories)
     if loaded.build_repositories() and loaded.world():
-        fetcher = Fetcher(Cache(cache_dir), offline=offline, progress=False)
+        if cache_dir is None:
+            raise ConfigError("the build environment needs packages, but no package cache was given (--apk-cache-dir)")
+        fetcher = Fetcher(Cache(cache_dir), Transport(auth=list(http_auth)), offline=offline)
         ps = resolve_config(loaded, fetcher, ignore_signatures=ignore_signatures)
         (built,) = build_rootfs(loaded, ps, fetcher, lock_world=False)
         tree = built.rootfs.tree
@@ -245,9 +234,7 @@ def _owners(tree: Tree) -> tuple[dict[int, str], dict[int, str]]:
 # --- the build ------------------------------------------------------------------------
 
 def _log(options: BuildOptions, text: str) -> None:
-    if options.log is not None:
-        options.log.write(text + "\n")
-        options.log.flush()
+    options.events.note(text)
 
 
 def load_for_build(recipe_path: Path, options: BuildOptions) -> s.Recipe:
@@ -298,7 +285,7 @@ def build(recipe_path: str | os.PathLike[str], options: BuildOptions = BuildOpti
     """Build every package of the recipe for each requested architecture."""
     recipe_path = Path(recipe_path)
     recipe = load_for_build(recipe_path, options)
-    sde = source_date_epoch(options.source_date_epoch)
+    sde = options.source_date_epoch
     key = apkkeys.load_private(options.signing_key) if options.signing_key else None
     out: list[ArchBuild] = []
     for arch in build_archs(options):
@@ -327,7 +314,7 @@ def build_compiled(compiled: CompiledRecipe, recipe_path: Path, options: BuildOp
             env_config, arch, sde, scratch / "root", host_toolchain=host,
             keyring=options.keyring_append, repositories=options.repository_append,
             cache_dir=options.apk_cache_dir, offline=options.offline,
-            ignore_signatures=options.ignore_signatures)
+            ignore_signatures=options.ignore_signatures, http_auth=options.http_auth)
         workspace = scratch / "workspace"
         workspace.mkdir()
         if not options.empty_workspace:

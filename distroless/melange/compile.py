@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from distroless import arch as arch_table
 from distroless.apk.model import Package
 import distroless.config as apko
 from distroless.errors import ConfigError, DistrolessError
@@ -31,23 +32,14 @@ class ArchSkipped(DistrolessError):
 
 # --- architectures ---------------------------------------------------------------------
 
-_TRIPLET = {  # apko's ToTriplet / ToRustTriplet, keyed by OCI arch
-    "386": ("i486-pc-linux-{}", "i686-unknown-linux-{}"),
-    "amd64": ("x86_64-pc-linux-{}", "x86_64-unknown-linux-{}"),
-    "arm64": ("aarch64-unknown-linux-{}", "aarch64-unknown-linux-{}"),
-    "arm/v6": ("arm-unknown-linux-{}eabihf", "armv6-unknown-linux-{}eabihf"),
-    "arm/v7": ("armv7l-unknown-linux-{}eabihf", "armv7-unknown-linux-{}eabihf"),
-    "ppc64le": ("powerpc64le-unknown-linux-{}", "powerpc64le-unknown-linux-{}"),
-    "s390x": ("s390x-ibm-linux-{}", "s390x-unknown-linux-{}"),
-}
-
-
 def triplet(arch: str, flavor: str, *, rust: bool = False) -> str:
-    oci = apko.parse_architecture(arch)
-    pair = _TRIPLET.get(oci)
-    if pair is None:  # riscv64, loong64, …: "<name>-unknown-linux-<flavor>"
+    """apko's ToTriplet / ToRustTriplet (from `distroless.arch`)."""
+    oci = arch_table.parse(arch)
+    entry = arch_table.BY_NAME.get(oci)
+    pattern = entry and (entry.rust_triplet if rust else entry.triplet)
+    if not pattern:  # riscv64, loong64, …: "<name>-unknown-linux-<flavor>"
         return f"{oci}-unknown-linux-{flavor}"
-    return pair[1 if rust else 0].format(flavor)
+    return pattern.format(flavor)
 
 
 def builds_for_arch(recipe: s.Recipe, arch: str) -> bool:

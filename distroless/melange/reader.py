@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from distroless.config import reader as apko
-from distroless.config.yaml12 import Locator, Mark, NodePath, ScalarInfo, struct_fields
+from distroless.config.yaml12 import YAML11_FALSE, YAML11_TRUE, Locator, Mark, NodePath, ScalarInfo, field_of, struct_fields
 from distroless.errors import ConfigError
 from distroless.melange import schema as s
 
-_TRUE = ("true", "True", "TRUE", "y", "Y", "yes", "Yes", "YES", "on", "On", "ON")
-_FALSE = ("false", "False", "FALSE", "n", "N", "no", "No", "NO", "off", "Off", "OFF")
+_TRUE = ("true", "True", "TRUE") + YAML11_TRUE
+_FALSE = ("false", "False", "FALSE") + YAML11_FALSE
 _DURATION_RE = re.compile(r"^[-+]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|µs|μs|ms|s|m|h))+$")
 
 
@@ -158,8 +158,7 @@ class _PrefixedLocator:
 
 # --- records -----------------------------------------------------------------------------
 
-def _get(fields: dict[str, tuple[NodePath, Any]], name: str, parent: NodePath) -> tuple[NodePath, Any]:
-    return fields.get(name, (parent + (name,), None))
+_get = field_of
 
 
 def read_dependencies(r: Reader, value: Any, path: NodePath) -> s.Dependencies:

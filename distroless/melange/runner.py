@@ -19,7 +19,6 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -249,7 +248,7 @@ class BwrapSession:
 @dataclass(frozen=True, slots=True)
 class BwrapRunner:
     bwrap: str = "bwrap"
-    sink: TextIO | None = field(default_factory=lambda: sys.stderr)
+    sink: TextIO | None = None  # where step output goes (the front door's stderr); None: dropped
     name: str = "bubblewrap"
 
     def check(self) -> str:
@@ -274,12 +273,15 @@ class BwrapRunner:
 class DockerSession:
     spec: SandboxSpec
     docker: str
-    env: dict[str, str]
+    host: str  # DOCKER_HOST as the front door resolved it; empty: the docker CLI's default
     sink: TextIO | None
     image: str = ""
 
+    def _base(self) -> list[str]:
+        return [self.docker, "-H", self.host] if self.host else [self.docker]
+
     def _cli(self, *args: str, stdin=None, check: bool = True) -> subprocess.CompletedProcess[bytes]:  # type: ignore[no-untyped-def]
-        proc = subprocess.run([self.docker, *args], stdin=stdin, capture_output=True, env=self.env)
+        proc = subprocess.run([*self._base(), *args], stdin=stdin, capture_output=True)
         if check and proc.returncode != 0:
             raise RunnerError(f"docker {args[0]} failed: {proc.stderr.decode(errors='replace').strip()}")
         return proc
@@ -327,8 +329,8 @@ class DockerSession:
         return args + [self.image, spec.shell, "-c", step.script]
 
     def run(self, step: RunnableStep) -> StepResult:
-        proc = subprocess.Popen([self.docker, *self.argv(step)], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env)
+        proc = subprocess.Popen([*self._base(), *self.argv(step)], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         tail = _pump(proc, self.sink)
         return StepResult(proc.returncode, tail)
 
@@ -341,7 +343,7 @@ class DockerSession:
 class DockerRunner:
     docker: str = "docker"
     docker_host: str = ""  # DOCKER_HOST; empty: the environment's
-    sink: TextIO | None = field(default_factory=lambda: sys.stderr)
+    sink: TextIO | None = None
     name: str = "docker"
 
     @contextmanager
@@ -349,10 +351,7 @@ class DockerRunner:
         exe = shutil.which(self.docker)
         if exe is None:
             raise RunnerError(f"docker CLI not found ({self.docker!r})")
-        env = dict(os.environ)
-        if self.docker_host:
-            env["DOCKER_HOST"] = self.docker_host
-        s = DockerSession(spec, exe, env, self.sink)
+        s = DockerSession(spec, exe, self.docker_host, self.sink)
         with tempfile.TemporaryDirectory(prefix="distroless-docker-") as scratch:
             try:
                 s.prepare(Path(scratch))
@@ -367,7 +366,7 @@ def host_shell() -> str:
     return "/bin/bash" if Path("/bin/bash").exists() else "/bin/sh"
 
 
-def make_runner(name: str, *, sink: TextIO | None = sys.stderr, docker: str = "docker",
+def make_runner(name: str, *, sink: TextIO | None = None, docker: str = "docker",
                 docker_host: str = "") -> BwrapRunner | DockerRunner:
     if name in ("bubblewrap", "bwrap", ""):
         return BwrapRunner(sink=sink)

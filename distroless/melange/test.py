@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distroless.melange.build import (BuildOptions, _cache_mount, _log, assemble_environment, build_archs,
-                                      container_environment, load_for_build, populate_workspace,
-                                      source_date_epoch)
+                                      container_environment, load_for_build, populate_workspace)
 from distroless.melange.compile import ArchSkipped, CompileOptions, PackageOutput, compile_recipe
 from distroless.melange.runner import SandboxSpec, host_shell, make_runner, run_steps
 from distroless.rootfs.export import remove_tree
@@ -42,7 +41,7 @@ def test_recipe(recipe_path: str | Path, options: BuildOptions = BuildOptions(),
     StepFailed naming the test step."""
     recipe_path = Path(recipe_path)
     recipe = load_for_build(recipe_path, options)
-    sde = source_date_epoch(options.source_date_epoch)
+    sde = options.source_date_epoch
     outcomes: list[TestOutcome] = []
     for arch in build_archs(options):
         try:
@@ -74,7 +73,7 @@ def test_package(pkg: PackageOutput, arch: str, options: BuildOptions, sde: int,
                 env_config, arch, sde, scratch / "root", host_toolchain=host,
                 keyring=options.keyring_append, repositories=_repositories(options, arch),
                 cache_dir=options.apk_cache_dir, offline=options.offline,
-                ignore_signatures=options.ignore_signatures)
+                ignore_signatures=options.ignore_signatures, http_auth=options.http_auth)
             workspace = scratch / "workspace"
             workspace.mkdir()
             if options.source_dir is not None:

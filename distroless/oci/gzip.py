@@ -28,9 +28,10 @@ from typing import BinaryIO, Literal
 from isal import isal_zlib
 
 from distroless.errors import DistrolessError
+from distroless.oci.mediatypes import OCI_LAYER_GZIP, OCI_LAYER_ZSTD
 
-GZIP_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
-ZSTD_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar+zstd"
+GZIP_MEDIA_TYPE = OCI_LAYER_GZIP
+ZSTD_MEDIA_TYPE = OCI_LAYER_ZSTD
 
 # ID1 ID2 CM=deflate FLG=0 | MTIME = uint32(time.Time{}.Unix()) little-endian | XFL=0 OS=255
 GZIP_HEADER = bytes.fromhex("1f8b0800" "00096e88" "00ff")

@@ -18,17 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+from distroless import arch as arch_table
 from distroless.errors import DistrolessError
 from distroless.fsutil import staged_output
 from distroless.oci import shlex
 from distroless.oci.gojson import go_map, marshal, rfc3339
-from distroless.oci.gzip import DEFAULT_ENGINE, GZIP_MEDIA_TYPE, Compressed, Engine, Source, compress
+from distroless.oci.gzip import DEFAULT_ENGINE, Compressed, Engine, Source, compress
+from distroless.oci.mediatypes import OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_MANIFEST  # noqa: F401 - re-exported
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER_GZIP = GZIP_MEDIA_TYPE
-OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 
 # apko's fixed strings (pkg/build/oci/image.go); defaults so our configs can match apko's bytes.
 APKO_AUTHOR = "github.com/chainguard-dev/apko"
@@ -44,15 +41,6 @@ ANN_REVISION = "org.opencontainers.image.revision"
 ANN_TITLE = "org.opencontainers.image.title"
 ANN_VENDOR = "org.opencontainers.image.vendor"
 
-# apko architecture name -> apk arch (types.Architecture.ToAPK)
-_APK_ARCH = {
-    "386": "x86",
-    "amd64": "x86_64",
-    "arm64": "aarch64",
-    "arm/v6": "armhf",
-    "arm/v7": "armv7",
-    "loong64": "loongarch64",
-}
 
 
 class ImageError(DistrolessError):
@@ -94,7 +82,7 @@ class Platform:
 
     @property
     def apk_arch(self) -> str:
-        return _APK_ARCH.get(self.arch, self.arch)
+        return arch_table.to_apk(self.arch)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"architecture": self.architecture, "os": self.os}

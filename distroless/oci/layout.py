@@ -37,12 +37,9 @@ from distroless.oci.image import (
     digest_hex,
     sha256_digest,
 )
+from distroless.oci.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, IMAGE_TYPES, INDEX_TYPES  # noqa: F401
 
 OCI_LAYOUT_FILE = b'{\n    "imageLayoutVersion": "1.0.0"\n}'  # ggcr's exact bytes
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-_IMAGE_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
-_INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
 
 
 def blob_path(root: str | os.PathLike[str], digest: str) -> Path:
@@ -203,7 +200,7 @@ def verify_blob_file(path: str | os.PathLike[str], desc: Descriptor) -> None:
 
 def load_image(root: str | os.PathLike[str], desc: Descriptor, *, verify_layers: bool = False) -> Image:
     """The image a manifest descriptor names; layer records point into the layout's blobs."""
-    if desc.media_type not in _IMAGE_TYPES:
+    if desc.media_type not in IMAGE_TYPES:
         raise ImageError(f"{desc.digest} is a {desc.media_type}, not an image manifest")
     raw = read_blob(root, desc)
     manifest = json.loads(raw)
@@ -236,13 +233,13 @@ def _index_from(root: Path, raw: bytes, media_type: str, verify_layers: bool) ->
     images = []
     for m in obj.get("manifests") or []:
         d = Descriptor.from_json(m)
-        if d.media_type in _IMAGE_TYPES:
+        if d.media_type in IMAGE_TYPES:
             images.append(load_image(root, d, verify_layers=verify_layers))
     return Index(raw, tuple(images), obj.get("mediaType") or media_type)
 
 
 def load_index(root: str | os.PathLike[str], desc: Descriptor, *, verify_layers: bool = False) -> Index:
-    if desc.media_type not in _INDEX_TYPES:
+    if desc.media_type not in INDEX_TYPES:
         raise ImageError(f"{desc.digest} is a {desc.media_type}, not an image index")
     return _index_from(Path(root), read_blob(root, desc), desc.media_type, verify_layers)
 
@@ -257,11 +254,11 @@ class Layout:
 
     def images(self, *, verify_layers: bool = False) -> list[Image]:
         return [load_image(self.root, d, verify_layers=verify_layers)
-                for d in self.manifests if d.media_type in _IMAGE_TYPES]
+                for d in self.manifests if d.media_type in IMAGE_TYPES]
 
     def indexes(self, *, verify_layers: bool = False) -> list[Index]:
         return [load_index(self.root, d, verify_layers=verify_layers)
-                for d in self.manifests if d.media_type in _INDEX_TYPES]
+                for d in self.manifests if d.media_type in INDEX_TYPES]
 
     def as_index(self, *, verify_layers: bool = False) -> Index:
         """index.json read as an image index (apko's layouts: index.json *is* the index)."""

@@ -27,13 +27,10 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import requests
 
 from distroless.errors import RegistryAuthError, RegistryError, RegistryNotFoundError
-from distroless.oci.image import OCI_INDEX, OCI_MANIFEST, Descriptor, sha256_digest
+from distroless.oci.image import Descriptor, sha256_digest
+from distroless.oci.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST  # noqa: F401
 from distroless.registry.reference import DOCKER_HUB, Reference
 
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MANIFEST_TYPES = (OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST)
-INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 DEFAULT_CHUNK = 16 << 20
@@ -59,15 +56,10 @@ def _config_host(key: str) -> str:
     return key.split("/", 1)[0]
 
 
-def docker_config_path() -> Path:
-    base = os.environ.get("DOCKER_CONFIG")
-    return Path(base) / "config.json" if base else Path.home() / ".docker" / "config.json"
-
-
-def credentials_from_docker_config(registry: str, path: Path | None = None) -> Credentials | None:
+def credentials_from_docker_config(registry: str, path: Path) -> Credentials | None:
     """`auths` entries of docker's config.json (`auth` = base64 `user:password`, or the
-    `username`/`password` fields). Credential helpers are not run."""
-    path = path or docker_config_path()
+    `username`/`password` fields) at `path` (the front door finds it). Credential helpers are
+    not run."""
     try:
         obj = json.loads(path.read_bytes())
     except FileNotFoundError:
@@ -190,7 +182,7 @@ class RegistryClient:
         *,
         insecure: bool | None = None,
         credentials: Credentials | None = None,
-        use_docker_config: bool = True,
+        docker_config: Path | None = None,  # docker's config.json to take credentials from
         session: requests.Session | None = None,
         retries: int = 5,
         backoff: float = 0.5,
@@ -205,8 +197,8 @@ class RegistryClient:
         self.scheme = "http" if (insecure or (insecure is None and loopback)) else "https"
         api_host = "registry-1.docker.io" if registry == DOCKER_HUB else registry
         self.base = f"{self.scheme}://{api_host}"
-        if credentials is None and use_docker_config:
-            credentials = credentials_from_docker_config(registry)
+        if credentials is None and docker_config is not None:
+            credentials = credentials_from_docker_config(registry, docker_config)
         self.credentials = credentials
         self.session = session or requests.Session()
         self.session.headers.setdefault("User-Agent", USER_AGENT)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from distroless.config import ImageConfig, LoadedConfig, arch_to_apk, to_apko_json
-from distroless.expand import Expanded
+from distroless.store.expand import Expanded
 from distroless.rootfs import post
 from distroless.rootfs.install import Installer, init_db
 from distroless.rootfs.tree import Tree
@@ -16,6 +16,7 @@ class Rootfs:
     tree: Tree
     config: ImageConfig  # as the image sees it: pinned world, one arch, numeric run-as
     installer: Installer
+    warnings: tuple[str, ...] = ()  # for the front door's events (this layer never prints)
 
 
 def _lines(items: list[str] | tuple[str, ...]) -> bytes:
@@ -62,5 +63,4 @@ def assemble(
     post.devices(tree)
     post.ld_so_cache(tree)
     tree.write_file("etc/apk/repositories", _lines(loaded.runtime_repositories()))
-    post.warn_missing(tree)
-    return Rootfs(tree, config, installer)
+    return Rootfs(tree, config, installer, tuple(post.missing_files(tree)))

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from distroless.apk.model import Package
-from distroless.expand import Expanded
+from distroless.store.expand import Expanded
 from distroless.errors import DistrolessError
 from distroless.rootfs import idb
 from distroless.rootfs.tree import Node, TarRef, Tree, TreeError

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-import sys
 from dataclasses import replace
 
 from cryptography import x509
@@ -234,7 +233,7 @@ def ld_so_cache(tree: Tree) -> None:
     write_ld_so_cache(tree)
 
 
-def warn_missing(tree: Tree) -> None:
-    for path in ("etc/passwd", "etc/group", "etc/os-release"):
-        if tree.get(path, follow=True) is None:
-            print(f"distroless: warning: /{path} is missing from the image", file=sys.stderr)
+def missing_files(tree: Tree) -> list[str]:
+    """Warnings for files every image should have (the engine reports them as events)."""
+    return [f"/{path} is missing from the image" for path in ("etc/passwd", "etc/group", "etc/os-release")
+            if tree.get(path, follow=True) is None]

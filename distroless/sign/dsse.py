@@ -8,8 +8,6 @@ Verification parses the statement from the same bytes that were verified, never 
 from __future__ import annotations
 
 import json
-import os
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,11 +15,12 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from distroless.errors import VerificationError
-from distroless.oci.gojson import marshal, rfc3339
+from distroless.oci.gojson import marshal
+from distroless.oci.mediatypes import DSSE_ENVELOPE, INTOTO_PAYLOAD
 from distroless.sign.payload import b64_signature, decode_b64, sign_bytes, verify_bytes
 
-INTOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
-DSSE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
+INTOTO_PAYLOAD_TYPE = INTOTO_PAYLOAD
+DSSE_MEDIA_TYPE = DSSE_ENVELOPE
 STATEMENT_V01 = "https://in-toto.io/Statement/v0.1"
 STATEMENT_V1 = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE_ANNOTATION = "predicateType"
@@ -184,13 +183,15 @@ def predicate_for(type_name: str, raw: bytes, source: str = "predicate", *, time
     """The predicate cosign's `attest --type` builds from a file: cosign's own `custom` type wraps
     the text as `{"Data": text, "Timestamp": RFC 3339}`; `spdx` (tag-value) is the text itself;
     cyclonedx may be XML text; every other type must be JSON and is embedded parsed.
-    The timestamp defaults to SOURCE_DATE_EPOCH (reproducible), else now."""
+    `timestamp` (RFC 3339) is the front door's choice: SOURCE_DATE_EPOCH when set, else now."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise VerificationError(f"{source}: predicate is not UTF-8 text") from e
     if type_name == "custom":
-        return {"Data": text, "Timestamp": timestamp or _now_rfc3339()}
+        if not timestamp:
+            raise ValueError("a custom predicate needs its timestamp from the caller")
+        return {"Data": text, "Timestamp": timestamp}
     if type_name == "spdx":
         return text
     try:
@@ -199,11 +200,6 @@ def predicate_for(type_name: str, raw: bytes, source: str = "predicate", *, time
         if type_name == "cyclonedx":
             return text
         raise VerificationError(f"{source}: not JSON ({e}), required for --type {type_name}") from e
-
-
-def _now_rfc3339() -> str:
-    sde = os.environ.get("SOURCE_DATE_EPOCH", "")
-    return rfc3339(int(sde) if sde.isdigit() else int(time.time()))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import getpass
 import hashlib
 import json
 import os
 import re
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,15 +203,18 @@ def key_is_encrypted(data: bytes, source: str = "<key>") -> bool:
     return pem_decode(data, source).label in ENCRYPTED_LABELS
 
 
-def read_private_key(path: str | os.PathLike[str], password: bytes | None = None) -> PrivateKey:
-    """Read `path`; the password is asked for (env, then prompt) only when the file is encrypted."""
+PasswordSource = Callable[[str], bytes]  # given the prompt text; the front door asks env or terminal
+
+
+def read_private_key(path: str | os.PathLike[str], password: bytes | PasswordSource | None = None) -> PrivateKey:
+    """Read `path`; a password source (the front door's) is called only when the file is encrypted."""
     source = str(path)
     try:
         data = Path(path).read_bytes()
     except OSError as e:
         raise KeyFileError(f"{source}: cannot read key file: {e.strerror or e}") from e
-    if password is None and key_is_encrypted(data, source):
-        password = password_from_env_or_prompt(confirm=False, what=f"Enter password for private key {source}: ")
+    if callable(password):
+        password = password(f"Enter password for private key {source}: ") if key_is_encrypted(data, source) else None
     return load_private_key(data, password, source)
 
 
@@ -254,20 +256,3 @@ def generate_key_pair(password: bytes | str) -> tuple[bytes, bytes]:
     return encrypt_private_key(key, password), public_key_pem(key.public_key())
 
 
-# --------------------------------------------------------------------------- the password
-
-
-def password_from_env_or_prompt(confirm: bool, what: str = "Enter password for private key: ") -> bytes:
-    """`COSIGN_PASSWORD` when set (an empty value is a legal, empty password), else ask on the
-    terminal; with `confirm` the password is asked twice. Without a terminal, fail: never block."""
-    env = os.environ.get("COSIGN_PASSWORD")
-    if env is not None:
-        return env.encode()
-    if not sys.stdin.isatty():
-        raise KeyFileError("no password: set COSIGN_PASSWORD (stdin is not a terminal to prompt on)")
-    first = getpass.getpass(what)
-    if confirm:
-        again = getpass.getpass("Enter password for private key again: ")
-        if again != first:
-            raise KeyFileError("passwords do not match")
-    return first.encode()

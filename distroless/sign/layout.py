@@ -24,7 +24,7 @@ from distroless.fsutil import atomic_write
 from distroless.oci.gojson import go_map, marshal_indent
 from distroless.oci.image import OCI_INDEX, Descriptor, ImageError, sha256_digest
 from distroless.oci.layout import read_blob, read_layout, write_blob
-from distroless.registry.client import INDEX_TYPES, MANIFEST_TYPES
+from distroless.oci.mediatypes import INDEX_TYPES, MANIFEST_TYPES
 from distroless.sign import attach, dsse, payload
 from distroless.sign.keys import PrivateKey
 

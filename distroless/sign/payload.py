@@ -21,9 +21,10 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from distroless.errors import InvalidReferenceError, VerificationError
 from distroless.oci.gojson import go_map, marshal
+from distroless.oci.mediatypes import COSIGN_SIMPLESIGNING
 from distroless.registry.reference import normalize_name
 
-SIMPLESIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
+SIMPLESIGNING_MEDIA_TYPE = COSIGN_SIMPLESIGNING
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
 CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"

@@ -10,7 +10,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from distroless.errors import RegistryNotFoundError, VerificationError
 from distroless.oci.image import OCI_MANIFEST
 from distroless.registry.client import BlobSource, RegistryClient
-from distroless.registry.push import Log, push_attachments
+from distroless.registry.push import Log
+from distroless.sign.push import push_attachments
 from distroless.registry.reference import Reference
 from distroless.sign import attach, dsse, payload
 from distroless.sign.keys import PrivateKey

@@ -18,7 +18,7 @@ from distroless.apk import package
 from distroless.apk.model import Package
 from distroless.apk.package import ApkFile, Entry, Section
 from distroless.apk.signature import Signature
-from distroless.fetch.cache import Cache
+from distroless.store.cache import Cache
 
 _META_VERSION = 1
 

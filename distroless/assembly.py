@@ -6,7 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from distroless.config import LoadedConfig
-from distroless.expand import Expanded, expand
+from distroless.events import NULL, Events
+from distroless.store.expand import Expanded, expand
 from distroless.fetch.fetcher import Fetcher
 from distroless.packages import PackageSet, fetch_all
 from distroless.rootfs.assemble import Rootfs, assemble
@@ -28,7 +29,7 @@ def build_date_epoch(loaded: LoadedConfig, expanded: list[Expanded]) -> int:
 
 
 def assemble_arch(loaded: LoadedConfig, ps: PackageSet, arch: str, expanded: list[Expanded], *,
-                  keep_owners: bool = False, lock_world: bool = True) -> ArchRootfs:
+                  keep_owners: bool = False, lock_world: bool = True, events: Events = NULL) -> ArchRootfs:
     """One architecture's tree from its expanded packages (in `ps` order): the build date, the
     world (pinned for builds, the user's list for minirootfs) and the keys come from here, for
     every front door."""
@@ -37,11 +38,13 @@ def assemble_arch(loaded: LoadedConfig, ps: PackageSet, arch: str, expanded: lis
     keys = {name: pem for name, (_, pem) in ps.key_sources.items()}
     rootfs = assemble(loaded, arch, expanded, world=world, keys=keys, bde=bde,
                       keep_owners=keep_owners, lock_world=lock_world)
+    for text in rootfs.warnings:
+        events.warning(f"{arch}: {text}")
     return ArchRootfs(arch, rootfs, expanded, bde)
 
 
 def build_rootfs(loaded: LoadedConfig, ps: PackageSet, fetcher: Fetcher, *, keep_owners: bool = False,
-                 lock_world: bool = True, jobs: int = 4) -> list[ArchRootfs]:
+                 lock_world: bool = True, jobs: int = 4, events: Events = NULL) -> list[ArchRootfs]:
     """One assembled tree per architecture, in `ps` order. Packages are fetched and expanded in
     parallel, then installed strictly in resolved order."""
     fetched = fetch_all(ps, fetcher)
@@ -53,5 +56,6 @@ def build_rootfs(loaded: LoadedConfig, ps: PackageSet, fetcher: Fetcher, *, keep
                 lambda pf: expand(pf[1].path, fetcher.cache, expected_checksum=pf[0].package.checksum,
                                   expected_sha256=pf[1].sha256),
                 zip(pins, items)))
-            out.append(assemble_arch(loaded, ps, arch, expanded, keep_owners=keep_owners, lock_world=lock_world))
+            out.append(assemble_arch(loaded, ps, arch, expanded, keep_owners=keep_owners, lock_world=lock_world,
+                                     events=events))
     return out

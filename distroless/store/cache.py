@@ -23,14 +23,9 @@ from distroless.apk.signature import is_signature_tar
 from distroless.errors import DistrolessError
 
 
-def default_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "distroless"
-
-
 class Cache:
-    def __init__(self, root: str | os.PathLike[str] | None = None):
-        self.root = Path(root) if root else default_root()
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root)  # the front door chooses it (hostenv.cache_root by default)
         for d in ("blobs/sha256", "refs/apk", "refs/index", "tmp"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
 

@@ -1,0 +1,1 @@
+"""The store: verified bytes kept by content (the cache) and packages expanded once (expand)."""
