@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from distroless import hostenv
+from distroless import hostenv
 from distroless.errors import ConfigError, DistrolessError, InvalidReferenceError, KeyFileError, VerificationError
 from distroless.oci.image import ConfigFile, build_image, build_index, sha256_digest, write_layer
 from distroless.oci.layout import write_layout
@@ -93,12 +94,12 @@ def test_generate_and_read_back(tmp_path, monkeypatch):
     # and through the files + environment, as the CLI does
     (tmp_path / "c.key").write_bytes(priv)
     monkeypatch.setenv("COSIGN_PASSWORD", "s3cret")
-    again = keys.read_private_key(tmp_path / "c.key")
+    again = keys.read_private_key(tmp_path / "c.key", hostenv.key_password)
     assert again.public_pem() == pubpem
     assert again.key.private_numbers() == k.key.private_numbers()
     monkeypatch.setenv("COSIGN_PASSWORD", "not-it")
     with pytest.raises(KeyFileError, match="c.key"):
-        keys.read_private_key(tmp_path / "c.key")
+        keys.read_private_key(tmp_path / "c.key", hostenv.key_password)
 
 
 def test_read_private_key_uses_cosign_password(tmp_path, monkeypatch):
