@@ -44,14 +44,18 @@ SPDX = {
 }
 
 
+def _env(tmp: Path) -> dict[str, str]:
+    """Password in the environment; an empty docker config and TUF root of our own."""
+    (tmp / "docker").mkdir()
+    e = dict(os.environ)
+    e.update(COSIGN_PASSWORD="interop-pw", DOCKER_CONFIG=str(tmp / "docker"),
+             TUF_ROOT=str(tmp / "tuf"), SIGSTORE_NO_CACHE="1")
+    return e
+
+
 @pytest.fixture
 def env(tmp_path) -> dict[str, str]:
-    """Password in the environment; an empty docker config and TUF root of our own."""
-    (tmp_path / "docker").mkdir()
-    e = dict(os.environ)
-    e.update(COSIGN_PASSWORD="interop-pw", DOCKER_CONFIG=str(tmp_path / "docker"),
-             TUF_ROOT=str(tmp_path / "tuf"), SIGSTORE_NO_CACHE="1")
-    return e
+    return _env(tmp_path)
 
 
 def run(argv, env, cwd, check=True, timeout=120) -> subprocess.CompletedProcess[str]:
@@ -78,10 +82,13 @@ def assert_clean_failure(proc, *needles):
         assert n in lines[0], (n, lines[0])
 
 
-@pytest.fixture
-def keypair(tmp_path, env):
-    ours(env, tmp_path, "generate-key-pair")
-    return tmp_path / "cosign.key", tmp_path / "cosign.pub"
+@pytest.fixture(scope="module")
+def keypair(tmp_path_factory):
+    """One key pair of ours (scrypt-encrypted, password interop-pw) for the module: the tests
+    only read it; those that need another key make their own."""
+    tmp = tmp_path_factory.mktemp("keypair")
+    ours(_env(tmp), tmp, "generate-key-pair")
+    return tmp / "cosign.key", tmp / "cosign.pub"
 
 
 @pytest.fixture
