@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from distroless import hostenv
-from distroless import hostenv
 from distroless.errors import ConfigError, DistrolessError, InvalidReferenceError, KeyFileError, VerificationError
 from distroless.oci.image import ConfigFile, build_image, build_index, sha256_digest, write_layer
 from distroless.oci.layout import write_layout
