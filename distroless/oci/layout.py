@@ -27,7 +27,6 @@ from distroless.oci.gojson import go_map, marshal_indent
 from distroless.oci.image import (
     OCI_CONFIG,
     OCI_INDEX,
-    OCI_MANIFEST,
     AnyLayer,
     BlobLayer,
     Descriptor,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from distroless.errors import RegistryError, RegistryNotFoundError
-from distroless.oci.image import OCI_MANIFEST, AnyLayer, BlobLayer, Descriptor, Image, Index, sha256_digest
+from distroless.oci.image import AnyLayer, BlobLayer, Descriptor, Image, Index, sha256_digest
 from distroless.oci.layout import blob_path, read_blob, verify_blob_file
 from distroless.registry.client import INDEX_TYPES, BlobSource, RegistryClient
 from distroless.registry.reference import Reference
