@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from distroless.oci.image import Platform, apko_config, build_image, build_index, write_layer  # noqa: E402
 from distroless.oci.layout import write_layout  # noqa: E402
-from distroless.registry.push import push_layout  # noqa: E402
+from distroless.sign.push import push_layout  # noqa: E402
 from distroless.registry.reference import parse_reference  # noqa: E402
 from distroless.rootfs.importdir import import_dir  # noqa: E402
 from distroless.rootfs.layer import iter_tar  # noqa: E402

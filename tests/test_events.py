@@ -75,3 +75,62 @@ def test_null_events_drop_everything():
     events.NULL.warning("y")
     with events.NULL.phase("z") as ph:
         ph.advance()
+
+
+class RecordingBridge:
+    """Stands in for the gateway only to record what our sink asks of it; the real daemon's
+    handling of Warn is exercised by tests/test_buildkit_frontend.py."""
+
+    def __init__(self, caps):
+        self.caps = caps
+        self.warned = []
+
+    def warn(self, digest, short, *, location=None):
+        self.warned.append((digest, short, location))
+
+
+def test_frontend_sink_sends_warnings_with_their_yaml_line_and_logs_everything():
+    from distroless.buildkit import llb
+    from distroless.buildkit.report import frontend_events
+    from distroless.buildkit.transport import Caps
+
+    spec = llb.SourceFile("image.yaml", b"contents:\n  packages: [x]\n")
+    bridge = RecordingBridge(Caps({"gateway.warnings": True}))
+    log = io.StringIO()
+    ev = frontend_events(bridge, spec, "sha256:" + "a" * 64, log)
+    ev.warning("unknown package option", location=Location("image.yaml", 2))
+    ev.warning("no config checksum", location=Location("image.lock.json"))
+    ev.note("hello")
+    with ev.phase("fetching packages", total=1) as ph:
+        ph.advance()
+    (d1, s1, l1), (_, s2, l2) = bridge.warned
+    assert d1 == "sha256:" + "a" * 64 and s1 == "unknown package option"
+    assert l1 == llb.SourceLocation.lines(spec, 2)
+    assert (s2, l2) == ("image.lock.json: no config checksum", None)
+    assert log.getvalue().splitlines() == [
+        "distroless frontend: warning: image.yaml:2: unknown package option",
+        "distroless frontend: warning: image.lock.json: no config checksum",
+        "distroless frontend: hello",
+    ]
+    # an older BuildKit (no gateway.warnings): the daemon log only
+    old = RecordingBridge(Caps({}))
+    frontend_events(old, spec, "sha256:" + "a" * 64, io.StringIO()).warning("w")
+    assert old.warned == []
+
+
+def test_engine_warnings_and_fetch_progress_arrive_as_events(tmp_path, capsys):
+    """The fetcher reports a skipped index and its progress through the events it was given,
+    and prints nothing itself."""
+    from distroless.apk.keys import Keyring
+    from distroless.fetch.fetcher import Fetcher
+    from distroless.fetch.repository import Repository
+    from distroless.store.cache import Cache
+
+    rec = Recorder()
+    f = Fetcher(Cache(tmp_path / "cache"), events=Events(rec))
+    assert f.index(Repository(str(tmp_path / "no-repo")), "x86_64", Keyring()) == []
+    (w,) = rec.of(events.Warning)
+    assert "no-repo/x86_64/APKINDEX.tar.gz: no such index, skipped" in w.text
+    assert f.packages([], "x86_64") == []
+    assert [type(e).__name__ for e in rec.events[1:]] == ["PhaseStarted", "PhaseEnded"]
+    assert capsys.readouterr() == ("", "")

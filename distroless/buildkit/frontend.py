@@ -37,6 +37,7 @@ from distroless.apk.keys import Keyring
 from distroless.apk.model import Package
 from distroless.config import LoadedConfig, Overrides, load_image_config_bytes
 from distroless.errors import ConfigError, DistrolessError
+from distroless.events import NULL, Events
 from distroless.store.expand import Expanded, expand
 from distroless.store.cache import Cache
 from distroless.fetch.repository import Repository, is_remote
@@ -49,6 +50,7 @@ from distroless.rootfs.layer import iter_tar, owner_names
 from distroless.sbom import spdx
 
 from . import llb, transport
+from .report import frontend_events
 from ._pb import gateway
 
 # What the graph cannot do without (buildkit.md §9); MergeOp and attestations are optional.
@@ -109,6 +111,7 @@ class Gateway:
     def __init__(self, bridge: transport.LLBBridge, req: Request):
         self.bridge = bridge
         self.req = req
+        self.spec_digest = ""  # the op that loaded the YAML: BuildKit attaches warnings to it
 
     def solve(self, state: llb.State) -> str:
         return transport.ref_id(self.bridge.solve(state.marshal(), cache_imports=self.req.cache_imports))
@@ -135,6 +138,7 @@ def read_spec(gw: Gateway, env: transport.FrontendEnv) -> tuple[bytes, bytes | N
                     shared_key_hint=req.source_key,
                     custom_name=f"[internal] load build definition from {req.filename}")
     ref = gw.solve(src)
+    gw.spec_digest = llb.output_of(src.marshal()).digest
     data = gw.read_all(ref, req.filename)
     try:
         lock_bytes: bytes | None = gw.read_all(ref, lock_name)
@@ -154,9 +158,10 @@ def read_context_files(gw: Gateway, env: transport.FrontendEnv, paths: list[str]
 
 
 def package_set(gw: Gateway, env: transport.FrontendEnv, loaded: LoadedConfig, lock_bytes: bytes | None,
-                lock_name: str) -> pkgset.PackageSet:
+                lock_name: str, events: Events = NULL) -> pkgset.PackageSet:
     if lock_bytes is not None:
-        return pkgset.from_lock(lockfile.loads(lock_bytes.decode(), lock_name), loaded, lock_path=lock_name)
+        return pkgset.from_lock(lockfile.loads(lock_bytes.decode(), lock_name), loaded, lock_path=lock_name,
+                                events=events)
     local = [k for k in loaded.keyring() if not is_remote(k)]
     for k in local:
         if k.startswith("/") or k.startswith("file://"):
@@ -257,7 +262,8 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv) -> gateway.Re
     except ConfigError as e:
         raise located(e, file) from None
     lock_name = Path(req.filename).stem + ".lock.json"
-    ps = package_set(gw, env, loaded, lock_bytes, lock_name)
+    events = frontend_events(bridge, file, gw.spec_digest, sys.stderr)
+    ps = package_set(gw, env, loaded, lock_bytes, lock_name, events)
     mergeop = bridge.caps.supports_llb("mergeop") if bridge.caps else False
     cache = Cache(tempfile.mkdtemp(prefix="distroless-frontend-"))
 
@@ -265,7 +271,7 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv) -> gateway.Re
     platforms = []
     for arch in loaded.config.archs:
         nodes = package_nodes(gw, ps.archs[arch], cache)
-        arch_fs = assemble_arch(loaded, ps, arch, [n.expanded for n in nodes])
+        arch_fs = assemble_arch(loaded, ps, arch, [n.expanded for n in nodes], events=events)
         tree = arch_fs.rootfs.tree
         users, groups = owner_names(tree)
         tar = b"".join(iter_tar(overlay.metadata_entries(tree, arch_fs.expanded), users, groups))

@@ -1,23 +1,21 @@
 """`image publish`: build, push and (with `--sign-key`) sign the index and attest its SBOM.
 
 What `apko publish` followed by `cosign sign` and `cosign attest --type spdxjson` does, in one
-command. The build goes to a temporary OCI layout; the push sets the tags only after every blob
-and manifest is in place.
+command. The built index goes straight from the build's staging directory to the registry
+(no layout on disk); the push sets the tags only after every blob and manifest is in place.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 from distroless import hostenv
 from distroless.cli.build import built_images
 from distroless.cli.image import add_config_flags
-from distroless.oci.layout import write_layout
 from distroless.registry.client import RegistryClient
-from distroless.sign.push import push_layout
+from distroless.registry.push import write as registry_write
 from distroless.registry.reference import parse_reference
 from distroless.sbom import spdx
 from distroless.sign import dsse
@@ -44,11 +42,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     insecure = True if args.allow_insecure_registry else None
     first = refs[0]
     clients = {first.registry: RegistryClient(first.registry, insecure=insecure, docker_config=hostenv.docker_config())}
-    with built_images(args, name=str(first), sbom_formats=("spdx",)) as built, \
-            tempfile.TemporaryDirectory(prefix="publish-") as work:
-        layout = Path(work) / "layout"
-        layout.mkdir()
-        write_layout(layout, built.index)
+    with built_images(args, name=str(first), sbom_formats=("spdx",)) as built:
         sbom = json.loads(built.sboms[spdx.sbom_filename(None)])
         digest = ""
         for ref in refs:
@@ -56,7 +50,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
                 clients[ref.registry] = RegistryClient(ref.registry, insecure=insecure, docker_config=hostenv.docker_config())
             client = clients[ref.registry]
             same = ref.registry == first.registry and ref is not first
-            digest = push_layout(layout, ref, client=client, mount_from=[first.repository] if same else ()).digest
+            digest = registry_write(ref, built.index, client=client, mount_from=[first.repository] if same else ()).digest
             if key is not None:
                 target = ref.with_digest(digest)
                 sign_image(client, target, key)

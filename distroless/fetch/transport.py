@@ -7,7 +7,6 @@ never branch on where bytes come from.
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass
 from typing import BinaryIO, Callable
 from urllib.parse import urlsplit

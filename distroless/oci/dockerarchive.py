@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 from distroless.fsutil import atomic_output
 from distroless.oci.gojson import marshal
-from distroless.oci.image import Image, ImageError, Index, digest_hex
+from distroless.oci.image import Image, ImageError, Index, Layer, build_index, digest_hex
 from distroless import tarball
 
 DEFAULT_REGISTRY = "index.docker.io"
@@ -105,7 +105,7 @@ def write_docker_archive_to(out: BinaryIO, index: Index, tags: Sequence[str]) ->
             if layer.digest in seen:
                 continue
             seen.add(layer.digest)
-            size = os.path.getsize(layer.path)
+            size = os.path.getsize(layer.path) if isinstance(layer, Layer) else layer.size
             if size != layer.size:
                 raise ImageError(f"layer blob {layer.path} is {size} bytes, expected {layer.size}")
             _entry(out, f"{digest_hex(layer.digest)}.tar.gz", size)
@@ -127,3 +127,10 @@ def write_docker_archive(path: str | os.PathLike[str], index: Index, tags: Seque
     return index.digest
 
 
+
+
+def write(path: str | os.PathLike[str], artifact: Image | Index, tags: Sequence[str]) -> str:
+    """The docker-archive transport (ggcr `tarball.Write`): an image is written as the one-image
+    index apko would make of it. Returns the index digest."""
+    index = artifact if isinstance(artifact, Index) else build_index([artifact])
+    return write_docker_archive(path, index, tags)

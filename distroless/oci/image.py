@@ -1,8 +1,10 @@
 """The OCI image model: descriptors, layers, config, manifest, index — bytes as ggcr writes them.
 
-Everything here is transport-independent: an `Image` is its raw config and manifest bytes plus
-`Layer` records pointing at compressed blob files, an `Index` is its raw bytes plus its images.
-Transports (OCI layout, docker-archive, later a registry) only move these bytes around.
+Everything here is transport-independent, in the shape of ggcr's `v1.Image`/`v1.Layer`: an
+`Image` is its raw config and manifest bytes plus its layers (`Layer`, a compressed blob file;
+`BlobLayer`, bytes in memory such as a cosign signature), an `Index` is its raw bytes plus its
+images. Transports only move these bytes: `oci.layout.write`, `oci.dockerarchive.write` and
+`registry.push.write`, each `write(dest, image_or_index)`.
 
 JSON field order follows go-containerregistry's structs (`v1.ConfigFile`, `v1.Config`,
 `v1.Manifest`, `v1.IndexManifest`, `v1.Descriptor`, `v1.Platform`); Go maps are key-sorted;
@@ -12,6 +14,7 @@ JSON field order follows go-containerregistry's structs (`v1.ConfigFile`, `v1.Co
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -157,6 +160,36 @@ class Layer:
 
     def open(self) -> BinaryIO:
         return open(self.path, "rb")
+
+
+@dataclass(frozen=True, slots=True)
+class BlobLayer:
+    """A layer held in memory, stored as is (cosign attachments: its diff_id is its digest)."""
+
+    data: bytes
+    media_type: str
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def digest(self) -> str:
+        return sha256_digest(self.data)
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    @property
+    def diff_id(self) -> str:
+        return self.digest
+
+    def descriptor(self) -> Descriptor:
+        return Descriptor(self.media_type, self.size, self.digest, annotations=dict(self.annotations))
+
+    def open(self) -> BinaryIO:
+        return io.BytesIO(self.data)
+
+
+AnyLayer = Layer | BlobLayer
 
 
 def write_layer(
@@ -429,8 +462,8 @@ class Image:
 
     config: bytes
     manifest: bytes
-    layers: tuple[Layer, ...]
-    platform: Platform
+    layers: tuple[AnyLayer, ...]
+    platform: Platform | None  # None for artifacts (attachments) that name no platform
     media_type: str = OCI_MANIFEST
     config_media_type: str = OCI_CONFIG
 

@@ -27,7 +27,8 @@ from distroless.oci.gojson import go_map, marshal_indent
 from distroless.oci.image import (
     OCI_CONFIG,
     OCI_INDEX,
-    OCI_MANIFEST,
+    AnyLayer,
+    BlobLayer,
     Descriptor,
     Image,
     ImageError,
@@ -63,7 +64,10 @@ def write_blob(root: str | os.PathLike[str], data: bytes) -> str:
     return digest
 
 
-def _copy_layer(root: Path, layer: Layer) -> None:
+def _copy_layer(root: Path, layer: AnyLayer) -> None:
+    if isinstance(layer, BlobLayer):
+        write_blob(root, layer.data)
+        return
     path = blob_path(root, layer.digest)
     if _present(path, layer.size):
         return
@@ -115,6 +119,16 @@ def write_layout(root: str | os.PathLike[str], index: Index) -> None:
     for image in index.images:
         write_image_blobs(root, image)
     atomic_write(root / "index.json", index.manifest)
+
+
+def write(root: str | os.PathLike[str], artifact: Image | Index) -> Descriptor:
+    """The layout transport (ggcr `layout.Write`): an index becomes the layout (apko's output:
+    `index.json` = the index bytes); an image is appended to the layout's `index.json`."""
+    if isinstance(artifact, Index):
+        write_layout(root, artifact)
+        return artifact.descriptor()
+    _write_oci_layout(Path(root))
+    return append_image(root, artifact)
 
 
 def _read_index_json(root: Path) -> dict[str, Any]:

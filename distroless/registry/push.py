@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from distroless.errors import RegistryError, RegistryNotFoundError
-from distroless.oci.image import OCI_MANIFEST, Descriptor, sha256_digest
+from distroless.oci.image import AnyLayer, BlobLayer, Descriptor, Image, Index, sha256_digest
 from distroless.oci.layout import blob_path, read_blob, verify_blob_file
 from distroless.registry.client import INDEX_TYPES, BlobSource, RegistryClient
 from distroless.registry.reference import Reference
@@ -118,3 +118,77 @@ def push_image_bytes(
     if tag:
         client.put_manifest(repo, tag, manifest, media_type)
     return digest
+
+
+# --------------------------------------------------------------------------- in-memory images
+
+
+@dataclass(frozen=True, slots=True)
+class DescribedLayer:
+    """A layer given by its exact descriptor, its bytes from `source`; with no source it must
+    already be in the target repository (another signer's signature in an attachment image)."""
+
+    desc: Descriptor
+    source: BlobSource | None = None
+
+    @property
+    def digest(self) -> str:
+        return self.desc.digest
+
+    def descriptor(self) -> Descriptor:
+        return self.desc
+
+
+def _source(layer: AnyLayer | DescribedLayer) -> BlobSource:
+    if isinstance(layer, DescribedLayer):
+        assert layer.source is not None
+        return layer.source
+    if isinstance(layer, BlobLayer):
+        return BlobSource.of(layer.data)
+    verify_blob_file(layer.path, layer.descriptor())  # never publish a corrupt layer under its name
+    return BlobSource.file(layer.path)
+
+
+def _push_image(client: RegistryClient, repo: str, image: Image, mount_from: Sequence[str],
+                result: PushResult, log: Log) -> None:
+    for layer in image.layers:
+        if layer.digest in result.blobs:
+            continue
+        if isinstance(layer, DescribedLayer) and layer.source is None:
+            if not client.blob_exists(repo, layer.digest):
+                raise RegistryNotFoundError(f"{client.registry}/{repo}: blob {layer.digest} vanished")
+            result.blobs[layer.digest] = "exists"
+            continue
+        how = client.push_blob(repo, layer.digest, _source(layer), mount_from)
+        result.blobs[layer.digest] = how
+        log(f"blob {layer.digest} {how}")
+    config_digest = sha256_digest(image.config)
+    result.blobs[config_digest] = client.push_blob(repo, config_digest, BlobSource.of(image.config), mount_from)
+    client.put_manifest(repo, image.digest, image.manifest, image.media_type)
+    result.manifests.append(image.digest)
+    log(f"manifest {image.digest}")
+
+
+def write(ref: Reference, artifact: Image | Index, *, client: RegistryClient | None = None,
+          insecure: bool | None = None, mount_from: Sequence[str] = (),
+          log: Log = lambda _m: None) -> PushResult:
+    """The registry transport (ggcr `remote.Write`) for an image or index held in memory: every
+    blob (HEAD first, mounted when offered), each manifest by digest, and the tag last, so the
+    tag never names anything incomplete. No layout on disk is needed."""
+    if ref.digest and ref.digest != artifact.digest:
+        raise RegistryError(f"the image is {artifact.digest}, but {ref} names {ref.digest}")
+    client = client or RegistryClient(ref.registry, insecure=insecure)
+    repo = ref.repository
+    client.ping()
+    result = PushResult(ref.with_digest(artifact.digest), artifact.digest)
+    images = artifact.images if isinstance(artifact, Index) else (artifact,)
+    for image in images:
+        _push_image(client, repo, image, mount_from, result, log)
+    if isinstance(artifact, Index):
+        client.put_manifest(repo, artifact.digest, artifact.manifest, artifact.media_type)
+        result.manifests.append(artifact.digest)
+        log(f"manifest {artifact.digest}")
+    if ref.tag:
+        client.put_manifest(repo, ref.tag, artifact.manifest, artifact.media_type)
+        log(f"tag {ref.tag} -> {artifact.digest}")
+    return result

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from distroless.errors import VerificationError
 from distroless.oci.gojson import marshal
-from distroless.oci.image import OCI_CONFIG, OCI_MANIFEST, Descriptor, digest_hex, manifest_json, sha256_digest
+from distroless.oci.image import (OCI_CONFIG, OCI_MANIFEST, BlobLayer, Descriptor, Image, digest_hex, manifest_json,
+                                  sha256_digest)
 from distroless.sign.dsse import DSSE_MEDIA_TYPE, PREDICATE_TYPE_ANNOTATION
 from distroless.sign.payload import SIGNATURE_ANNOTATION, SIMPLESIGNING_MEDIA_TYPE, SignatureLayer
 
@@ -44,6 +46,9 @@ class Attachment:
     def descriptor(self) -> Descriptor:
         return Descriptor(self.media_type, len(self.payload), self.digest,
                           annotations=dict(self.annotations))
+
+    def layer(self) -> BlobLayer:
+        return BlobLayer(self.payload, self.media_type, dict(self.annotations))
 
     def as_signature(self) -> SignatureLayer:
         return SignatureLayer(self.payload, self.annotations, self.media_type)
@@ -97,6 +102,13 @@ def build_attachment_manifest(layers: Sequence[Descriptor]) -> AttachmentManifes
     config = attachment_config([d.digest for d in layers])
     cdesc = Descriptor(OCI_CONFIG, len(config), sha256_digest(config))
     return AttachmentManifest(manifest_json(cdesc, layers), config, tuple(layers))
+
+
+def attachment_image(layers: Sequence[Any]) -> Image:
+    """The attachment image for `layers` (each with a `descriptor()`: a `BlobLayer` of ours, or a
+    layer the registry already holds): what `sign` hands to a transport to publish."""
+    am = build_attachment_manifest([layer.descriptor() for layer in layers])
+    return Image(am.config, am.manifest, tuple(layers), platform=None)
 
 
 def _same(a: Descriptor, b: Descriptor) -> bool:

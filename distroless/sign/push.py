@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from distroless.errors import RegistryNotFoundError
-from distroless.oci.image import Descriptor, sha256_digest
+from distroless.oci.image import Descriptor
 from distroless.oci.layout import blob_path, read_blob
 from distroless.oci.mediatypes import OCI_MANIFEST
 from distroless.registry.client import BlobSource, RegistryClient
-from distroless.registry.push import Log, PushResult, push_layout_content, tag
+from distroless.registry.push import DescribedLayer, Log, PushResult, push_layout_content, tag, write
 from distroless.registry.reference import Reference
 from distroless.sign import attach
 from distroless.sign.layout import find_subject
@@ -38,16 +38,14 @@ def push_attachments(
     except RegistryNotFoundError:
         pass
     layers, changed = attach.merge_layers(existing, [d for d, _ in new])
-    am = attach.build_attachment_manifest(layers)
     if not changed and existing:
         log(f"{att_tag}: already holds these attachments")
         return _digest_of(client, repo, att_tag)
-    for d, src in new:
-        client.push_blob(repo, d.digest, src)
-    client.push_blob(repo, sha256_digest(am.config), BlobSource.of(am.config))
-    digest = client.put_manifest(repo, att_tag, am.manifest, OCI_MANIFEST)
-    log(f"{att_tag} -> {digest} ({len(layers)} layer(s))")
-    return digest
+    sources = {d.digest: src for d, src in new}
+    image = attach.attachment_image([DescribedLayer(d, sources.get(d.digest)) for d in layers])
+    write(Reference(client.registry, repo, att_tag), image, client=client)
+    log(f"{att_tag} -> {image.digest} ({len(layers)} layer(s))")
+    return image.digest
 
 
 def _digest_of(client: RegistryClient, repo: str, ref: str) -> str:
