@@ -12,12 +12,18 @@ from distroless.events import Events, TextSink
 
 def build_parser() -> argparse.ArgumentParser:
     from distroless.cli import apk, image, sign
+    from distroless.cli.flags import GoArgumentParser, add_global_flags, leaves
 
-    parser = argparse.ArgumentParser(prog="distroless", description=__doc__)
+    parser = GoArgumentParser(prog="distroless", description=__doc__)
+    add_global_flags(parser, suppress_defaults=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     apk.register(sub)
     image.register(sub)
     sign.register(sub)
+    # cobra's persistent flags work after the verb too; the top level holds their defaults.
+    for _path, leaf in leaves(parser):
+        if leaf is not parser:
+            add_global_flags(leaf, suppress_defaults=True)
     return parser
 
 

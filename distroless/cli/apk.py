@@ -38,11 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--url", default="")
     c.add_argument("--license", default="")
     c.add_argument("--origin", default="")
-    c.add_argument("--depends", nargs="*", default=[], metavar="DEP")
-    c.add_argument("--provides", nargs="*", default=[], metavar="NAME")
-    c.add_argument("--replaces", nargs="*", default=[], metavar="NAME")
+    c.add_argument("--depends", action="list", metavar="DEP", help="a dependency atom (repeat or comma-separate)")
+    c.add_argument("--provides", action="list", metavar="NAME", help="a provided name[=version] (repeatable)")
+    c.add_argument("--replaces", action="list", metavar="NAME", help="a package whose files this one may overwrite")
     c.add_argument("--provider-priority", type=int, default=0)
-    c.add_argument("--script", action="append", default=[], metavar=".post-install=FILE",
+    c.add_argument("--script", action="list", metavar=".post-install=FILE",
                    help="an install script to store (never run), as NAME=FILE")
     c.add_argument("--signing-key", type=Path)
     c.add_argument("-o", "--output", type=Path, required=True)
@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("packages", nargs="+", type=Path)
     i.add_argument("-o", "--output", type=Path, default=Path("APKINDEX.tar.gz"))
     i.add_argument("-s", "--source", type=Path, help="an existing index whose entries are merged in")
-    i.add_argument("-m", "--merge", action="store_true", help="merge into the existing output index")
+    i.add_argument("-m", "--merge", action="bool", help="merge into the existing output index")
     i.add_argument("-a", "--arch", default="", help="skip packages of other architectures")
     i.add_argument("--description", default="")
     i.add_argument("--signing-key", type=Path)
@@ -65,12 +65,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     v = psub.add_parser("verify", help="verify packages or indexes; exit 0 only if every check passes")
     v.add_argument("files", nargs="+", type=Path)
-    v.add_argument("--keyring", nargs="+", type=Path, default=[], metavar="DIR|FILE")
+    v.add_argument("--keyring", action="list", type=Path, metavar="DIR|FILE",
+                   help="public keys (files or directories); repeat or comma-separate")
     v.set_defaults(func=cmd_verify)
 
     n = psub.add_parser("info", help="print a package's metadata and checksums")
     n.add_argument("file", type=Path)
-    n.add_argument("--json", action="store_true")
+    n.add_argument("--json", action="bool", help="print JSON")
     n.set_defaults(func=cmd_info)
 
     from distroless.cli import melange

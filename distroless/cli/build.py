@@ -25,12 +25,12 @@ def register(isub: argparse._SubParsersAction) -> None:
     b.add_argument("config", type=Path)
     b.add_argument("tag", help="image reference recorded in the archive and the SBOM")
     b.add_argument("output", type=Path, help="an existing directory gets an OCI layout; otherwise a docker-archive tar")
-    b.add_argument("--sbom", action=argparse.BooleanOptionalAction, default=True)
+    b.add_argument("--sbom", action="bool", default=True, help="write SBOM documents")
     b.add_argument("--sbom-path", type=Path, default=Path("."))
-    b.add_argument("--sbom-formats", action="append", default=[], help="spdx (default), cyclonedx")
+    b.add_argument("--sbom-formats", action="list", help="spdx (default), cyclonedx")
     b.add_argument("--compression", choices=("gzip", "zstd"), default="gzip")
-    b.add_argument("--keep-owners", action="store_true", help="keep package uid/gid instead of apko's 0:0")
-    b.add_argument("--vcs", action=argparse.BooleanOptionalAction, default=False,
+    b.add_argument("--keep-owners", action="bool", help="keep package uid/gid instead of apko's 0:0")
+    b.add_argument("--vcs", action="bool", default=False,
                    help="accepted for apko compatibility; VCS probing is off (it breaks reproducibility)")
     add_config_flags(b)
     b.set_defaults(func=cmd_build)
@@ -39,7 +39,7 @@ def register(isub: argparse._SubParsersAction) -> None:
     mr.add_argument("config", type=Path)
     mr.add_argument("output", type=Path)
     mr.add_argument("--build-arch", default="", help="architecture (default: this machine's)")
-    mr.add_argument("--keep-owners", action="store_true", help="keep package uid/gid instead of apko's 0:0")
+    mr.add_argument("--keep-owners", action="bool", help="keep package uid/gid instead of apko's 0:0")
     add_config_flags(mr)
     mr.set_defaults(func=cmd_minirootfs)
 

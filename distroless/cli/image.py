@@ -30,18 +30,20 @@ SHOW_FORMATS = {
 
 
 def add_config_flags(p: argparse.ArgumentParser, *, build: bool = True) -> None:
-    p.add_argument("--arch", action="append", default=[], help="architectures (all, host, or a list)")
-    p.add_argument("-k", "--keyring-append", action="append", default=[], metavar="KEY")
-    p.add_argument("-b", "--build-repository-append", action="append", default=[], metavar="REPO")
-    p.add_argument("-r", "--repository-append", action="append", default=[], metavar="REPO")
-    p.add_argument("-p", "--package-append", action="append", default=[], metavar="PKG")
-    p.add_argument("--include-paths", action="append", default=[], metavar="DIR")
-    p.add_argument("--cache-dir", type=Path, default=None)
-    p.add_argument("--offline", action="store_true", help="use only the cache; fail on a miss")
-    p.add_argument("--ignore-signatures", action="store_true", help="accept unsigned or unknown-key indexes")
+    p.add_argument("--arch", action="list", help="architectures (all, host, or a list)")
+    p.add_argument("-k", "--keyring-append", action="list", metavar="KEY", help="extra keyring files or URLs")
+    p.add_argument("-b", "--build-repository-append", action="list", metavar="REPO",
+                   help="extra repositories used only to build")
+    p.add_argument("-r", "--repository-append", action="list", metavar="REPO",
+                   help="extra repositories (build and /etc/apk/repositories)")
+    p.add_argument("-p", "--package-append", action="list", metavar="PKG", help="extra packages")
+    p.add_argument("--include-paths", action="list", metavar="DIR", help="where `include:` files are looked up")
+    p.add_argument("--cache-dir", type=Path, default=None, help="package and index cache")
+    p.add_argument("--offline", action="bool", help="use only the cache; fail on a miss")
+    p.add_argument("--ignore-signatures", action="bool", help="accept unsigned or unknown-key indexes")
     p.add_argument("-j", "--jobs", type=int, default=4, help="parallel downloads")
     if build:
-        p.add_argument("--annotations", action="append", default=[], metavar="KEY:VALUE")
+        p.add_argument("--annotations", action="list", metavar="KEY:VALUE", help="manifest/index annotations")
         p.add_argument("--build-date", default="", help="RFC 3339; SOURCE_DATE_EPOCH wins when set")
         p.add_argument("--lockfile", type=Path, help="install exactly this lock")
         p.add_argument("--format", default="", help="layer format: tar (default); erofs is not supported")

@@ -16,53 +16,44 @@ from distroless.melange.test import test_recipe
 RECIPE_NAMES = (".melange.yaml", ".melange.yml", "melange.yaml", "melange.yml")
 
 
-def _bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
 def _csv(values: list[str]) -> tuple[str, ...]:
     return tuple(v.strip() for item in values for v in item.split(",") if v.strip())
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", nargs="?", type=Path, help="the recipe (default: melange.yaml and friends here)")
-    p.add_argument("--arch", action="append", default=[], help="architectures (default: the host's)")
+    p.add_argument("--arch", action="list", help="architectures (default: the host's)")
     p.add_argument("--out-dir", type=Path, default=Path("packages"), help="repository root (default ./packages)")
     p.add_argument("--source-dir", type=Path, help="workspace contents (build default: the recipe's directory)")
-    p.add_argument("--pipeline-dir", action="append", type=Path, default=[], help="extra `uses:` pipelines")
+    p.add_argument("--pipeline-dir", action="list", type=Path, help="extra `uses:` pipelines")
     p.add_argument("--runner", default="bubblewrap", choices=("bubblewrap", "docker"))
     p.add_argument("--docker", default="docker", help="docker CLI for --runner docker")
     p.add_argument("--docker-host", default=os.environ.get("DOCKER_HOST", ""), help="DOCKER_HOST for --runner docker")
     p.add_argument("--cache-dir", type=Path, help="bound at /var/cache/melange (default ./melange-cache if present)")
     p.add_argument("--apk-cache-dir", type=Path, help="package cache for the build environment")
-    p.add_argument("-k", "--keyring-append", action="append", default=[], help="extra keys for the environment")
-    p.add_argument("-r", "--repository-append", action="append", default=[], help="extra repositories")
-    p.add_argument("--env-file", action="append", type=Path, default=[], help="dotenv files (the recipe wins)")
+    p.add_argument("-k", "--keyring-append", action="list", help="extra keys for the environment")
+    p.add_argument("-r", "--repository-append", action="list", help="extra repositories")
+    p.add_argument("--env-file", action="list", type=Path, help="dotenv files (the recipe wins)")
     p.add_argument("--vars-file", type=Path, help="YAML map merged over the recipe's vars")
-    p.add_argument("--build-option", action="append", default=[], help="enable a recipe build option")
-    p.add_argument("--host-toolchain", action="store_true",
+    p.add_argument("--build-option", action="list", help="enable a recipe build option")
+    p.add_argument("--host-toolchain", action="bool",
                    help="use the host's /usr, /lib… read-only (offline builds with the host's compiler)")
-    p.add_argument("--network", type=_bool, default=None,
+    p.add_argument("--network", action="bool", default=None,
                    help="sandbox network (default: only for recipes that fetch)")
-    p.add_argument("--ignore-signatures", action="store_true", help="accept unsigned repository indexes")
-    p.add_argument("--offline", action="store_true", help="never download; use the package cache")
-    p.add_argument("--debug", action="store_true", help="run steps with `set -x`")
+    p.add_argument("--ignore-signatures", action="bool", help="accept unsigned repository indexes")
+    p.add_argument("--offline", action="bool", help="never download; use the package cache")
+    p.add_argument("--debug", action="bool", help="run steps with `set -x`")
 
 
 def register(psub: argparse._SubParsersAction) -> None:
     b = psub.add_parser("build", help="build a melange recipe into .apk packages in a sandbox")
     _common(b)
     b.add_argument("--signing-key", type=Path, help="RSA key signing the packages and the index")
-    b.add_argument("--generate-index", type=_bool, default=True, help="update APKINDEX.tar.gz (default true)")
+    b.add_argument("--generate-index", action="bool", default=True, help="update APKINDEX.tar.gz (default true)")
     b.add_argument("--namespace", default="unknown", help="the packages' maintainer field")
     b.add_argument("--git-commit", default="", help="commit recorded when the recipe sets none")
     b.add_argument("--workspace-dir", type=Path, help="keep the workspace under DIR/<arch>")
-    b.add_argument("--empty-workspace", action="store_true", help="do not copy the source dir")
+    b.add_argument("--empty-workspace", action="bool", help="do not copy the source dir")
     b.set_defaults(func=cmd_build)
 
     t = psub.add_parser("test", help="run a melange recipe's test pipelines against built packages")
