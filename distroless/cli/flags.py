@@ -24,7 +24,7 @@ from typing import Any
 # strconv.ParseBool, which pflag's bool flags use.
 TRUE_SPELLINGS = ("1", "t", "T", "TRUE", "true", "True")
 FALSE_SPELLINGS = ("0", "f", "F", "FALSE", "false", "False")
-LOG_LEVELS = ("debug", "info", "warn", "warning", "error")
+LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "fatal", "panic")  # apko's slag levels
 
 
 def parse_bool(text: str) -> bool:
@@ -135,11 +135,13 @@ class GoArgumentParser(argparse.ArgumentParser):
 
 
 def add_global_flags(p: argparse.ArgumentParser, *, suppress_defaults: bool) -> None:
-    """`--log-level` and `-q`, accepted on every command (cobra's persistent flags)."""
+    """`--log-level`, `-q` and `-C`, accepted on every command (cobra's persistent flags)."""
     d = (lambda v: argparse.SUPPRESS) if suppress_defaults else (lambda v: v)
     p.add_argument("--log-level", default=d("info"), choices=LOG_LEVELS, type=str.lower,
                    metavar="LEVEL", help="debug, info, warn or error")
     p.add_argument("-q", "--quiet", action="bool", default=d(False), help="only errors on stderr")
+    p.add_argument("-C", "--workdir", default=d(""), metavar="DIR",
+                   help="change to DIR first (apko's -C; relative paths start there)")
 
 
 def walk(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
