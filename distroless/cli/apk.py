@@ -58,10 +58,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--signing-key", type=Path)
     i.set_defaults(func=cmd_index)
 
-    s = psub.add_parser("sign", help="(re-)sign packages or indexes in place with RSA256")
-    s.add_argument("key", type=Path)
-    s.add_argument("files", nargs="+", type=Path)
+    s = psub.add_parser("sign", help="(re-)sign packages or indexes in place with RSA256 "
+                                     "(melange sign: -k KEY FILE…; also KEY FILE…)")
+    s.add_argument("files", nargs="+", type=Path, metavar="[KEY] FILE")
+    s.add_argument("-k", "--signing-key", type=Path, default=None,
+                   help=f"the RSA key (default: a first argument that is not a package, else {MELANGE_SIGN_KEY})")
     s.set_defaults(func=cmd_sign)
+
+    si = psub.add_parser("sign-index", help="sign an APKINDEX.tar.gz in place (melange sign-index)")
+    si.add_argument("index", type=Path)
+    si.add_argument("--signing-key", type=Path, default=Path(MELANGE_INDEX_KEY), help="the RSA key (default melange.rsa)")
+    si.add_argument("-f", "--force", action="bool", help="replace existing signatures (otherwise a signed index is left alone)")
+    si.set_defaults(func=cmd_sign_index)
 
     v = psub.add_parser("verify", help="verify packages or indexes; exit 0 only if every check passes")
     v.add_argument("files", nargs="+", type=Path)
@@ -128,11 +136,43 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+MELANGE_SIGN_KEY = "local-melange.rsa"  # melange sign's default -k
+MELANGE_INDEX_KEY = "melange.rsa"  # melange sign-index's default --signing-key
+
+
+def _signable(path: Path) -> bool:
+    return path.suffix == ".apk" or path.name.startswith("APKINDEX")
+
+
+def sign_arguments(files: list[Path], signing_key: Path | None) -> tuple[Path, list[Path]]:
+    """(key, files): melange's `sign -k KEY FILE…`, or our older `sign KEY FILE…` when the first
+    argument is not a package or an index."""
+    if signing_key is not None:
+        return signing_key, files
+    if len(files) >= 2 and not _signable(files[0]):
+        return files[0], files[1:]
+    return Path(MELANGE_SIGN_KEY), files
+
+
 def cmd_sign(args: argparse.Namespace) -> int:
-    key = keys.load_private(args.key)
-    for f in args.files:
+    key_path, files = sign_arguments(args.files, args.signing_key)
+    key = keys.load_private(key_path)
+    for f in files:
         kind = resign.sign_file(f, key)
         print(f"{f}: {kind} signed by {key.pub_name}")
+    return 0
+
+
+def cmd_sign_index(args: argparse.Namespace) -> int:
+    if not args.force:
+        existing = index.read_file(args.index, verify=False)
+        if existing.signatures:
+            names = ", ".join(s.keyname for s in existing.signatures)
+            print(f"{args.index}: already signed ({names}); nothing done (-f replaces the signatures)")
+            return 0
+    key = keys.load_private(args.signing_key)
+    kind = resign.sign_file(args.index, key)
+    print(f"{args.index}: {kind} signed by {key.pub_name}")
     return 0
 
 

@@ -69,7 +69,8 @@ class GoBoolValue(argparse.Action):
 
 
 class GoList(argparse.Action):
-    """One value per occurrence, split as CSV, appended; `type` applies to each element."""
+    """One value per occurrence, split as CSV; the first occurrence replaces the default and
+    later ones append (pflag's StringSlice); `type` applies to each element."""
 
     def __init__(self, option_strings: Sequence[str], dest: str, default: Any = None,
                  type: Callable[[str], Any] | None = None, **kw: Any) -> None:  # noqa: A002
@@ -80,7 +81,9 @@ class GoList(argparse.Action):
         super().__init__(option_strings, dest, default=list(default or []), **kw)
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
-        current = list(getattr(namespace, self.dest, None) or [])
+        # pflag: the first occurrence replaces the default, later ones append
+        current = getattr(namespace, self.dest, None)
+        current = [] if current is None or current is self.default else list(current)
         try:
             current.extend(self.element_type(v) for v in split_csv(str(values)))
         except (TypeError, ValueError) as e:
