@@ -22,7 +22,7 @@ def source_date_epoch() -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("keygen", help="generate an RSA key pair for signing packages and indexes")
-    p.add_argument("name", nargs="?", default="distroless.rsa", help="private key path (public: NAME.pub)")
+    p.add_argument("name", nargs="?", default="melange.rsa", help="private key path (public: NAME.pub); default melange.rsa as melange")
     p.add_argument("--key-size", type=int, default=keys.DEFAULT_BITS)
     p.set_defaults(func=cmd_keygen)
 
