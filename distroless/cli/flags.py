@@ -112,7 +112,8 @@ class GoArgumentParser(argparse.ArgumentParser):
         if optional and kw.get("nargs") == "?":
             raise ValueError(f"{args}: nargs='?' on an option swallows positionals; use action='bool'")
         if action == "bool" and kw.get("default") is True and kw.get("help") not in (None, argparse.SUPPRESS):
-            kw["help"] = f"{kw['help']} (default true; --{args[-1].lstrip('-')}=false turns it off)"
+            long = next((a for a in args if a.startswith("--")), args[0])
+            kw["help"] = f"{kw['help']} (default true; {long}=false turns it off)"
         added = super().add_argument(*args, **kw)
         if isinstance(added, GoBool):
             spellings = [f"{o}={v}" for o in added.option_strings for v in TRUE_SPELLINGS + FALSE_SPELLINGS]
