@@ -54,7 +54,7 @@ def build_rootfs(loaded: LoadedConfig, ps: PackageSet, fetcher: Fetcher, *, keep
             pins = ps.archs[arch]
             expanded = list(pool.map(
                 lambda pf: expand(pf[1].path, fetcher.cache, expected_checksum=pf[0].package.checksum,
-                                  expected_sha256=pf[1].sha256),
+                                  expected_sha256=pf[1].sha256, limits=fetcher.limits),
                 zip(pins, items)))
             out.append(assemble_arch(loaded, ps, arch, expanded, keep_owners=keep_owners, lock_world=lock_world,
                                      events=events))

@@ -431,7 +431,7 @@ def cmd_melange(args: argparse.Namespace) -> int:
         src.mkdir()
         _stage_tree(args.file, src)
         rc = _run_cli(["package", "build", args.recipe, "--source-dir", str(src), "--out-dir", str(out),
-                       "--generate-index", "false", *args.rest])
+                       "--generate-index=false", *args.rest])
         if rc:
             return rc
         built = {p.name: p for p in out.glob("*/*.apk")}

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "distroless"
 # Lowest first. A module may import modules of its own layer or of a lower one, never a higher one.
 # Units are the first component under `distroless` (a subpackage or a top-level module).
 LAYERS: list[tuple[str, frozenset[str]]] = [
-    ("basics", frozenset({"", "errors", "fsutil", "events", "epoch", "arch"})),
+    ("basics", frozenset({"", "errors", "fsutil", "events", "epoch", "arch", "limits"})),
     ("formats", frozenset({"tarball", "apk", "oci", "config", "lock", "sbom"})),
     ("store", frozenset({"store"})),
     ("fetch", frozenset({"fetch", "registry"})),

@@ -80,7 +80,7 @@ def test_http_auth_basic_is_sent_to_its_host(nginx, tmp_path) -> None:
     url, pub = nginx
     r = show(tmp_path, url, pub, {"HTTP_AUTH": "basic:127.0.0.1:builder:s3cret-pw"})
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["test-base-1.0-r0", "busybox-1.36.1-r0"]
+    assert r.stdout.splitlines() == ["test-base 1.0-r0", "busybox 1.36.1-r0"]
     assert "s3cret-pw" not in r.stdout + r.stderr
 
 

@@ -120,6 +120,24 @@ def test_show_packages_formats(repo, tmp_path) -> None:
     r = run("image", "show-packages", str(cfg), "--arch", "x86_64", "--format", "{{.Name}}:{{ .Version }} {x}",
             "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
     assert r.stdout.splitlines() == ["base:1.0-r0 {x}", "libfoo:2.1-r0 {x}", "app:3.0-r1 {x}"], r.stderr
+    # apko's default is `{{ .Name }} {{ .Version }}` (a space, not a dash)
+    r = run("image", "show-packages", str(cfg), "--arch", "x86_64", "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
+    assert r.stdout.splitlines() == ["base 1.0-r0", "libfoo 2.1-r0", "app 3.0-r1"], r.stderr
+    r = run("image", "show-packages", str(cfg), "--arch", "x86_64", "--format", "name-(version)",
+            "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
+    assert r.stdout.splitlines()[0] == "base (1.0-r0)", r.stderr
+    # Go template conditionals as used in CI scripts
+    tmpl = '{{if eq .Name "app"}}{{.Name}} is the app{{else if ne .Name "base"}}{{printf "%s@%s" .Name .Version}}{{else}}-{{end}}'
+    r = run("image", "show-packages", str(cfg), "--arch", "x86_64", "--format", tmpl,
+            "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
+    assert r.stdout.splitlines() == ["-", "libfoo@2.1-r0", "app is the app"], r.stderr
+    r = run("image", "show-packages", str(cfg), "--arch", "x86_64", "--format", "json",
+            "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
+    assert [(p["name"], p["version"], p["arch"]) for p in json.loads(r.stdout)] == \
+        [("base", "1.0-r0", "x86_64"), ("libfoo", "2.1-r0", "x86_64"), ("app", "3.0-r1", "x86_64")], r.stderr
+    # an unsupported construct is a one-line error before any work, not a different output
+    r = run("image", "show-packages", str(cfg), "--format", "{{range .Deps}}x{{end}}", cwd=tmp_path)
+    assert r.returncode == 1 and "{{range}} is not supported" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_unsatisfiable_world_names_the_chain(repo, tmp_path) -> None:
@@ -139,7 +157,7 @@ def test_unknown_key_index_needs_ignore_signatures(repo, tmp_path) -> None:
     assert r.returncode == 1 and "no signature by a trusted key" in r.stderr
     r = run("image", "show-packages", str(cfg), "--ignore-signatures", "--arch", "x86_64",
             "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
-    assert r.returncode == 0 and "app-3.0-r1" in r.stdout
+    assert r.returncode == 0 and "app 3.0-r1" in r.stdout
 
 
 def test_keyring_from_a_url_and_offline_reuse(repo, tmp_path) -> None:
@@ -149,8 +167,8 @@ def test_keyring_from_a_url_and_offline_reuse(repo, tmp_path) -> None:
     shutil.copy(root / "repo.rsa.pub", srv / "repo.rsa.pub")
     cfg = write_config(tmp_path, server, f"{server.url}/repo.rsa.pub")
     r = run("image", "show-packages", str(cfg), "--arch", "x86_64", "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
-    assert r.returncode == 0 and r.stdout.split() == ["base-1.0-r0", "libfoo-2.1-r0", "app-3.0-r1"], r.stderr
+    assert r.returncode == 0 and r.stdout.splitlines() == ["base 1.0-r0", "libfoo 2.1-r0", "app 3.0-r1"], r.stderr
     # the key was cached with the index, so --offline needs neither
     r = run("image", "show-packages", str(cfg), "--arch", "x86_64", "--offline", "--cache-dir", str(tmp_path / "c"),
             cwd=tmp_path)
-    assert r.returncode == 0 and "app-3.0-r1" in r.stdout, r.stderr
+    assert r.returncode == 0 and "app 3.0-r1" in r.stdout, r.stderr

@@ -79,12 +79,9 @@ def _apk_package_impl(ctx):
     args.add_all(["--description", ctx.attr.description, "--license", ctx.attr.license])
     if ctx.attr.origin:
         args.add_all(["--origin", ctx.attr.origin])
-    if ctx.attr.depends:
-        args.add("--depends")
-        args.add_all(ctx.attr.depends)
-    if ctx.attr.provides:
-        args.add("--provides")
-        args.add_all(ctx.attr.provides)
+    # one value per flag occurrence (cobra semantics; a flag never takes several words)
+    args.add_all(ctx.attr.depends, before_each = "--depends")
+    args.add_all(ctx.attr.provides, before_each = "--provides")
     inputs = list(ctx.files.srcs)
     if ctx.file.signing_key:
         args.add("--signing-key", ctx.file.signing_key)

@@ -106,9 +106,11 @@ def read(
     verify: bool = True,
     repository: str = "",
     pin: str = "",
+    cap: int = INDEX_CAP,
 ) -> Index:
-    """Parse and (unless `verify` is False) verify an APKINDEX.tar.gz held in memory."""
-    members = inflate_members(data, source, INDEX_CAP)
+    """Parse and (unless `verify` is False) verify an APKINDEX.tar.gz held in memory;
+    `cap` bounds its decompressed size."""
+    members = inflate_members(data, source, cap)
     if not members:
         raise FormatError(f"{source}: empty index file")
     sigs: list[signature.Signature] = []

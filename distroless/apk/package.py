@@ -186,6 +186,7 @@ def read(
     data_sink: BinaryIO | None = None,
     data_cap: int = DATA_CAP,
     source: str | None = None,
+    control_cap: int = CONTROL_CAP,
 ) -> ApkFile:
     """Read and verify a package. Every check its contents allow is made; any failure raises.
 
@@ -198,13 +199,14 @@ def read(
         with open(src, "rb") as f:
             return read(f, keyring=keyring, require_signature=require_signature,
                         expected_checksum=expected_checksum, expected_sha256=expected_sha256,
-                        on_entry=on_entry, data_sink=data_sink, data_cap=data_cap, source=source or str(src))
+                        on_entry=on_entry, data_sink=data_sink, data_cap=data_cap, source=source or str(src),
+                        control_cap=control_cap)
     source = source or getattr(src, "name", "<package>")
     whole = hashlib.sha256()
     reader = MemberReader(src, source)
 
     control_hashes = {"RSA": hashlib.sha1(), "RSA256": hashlib.sha256(), "RSA512": hashlib.sha512()}
-    first = reader.next("control member", CONTROL_CAP, whole, *control_hashes.values())
+    first = reader.next("control member", control_cap, whole, *control_hashes.values())
     first_data = first.read()
     sigs: list[signature.Signature] = []
     sig_section: Section | None = None
@@ -214,7 +216,7 @@ def read(
         sig_section = Section(0, first.raw_size, control_hashes["RSA"].hexdigest())
         offset = first.raw_size
         control_hashes = {"RSA": hashlib.sha1(), "RSA256": hashlib.sha256(), "RSA512": hashlib.sha512()}
-        control = reader.next("control member", CONTROL_CAP, whole, *control_hashes.values())
+        control = reader.next("control member", control_cap, whole, *control_hashes.values())
         control_data = control.read()
     else:
         control, control_data = first, first_data

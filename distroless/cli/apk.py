@@ -22,7 +22,7 @@ def source_date_epoch() -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("keygen", help="generate an RSA key pair for signing packages and indexes")
-    p.add_argument("name", nargs="?", default="distroless.rsa", help="private key path (public: NAME.pub)")
+    p.add_argument("name", nargs="?", default="melange.rsa", help="private key path (public: NAME.pub); default melange.rsa as melange")
     p.add_argument("--key-size", type=int, default=keys.DEFAULT_BITS)
     p.set_defaults(func=cmd_keygen)
 
@@ -38,11 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--url", default="")
     c.add_argument("--license", default="")
     c.add_argument("--origin", default="")
-    c.add_argument("--depends", nargs="*", default=[], metavar="DEP")
-    c.add_argument("--provides", nargs="*", default=[], metavar="NAME")
-    c.add_argument("--replaces", nargs="*", default=[], metavar="NAME")
+    c.add_argument("--depends", action="list", metavar="DEP", help="a dependency atom (repeat or comma-separate)")
+    c.add_argument("--provides", action="list", metavar="NAME", help="a provided name[=version] (repeatable)")
+    c.add_argument("--replaces", action="list", metavar="NAME", help="a package whose files this one may overwrite")
     c.add_argument("--provider-priority", type=int, default=0)
-    c.add_argument("--script", action="append", default=[], metavar=".post-install=FILE",
+    c.add_argument("--script", action="list", metavar=".post-install=FILE",
                    help="an install script to store (never run), as NAME=FILE")
     c.add_argument("--signing-key", type=Path)
     c.add_argument("-o", "--output", type=Path, required=True)
@@ -52,25 +52,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("packages", nargs="+", type=Path)
     i.add_argument("-o", "--output", type=Path, default=Path("APKINDEX.tar.gz"))
     i.add_argument("-s", "--source", type=Path, help="an existing index whose entries are merged in")
-    i.add_argument("-m", "--merge", action="store_true", help="merge into the existing output index")
+    i.add_argument("-m", "--merge", action="bool", help="merge into the existing output index")
     i.add_argument("-a", "--arch", default="", help="skip packages of other architectures")
     i.add_argument("--description", default="")
     i.add_argument("--signing-key", type=Path)
     i.set_defaults(func=cmd_index)
 
-    s = psub.add_parser("sign", help="(re-)sign packages or indexes in place with RSA256")
-    s.add_argument("key", type=Path)
-    s.add_argument("files", nargs="+", type=Path)
+    s = psub.add_parser("sign", help="(re-)sign packages or indexes in place with RSA256 "
+                                     "(melange sign: -k KEY FILE…; also KEY FILE…)")
+    s.add_argument("files", nargs="+", type=Path, metavar="[KEY] FILE")
+    s.add_argument("-k", "--signing-key", type=Path, default=None,
+                   help=f"the RSA key (default: a first argument that is not a package, else {MELANGE_SIGN_KEY})")
     s.set_defaults(func=cmd_sign)
+
+    si = psub.add_parser("sign-index", help="sign an APKINDEX.tar.gz in place (melange sign-index)")
+    si.add_argument("index", type=Path)
+    si.add_argument("--signing-key", type=Path, default=Path(MELANGE_INDEX_KEY), help="the RSA key (default melange.rsa)")
+    si.add_argument("-f", "--force", action="bool", help="replace existing signatures (otherwise a signed index is left alone)")
+    si.set_defaults(func=cmd_sign_index)
 
     v = psub.add_parser("verify", help="verify packages or indexes; exit 0 only if every check passes")
     v.add_argument("files", nargs="+", type=Path)
-    v.add_argument("--keyring", nargs="+", type=Path, default=[], metavar="DIR|FILE")
+    v.add_argument("--keyring", action="list", type=Path, metavar="DIR|FILE",
+                   help="public keys (files or directories); repeat or comma-separate")
     v.set_defaults(func=cmd_verify)
 
     n = psub.add_parser("info", help="print a package's metadata and checksums")
     n.add_argument("file", type=Path)
-    n.add_argument("--json", action="store_true")
+    n.add_argument("--json", action="bool", help="print JSON")
     n.set_defaults(func=cmd_info)
 
     from distroless.cli import melange
@@ -127,11 +136,43 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+MELANGE_SIGN_KEY = "local-melange.rsa"  # melange sign's default -k
+MELANGE_INDEX_KEY = "melange.rsa"  # melange sign-index's default --signing-key
+
+
+def _signable(path: Path) -> bool:
+    return path.suffix == ".apk" or path.name.startswith("APKINDEX")
+
+
+def sign_arguments(files: list[Path], signing_key: Path | None) -> tuple[Path, list[Path]]:
+    """(key, files): melange's `sign -k KEY FILE…`, or our older `sign KEY FILE…` when the first
+    argument is not a package or an index."""
+    if signing_key is not None:
+        return signing_key, files
+    if len(files) >= 2 and not _signable(files[0]):
+        return files[0], files[1:]
+    return Path(MELANGE_SIGN_KEY), files
+
+
 def cmd_sign(args: argparse.Namespace) -> int:
-    key = keys.load_private(args.key)
-    for f in args.files:
+    key_path, files = sign_arguments(args.files, args.signing_key)
+    key = keys.load_private(key_path)
+    for f in files:
         kind = resign.sign_file(f, key)
         print(f"{f}: {kind} signed by {key.pub_name}")
+    return 0
+
+
+def cmd_sign_index(args: argparse.Namespace) -> int:
+    if not args.force:
+        existing = index.read_file(args.index, verify=False)
+        if existing.signatures:
+            names = ", ".join(s.keyname for s in existing.signatures)
+            print(f"{args.index}: already signed ({names}); nothing done (-f replaces the signatures)")
+            return 0
+    key = keys.load_private(args.signing_key)
+    kind = resign.sign_file(args.index, key)
+    print(f"{args.index}: {kind} signed by {key.pub_name}")
     return 0
 
 

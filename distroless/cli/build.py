@@ -16,8 +16,13 @@ from distroless.errors import DistrolessError
 from distroless.fsutil import atomic_output, atomic_write
 from distroless.oci.dockerarchive import write_docker_archive
 from distroless.oci.layout import write_layout
-from distroless.assembly import build_rootfs
+from distroless.assembly import ArchRootfs, build_rootfs
+from distroless.oci.image import Platform
 from distroless.rootfs.layer import write_rootfs_tar
+from distroless.sbom import spdx
+from distroless.sbom.common import ImageInfo, LayerInfo
+
+OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"  # the minirootfs is an uncompressed layer
 
 
 def register(isub: argparse._SubParsersAction) -> None:
@@ -25,13 +30,10 @@ def register(isub: argparse._SubParsersAction) -> None:
     b.add_argument("config", type=Path)
     b.add_argument("tag", help="image reference recorded in the archive and the SBOM")
     b.add_argument("output", type=Path, help="an existing directory gets an OCI layout; otherwise a docker-archive tar")
-    b.add_argument("--sbom", action=argparse.BooleanOptionalAction, default=True)
-    b.add_argument("--sbom-path", type=Path, default=Path("."))
-    b.add_argument("--sbom-formats", action="append", default=[], help="spdx (default), cyclonedx")
+    add_sbom_flags(b)
     b.add_argument("--compression", choices=("gzip", "zstd"), default="gzip")
-    b.add_argument("--keep-owners", action="store_true", help="keep package uid/gid instead of apko's 0:0")
-    b.add_argument("--vcs", action=argparse.BooleanOptionalAction, default=False,
-                   help="accepted for apko compatibility; VCS probing is off (it breaks reproducibility)")
+    b.add_argument("--keep-owners", action="bool", help="keep package uid/gid instead of apko's 0:0")
+    add_vcs_flag(b)
     add_config_flags(b)
     b.set_defaults(func=cmd_build)
 
@@ -39,13 +41,44 @@ def register(isub: argparse._SubParsersAction) -> None:
     mr.add_argument("config", type=Path)
     mr.add_argument("output", type=Path)
     mr.add_argument("--build-arch", default="", help="architecture (default: this machine's)")
-    mr.add_argument("--keep-owners", action="store_true", help="keep package uid/gid instead of apko's 0:0")
+    mr.add_argument("--keep-owners", action="bool", help="keep package uid/gid instead of apko's 0:0")
+    mr.add_argument("--sbom-path", type=Path, default=None,
+                    help="also write sbom-<arch>.spdx.json for the root filesystem here "
+                         "(apko accepts this flag but writes nothing)")
     add_config_flags(mr)
     mr.set_defaults(func=cmd_minirootfs)
 
     from distroless.cli import publish
 
     publish.register(isub)
+
+
+def add_sbom_flags(p: argparse.ArgumentParser, *, sbom_path_default: Path | None = Path(".")) -> None:
+    p.add_argument("--sbom", action="bool", default=True, help="generate SBOMs")
+    p.add_argument("--sbom-path", type=Path, default=sbom_path_default,
+                   help="directory for the SBOM files" + (" (default .)" if sbom_path_default else ""))
+    p.add_argument("--sbom-formats", action="list", help="spdx (default), cyclonedx")
+
+
+def add_vcs_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--vcs", action="bool", default=True,
+                   help="accepted for apko compatibility; the git remote is not probed (it would make the "
+                        "output depend on the checkout): set vcs-url in the YAML")
+
+
+def sbom_formats_of(args: argparse.Namespace) -> tuple[str, ...]:
+    """--sbom-formats, checked; empty when --sbom=false."""
+    formats = tuple(f for v in args.sbom_formats for f in v.split(",") if f) or ("spdx",)
+    bad = [f for f in formats if f not in ("spdx", "cyclonedx")]
+    if bad:
+        raise DistrolessError(f"--sbom-formats: unknown format {bad[0]!r} (spdx, cyclonedx)")
+    return formats if args.sbom else ()
+
+
+def write_sboms(directory: Path, sboms: dict[str, bytes]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, doc in sboms.items():
+        atomic_write(directory / name, doc)
 
 
 @contextmanager
@@ -65,21 +98,16 @@ def built_images(args: argparse.Namespace, *, name: str, sbom_formats: tuple[str
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    formats = tuple(f for v in args.sbom_formats for f in v.split(",") if f) or ("spdx",)
-    bad = [f for f in formats if f not in ("spdx", "cyclonedx")]
-    if bad:
-        raise DistrolessError(f"--sbom-formats: unknown format {bad[0]!r} (spdx, cyclonedx)")
-    with built_images(args, name=args.tag, sbom_formats=formats if args.sbom else ()) as built:
+    formats = sbom_formats_of(args)
+    with built_images(args, name=args.tag, sbom_formats=formats) as built:
         if args.output.is_dir():
             write_layout(args.output, built.index)
             kind = "OCI layout"
         else:
             write_docker_archive(args.output, built.index, [args.tag])
             kind = "docker archive"
-    if args.sbom:
-        args.sbom_path.mkdir(parents=True, exist_ok=True)
-        for name, doc in built.sboms.items():
-            atomic_write(args.sbom_path / name, doc)
+    if formats:
+        write_sboms(args.sbom_path, built.sboms)
     for image in built.images:
         print(f"{image.platform.arch}: {image.digest}")
     print(f"{args.output}: {kind}, index {built.index.digest}")
@@ -95,5 +123,15 @@ def cmd_minirootfs(args: argparse.Namespace) -> int:
                               events=fetcher.events)
     with atomic_output(args.output) as out:
         diff_id = write_rootfs_tar(arch_fs.rootfs.tree, out)
+    if args.sbom_path is not None:
+        write_sboms(args.sbom_path, {spdx.sbom_filename(arch_fs.arch): rootfs_sbom(arch_fs, diff_id, str(args.output))})
     print(f"{args.output}: {len(arch_fs.expanded)} packages, diff_id {diff_id}")
     return 0
+
+
+def rootfs_sbom(arch_fs: ArchRootfs, diff_id: str, name: str) -> bytes:
+    """An SPDX document for a root filesystem tar: the "image" is the tar, named by its diff_id."""
+    info = ImageInfo(digest=diff_id, arch=Platform.from_arch(arch_fs.arch).arch,
+                     layers=(LayerInfo(diff_id, OCI_LAYER_TAR),), created=arch_fs.bde, name=name)
+    packages = [r.package for r in arch_fs.rootfs.installer.installed]
+    return spdx.spdx_image(packages, imagebuild.os_info(arch_fs.rootfs.tree), info)

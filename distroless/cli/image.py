@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import re
+import json
 import sys
 from pathlib import Path
 
@@ -11,37 +11,61 @@ from distroless import hostenv
 from distroless.cli import events_of
 from distroless import lock as lockfile
 from distroless import packages as pkgset
-from distroless.config import LoadedConfig, Overrides, load_image_config
+from distroless.config import LoadedConfig, Overrides, arch_to_apk, load_image_config
 from distroless.errors import ConfigError
 from distroless.store.cache import Cache
 from distroless.fetch.fetcher import Fetcher
 from distroless.fetch.transport import Transport
+from distroless.cli import gotemplate
+from distroless.limits import Limits
 
+# apko's predefined formats (internal/cli/show-packages.go); anything else is a Go template.
 SHOW_FORMATS = {
-    "name-version": "{name}-{version}",
-    "name-version-source": "{name}-{version} {source}",
-    "name=version": "{name}={version}",
-    "name=version-source": "{name}={version} {source}",
-    "name-(version)": "{name}-({version})",
-    "name-(version)-source": "{name}-({version}) {source}",
-    "packagelock": "- {name}={version}",
-    "packagelock-source": "- {name}={version} # {source}",
+    "name-version": "{{ .Name }} {{ .Version }}",
+    "name-version-source": "{{ .Name }} {{ .Version }} {{ .Source }}",
+    "name=version": "{{ .Name }}={{ .Version }}",
+    "name=version-source": "{{ .Name }}={{ .Version }} {{ .Source }}",
+    "name-(version)": "{{ .Name }} ({{ .Version }})",
+    "name-(version)-source": "{{ .Name }} ({{ .Version }}) {{ .Source }}",
+    "packagelock": "- {{ .Name }}={{ .Version }}",
+    "packagelock-source": "- {{ .Name }}={{ .Version }} # {{ .Source }}",
 }
+LIMIT_FLAGS = (
+    ("--max-apkindex-decompressed-size", "index_decompressed", "decompressed APKINDEX archives"),
+    ("--max-apk-control-size", "apk_control", "decompressed APK control sections"),
+    ("--max-apk-data-size", "apk_data", "decompressed APK data sections"),
+    ("--max-http-response-size", "http_response", "HTTP responses"),
+)
+
+
+def add_limit_flags(p: argparse.ArgumentParser) -> None:
+    """apko's `--max-*` size caps (bytes; 0 = default, -1 = no limit), wired to the engine's."""
+    defaults = Limits()
+    for flag, field, what in LIMIT_FLAGS:
+        p.add_argument(flag, dest=f"max_{field}", type=int, default=0, metavar="BYTES",
+                       help=f"cap on {what} (default {getattr(defaults, field)}; 0 = default, -1 = no limit)")
+
+
+def limits_of(args: argparse.Namespace) -> Limits:
+    return Limits.from_flags({field: (flag, getattr(args, f"max_{field}", 0)) for flag, field, _w in LIMIT_FLAGS})
 
 
 def add_config_flags(p: argparse.ArgumentParser, *, build: bool = True) -> None:
-    p.add_argument("--arch", action="append", default=[], help="architectures (all, host, or a list)")
-    p.add_argument("-k", "--keyring-append", action="append", default=[], metavar="KEY")
-    p.add_argument("-b", "--build-repository-append", action="append", default=[], metavar="REPO")
-    p.add_argument("-r", "--repository-append", action="append", default=[], metavar="REPO")
-    p.add_argument("-p", "--package-append", action="append", default=[], metavar="PKG")
-    p.add_argument("--include-paths", action="append", default=[], metavar="DIR")
-    p.add_argument("--cache-dir", type=Path, default=None)
-    p.add_argument("--offline", action="store_true", help="use only the cache; fail on a miss")
-    p.add_argument("--ignore-signatures", action="store_true", help="accept unsigned or unknown-key indexes")
+    p.add_argument("--arch", action="list", help="architectures (all, host, or a list)")
+    p.add_argument("-k", "--keyring-append", action="list", metavar="KEY", help="extra keyring files or URLs")
+    p.add_argument("-b", "--build-repository-append", action="list", metavar="REPO",
+                   help="extra repositories used only to build")
+    p.add_argument("-r", "--repository-append", action="list", metavar="REPO",
+                   help="extra repositories (build and /etc/apk/repositories)")
+    p.add_argument("-p", "--package-append", action="list", metavar="PKG", help="extra packages")
+    p.add_argument("--include-paths", action="list", metavar="DIR", help="where `include:` files are looked up")
+    p.add_argument("--cache-dir", type=Path, default=None, help="package and index cache")
+    p.add_argument("--offline", action="bool", help="use only the cache; fail on a miss")
+    p.add_argument("--ignore-signatures", action="bool", help="accept unsigned or unknown-key indexes")
     p.add_argument("-j", "--jobs", type=int, default=4, help="parallel downloads")
+    add_limit_flags(p)
     if build:
-        p.add_argument("--annotations", action="append", default=[], metavar="KEY:VALUE")
+        p.add_argument("--annotations", action="list", metavar="KEY:VALUE", help="manifest/index annotations")
         p.add_argument("--build-date", default="", help="RFC 3339; SOURCE_DATE_EPOCH wins when set")
         p.add_argument("--lockfile", type=Path, help="install exactly this lock")
         p.add_argument("--format", default="", help="layer format: tar (default); erofs is not supported")
@@ -66,7 +90,7 @@ def load(args: argparse.Namespace) -> LoadedConfig:
 
 def fetcher_for(args: argparse.Namespace) -> Fetcher:
     return Fetcher(Cache(args.cache_dir or hostenv.cache_root()), Transport(auth=hostenv.http_auth()),
-                   offline=args.offline, jobs=args.jobs, events=events_of(args))
+                   offline=args.offline, jobs=args.jobs, events=events_of(args), limits=limits_of(args))
 
 
 def package_set(args: argparse.Namespace, loaded: LoadedConfig, fetcher: Fetcher) -> pkgset.PackageSet:
@@ -80,7 +104,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     image = sub.add_parser("image", help="build distroless images from apko YAML")
     isub = image.add_subparsers(dest="image_command", required=True, metavar="VERB")
 
-    lk = isub.add_parser("lock", help="resolve and pin every package (apko.lock.json v1 + sha256)")
+    lk = isub.add_parser("lock", aliases=["resolve"],
+                         help="resolve and pin every package (apko.lock.json v1 + sha256); alias: resolve")
     lk.add_argument("config", type=Path)
     lk.add_argument("--output", type=Path, help="default: <config without extension>.lock.json")
     add_config_flags(lk, build=False)
@@ -89,13 +114,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp = isub.add_parser("show-packages", help="print the resolved packages in install order")
     sp.add_argument("config", type=Path)
     sp.add_argument("--format", dest="show_format", default="name-version",
-                    help=f"one of {', '.join(SHOW_FORMATS)}, or a template over {{name}} {{version}} {{source}}")
+                    help=f"one of {', '.join(SHOW_FORMATS)}, json, or a Go template over .Name .Version .Source "
+                         "(fields, if/else/with, eq/ne/not/and/or/printf)")
     add_config_flags(sp, build=False)
     sp.set_defaults(func=cmd_show_packages)
 
     from distroless.cli import build as build_cmds
+    from distroless.cli import inspect
 
     build_cmds.register(isub)
+    inspect.register(isub)
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
@@ -111,28 +139,22 @@ def cmd_lock(args: argparse.Namespace) -> int:
     return 0
 
 
-def go_template(text: str) -> str:
-    """apko takes any Go template over .Name .Version .Source; the common `{{.Field}}` form is
-    mapped onto str.format fields (braces elsewhere are kept literally)."""
-    out = text.replace("{", "{{").replace("}", "}}")
-    for go, py in (("Name", "name"), ("Version", "version"), ("Source", "source")):
-        out = re.sub(r"\{\{\{\{\s*\." + go + r"\s*\}\}\}\}", "{" + py + "}", out)
-    return out
-
-
 def cmd_show_packages(args: argparse.Namespace) -> int:
+    template = SHOW_FORMATS.get(args.show_format, args.show_format)
+    if args.show_format != "json":
+        gotemplate.parse(template)  # a bad template fails before any network work
     loaded = load(args)
     ps = pkgset.resolve_config(loaded, fetcher_for(args), ignore_signatures=args.ignore_signatures)
-    template = SHOW_FORMATS.get(args.show_format) or go_template(args.show_format)
+    if args.show_format == "json":
+        print(json.dumps([{"arch": arch_to_apk(arch), "name": p.package.name, "version": p.package.version, "source": p.url}
+                          for arch, pins in ps.archs.items() for p in pins], indent=2))
+        return 0
     for arch, pins in ps.archs.items():
         if len(ps.archs) > 1:
-            print(f"# {arch}")
+            print(f"packages for {arch}", file=sys.stderr)  # apko logs this line; stdout stays data
         for p in pins:
-            try:
-                print(template.format(name=p.package.name, version=p.package.version, source=p.url))
-            except (KeyError, IndexError, ValueError):
-                print(f"distroless: error: --format {args.show_format!r}: unknown format or bad template", file=sys.stderr)
-                return 1
+            print(gotemplate.render(template, {"Name": p.package.name, "Version": p.package.version,
+                                               "Source": p.url}))
     return 0
 
 

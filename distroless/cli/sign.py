@@ -30,9 +30,9 @@ def _annotations(values: list[str]) -> dict[str, str]:
 def _target(p: argparse.ArgumentParser) -> None:
     p.add_argument("ref", nargs="?", metavar="REF", help="image reference (registry/repo[:tag][@digest])")
     p.add_argument("--layout", type=Path, metavar="DIR", help="an OCI layout instead of a registry image")
-    p.add_argument("--allow-insecure-registry", action="store_true",
+    p.add_argument("--allow-insecure-registry", action="bool",
                    help="plain http to the registry (loopback registries use http anyway)")
-    p.add_argument("--allow-http-registry", action="store_true", help="same as --allow-insecure-registry")
+    p.add_argument("--allow-http-registry", action="bool", help="same as --allow-insecure-registry")
 
 
 def _check_target(args: argparse.Namespace) -> Reference | None:
@@ -156,18 +156,18 @@ def cmd_push(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate-key-pair", help="write cosign.key (encrypted) and cosign.pub")
     p.add_argument("--output-key-prefix", default="cosign", help="file name prefix (default cosign)")
-    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.add_argument("--force", action="bool", help="overwrite existing files")
     p.set_defaults(func=cmd_generate_key_pair)
 
     p = sub.add_parser("sign", help="sign an image (registry .sig tag) or an OCI layout")
     _target(p)
     p.add_argument("--key", required=True, help="cosign private key file (COSIGN_PASSWORD or prompt)")
-    p.add_argument("-a", "--annotations", action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("-a", "--annotations", action="list", metavar="KEY=VALUE",
                    help="extra claims in the payload's optional section")
     p.add_argument("--identity", "--sign-container-identity", dest="identity", default=None,
                    help="docker-reference to sign (default REG/REPO:TAG, or REG/REPO for a digest)")
-    p.add_argument("-y", "--yes", action="store_true", help="accepted for cosign compatibility")
-    p.add_argument("--tlog-upload", default="false", help="accepted; no transparency log is used")
+    p.add_argument("-y", "--yes", action="bool", help="accepted for cosign compatibility (no prompt is shown)")
+    p.add_argument("--tlog-upload", action="bool", help="accepted; no transparency log is used")
     p.set_defaults(func=cmd_sign)
 
     p = sub.add_parser("attest", help="attach a signed in-toto attestation (.att tag) to an image or layout")
@@ -177,32 +177,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--type", default="custom", help="spdxjson, cyclonedx, custom, ... or a predicate URI")
     p.add_argument("--statement", choices=("v0.1", "v1"), default="v0.1", help="in-toto statement version")
     p.add_argument("--subject-name", default=None, help="layout only: statement subject name")
-    p.add_argument("-y", "--yes", action="store_true")
-    p.add_argument("--tlog-upload", default="false")
+    p.add_argument("-y", "--yes", action="bool", help="accepted for cosign compatibility (no prompt is shown)")
+    p.add_argument("--tlog-upload", action="bool", help="accepted; no transparency log is used")
     p.set_defaults(func=cmd_attest)
 
     p = sub.add_parser("verify", help="verify an image's (or layout's) signatures with a public key")
     _target(p)
     p.add_argument("--key", required=True, help="cosign.pub")
-    p.add_argument("-a", "--annotations", action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("-a", "--annotations", action="list", metavar="KEY=VALUE",
                    help="require these claims in the payload")
     p.add_argument("--identity", default=None, help="require this docker-reference (repository[:tag])")
-    p.add_argument("--insecure-ignore-tlog", default="true", help="accepted; no transparency log is used")
+    p.add_argument("--insecure-ignore-tlog", action="bool", help="accepted; no transparency log is used")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("verify-attestation", help="verify an image's (or layout's) attestations")
     _target(p)
     p.add_argument("--key", required=True)
     p.add_argument("--type", default=None, help="require this predicate type (name or URI); default any")
-    p.add_argument("--insecure-ignore-tlog", default="true")
+    p.add_argument("--insecure-ignore-tlog", action="bool", help="accepted; no transparency log is used")
     p.set_defaults(func=cmd_verify_attestation)
 
     p = sub.add_parser("push", help="push an OCI layout (index or image, with signatures) to REF")
     p.add_argument("layout_dir", type=Path, metavar="LAYOUT")
     p.add_argument("ref", metavar="REF")
-    p.add_argument("--mount-from", action="append", default=[], metavar="REPO",
+    p.add_argument("--mount-from", action="list", metavar="REPO",
                    help="same-registry repositories to mount existing blobs from")
-    p.add_argument("--allow-insecure-registry", action="store_true")
-    p.add_argument("--allow-http-registry", action="store_true")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--allow-insecure-registry", action="bool", help="plain http to the registry")
+    p.add_argument("--allow-http-registry", action="bool", help="same as --allow-insecure-registry")
+    p.add_argument("-v", "--verbose", action="bool", help="log each upload")
     p.set_defaults(func=cmd_push)

@@ -23,6 +23,7 @@ from distroless.events import NULL, Events, Phase
 from distroless.store.cache import Cache
 from distroless.fetch.repository import Repository, is_remote, local_path
 from distroless.fetch.transport import Transport
+from distroless.limits import DEFAULT_LIMITS, Limits
 
 KEY_CAP = 1 << 20
 
@@ -37,8 +38,9 @@ class Fetched:
 
 class Fetcher:
     def __init__(self, cache: Cache, transport: Transport | None = None, *, offline: bool = False,
-                 jobs: int = 4, events: Events = NULL):
+                 jobs: int = 4, events: Events = NULL, limits: Limits = DEFAULT_LIMITS):
         self.cache = cache
+        self.limits = limits
         self.transport = transport or Transport()
         self.offline = offline
         self.jobs = jobs
@@ -95,14 +97,18 @@ class Fetcher:
             if not path.exists():
                 self.events.warning(f"{url}: no such index, skipped")
                 return []
-            return index.read(path.read_bytes(), url, keyring, verify=verify, repository=repo.url, pin=repo.pin).packages
+            return index.read(path.read_bytes(), url, keyring, verify=verify, repository=repo.url, pin=repo.pin,
+                              cap=self.limits.index_decompressed).packages
         if self.offline:
             cached = self.cache.find_index(url)
             if cached is None:
                 raise FetchError(f"{url}: not in the cache and --offline was given (run once online to fill it)")
-            return index.read(cached.read_bytes(), url, keyring, verify=verify, repository=repo.url, pin=repo.pin).packages
-        data = self.transport.get(url, index.INDEX_CAP)
-        parsed = index.read(data, url, keyring, verify=verify, repository=repo.url, pin=repo.pin)
+            return index.read(cached.read_bytes(), url, keyring, verify=verify, repository=repo.url, pin=repo.pin,
+                              cap=self.limits.index_decompressed).packages
+        # the compressed index is never larger than its decompressed cap
+        data = self.transport.get(url, min(self.limits.index_decompressed, self.limits.http_response))
+        parsed = index.read(data, url, keyring, verify=verify, repository=repo.url, pin=repo.pin,
+                            cap=self.limits.index_decompressed)
         self._store_by_url(url, data)
         return parsed.packages
 
@@ -123,12 +129,13 @@ class Fetcher:
         if self.offline and is_remote(location):
             raise FetchError(f"{location}: not in the cache and --offline was given")
         with self.cache.incoming() as (f, tmp):
-            self.transport.download(location, f, on_bytes=(lambda n: progress.advance(0, n)) if progress else None)
+            self.transport.download(location, f, self.limits.http_response,
+                                    on_bytes=(lambda n: progress.advance(0, n)) if progress else None)
             f.flush()
             # Verifying a package means decompressing it, so the expansion is kept from the same
             # pass: installing it later is a cache hit, not a second decompression.
             apk = expand(tmp, self.cache, expected_checksum=pkg.checksum, expected_sha256=sha256,
-                         source=location).apk
+                         source=location, limits=self.limits).apk
             path = self.cache.admit(tmp, apk.sha256)
         self.cache.record_apk(pkg.checksum, apk.sha256, apk.file_size)
         return Fetched(pkg, path, apk.sha256, apk)

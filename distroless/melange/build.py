@@ -14,6 +14,7 @@ import fnmatch
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -31,10 +32,13 @@ from distroless.events import NULL, Events
 from distroless.fetch.fetcher import Fetcher
 from distroless.fetch.transport import BasicAuth, Transport
 from distroless.fsutil import atomic_write
+from distroless.melange import lint
 from distroless.melange import schema as s
 from distroless.melange.compile import ArchSkipped, CompiledRecipe, CompileOptions, PackageOutput, compile_recipe
 from distroless.melange.recipe import load_recipe, with_env_file
-from distroless.melange.runner import CACHE_MOUNT, Mount, SandboxSpec, host_shell, make_runner, run_steps
+from distroless.melange.duration import parse_duration
+from distroless.melange.runner import (CACHE_MOUNT, Mount, SandboxSpec, check_runner, host_shell, make_runner,
+                                       run_steps)
 from distroless.melange.sca import analyze, merge_metadata
 from distroless.packages import resolve_config
 from distroless.rootfs import post
@@ -80,6 +84,11 @@ class BuildOptions:
     log: TextIO | None = None  # where build steps' output goes (the front door's stderr); None: dropped
     events: Events = NULL  # notes on progress ("building …", "wrote …")
     http_auth: tuple[BasicAuth, ...] = ()  # HTTP_AUTH, as the front door read it
+    package_append: tuple[str, ...] = ()  # --package-append: extra environment packages
+    cleanup: bool = True  # --cleanup/--rm: remove the scratch directory (and docker image) afterwards
+    timeout: str = ""  # --timeout (Go duration); overrides package.timeout when non-zero
+    lint_require: tuple[str, ...] | None = None  # None: melange's defaults
+    lint_warn: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,8 +274,21 @@ def build_archs(options: BuildOptions) -> tuple[str, ...]:
     return tuple(dict.fromkeys(arch_to_apk(parse_architecture(a)) for a in archs))
 
 
+def deadline_of(options: BuildOptions, compiled: CompiledRecipe) -> float | None:
+    """--timeout when non-zero, else the recipe's package.timeout; None when neither is set."""
+    seconds = parse_duration(options.timeout or "0", "--timeout")
+    if seconds <= 0:
+        seconds = parse_duration(compiled.recipe.package.timeout or "0", "package.timeout")
+    return time.monotonic() + seconds if seconds > 0 else None
+
+
 @contextmanager
 def _scratch(options: BuildOptions, arch: str) -> Iterator[Path]:
+    if not options.cleanup and options.workspace_dir is None:
+        kept = Path(tempfile.mkdtemp(prefix="distroless-melange-"))
+        _log(options, f"--cleanup=false: keeping the build directory {kept}")
+        yield kept
+        return
     if options.workspace_dir is not None:
         base = Path(options.workspace_dir) / arch
         if base.exists():
@@ -284,6 +306,8 @@ def _scratch(options: BuildOptions, arch: str) -> Iterator[Path]:
 def build(recipe_path: str | os.PathLike[str], options: BuildOptions = BuildOptions()) -> list[ArchBuild]:
     """Build every package of the recipe for each requested architecture."""
     recipe_path = Path(recipe_path)
+    check_runner(options.runner)
+    lint_names(options)  # unknown linter names fail before any work
     recipe = load_for_build(recipe_path, options)
     sde = options.source_date_epoch
     key = apkkeys.load_private(options.signing_key) if options.signing_key else None
@@ -306,6 +330,10 @@ def build_compiled(compiled: CompiledRecipe, recipe_path: Path, options: BuildOp
     out_dir = Path(options.out_dir) / arch
     out_dir.mkdir(parents=True, exist_ok=True)
     env_config = compiled.environment
+    if options.package_append:
+        contents = env_config.contents
+        env_config = replace(env_config, contents=replace(
+            contents, packages=tuple(dict.fromkeys(contents.packages + tuple(options.package_append)))))
     host = options.host_toolchain or not env_config.contents.repositories
     network = recipe_needs_network(compiled) if options.network is None else options.network
     source = Path(options.source_dir) if options.source_dir else recipe_path.parent
@@ -325,9 +353,9 @@ def build_compiled(compiled: CompiledRecipe, recipe_path: Path, options: BuildOp
         spec = SandboxSpec(root=env.root, workspace=workspace,
                            environment=container_environment(env_config, sde), mounts=mounts,
                            host_toolchain=host, network=network, tree=env.tree,
-                           shell=host_shell() if host else "/bin/sh")
+                           shell=host_shell() if host else "/bin/sh", deadline=deadline_of(options, compiled))
         runner = make_runner(options.runner, sink=options.log, docker=options.docker,
-                             docker_host=options.docker_host)
+                             docker_host=options.docker_host, remove=options.cleanup)
         _log(options, f"building {compiled.main.apk.name}-{compiled.main.apk.version} for {arch} "
                       f"({runner.name}{', host toolchain' if host else ''}{', network' if network else ''})")
         with runner.session(spec) as session:
@@ -338,6 +366,7 @@ def build_compiled(compiled: CompiledRecipe, recipe_path: Path, options: BuildOp
         recipe_text = compiled.melange_yaml().encode()
         built = [emit(pkg, tree, [t for t in trees if t != tree], out_dir, options, sde, key, env.users, recipe_text)
                  for pkg, tree in zip(compiled.packages, trees)]
+    run_linters(options, compiled, built)
     index = write_index(out_dir, [b.package for b in built], key, arch) if options.generate_index else None
     return ArchBuild(arch, tuple(built), index)
 
@@ -368,6 +397,34 @@ def emit(pkg: PackageOutput, tree: Path, relatives: Sequence[Path], out_dir: Pat
                  ownership=Ownership("keep", users), melange_yaml=recipe_text, licenses=pkg.licenses)
     _log(options, f"wrote {path} ({built.size} bytes)")
     return BuiltPackage(pkg.name, path, built.package, built.sha256)
+
+
+def lint_names(options: BuildOptions) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    require = lint.check_names(options.lint_require, "--lint-require") if options.lint_require is not None \
+        else lint.default_require()
+    warn = lint.check_names(options.lint_warn, "--lint-warn") if options.lint_warn is not None else lint.default_warn()
+    return require, tuple(n for n in warn if n not in require)
+
+
+def run_linters(options: BuildOptions, compiled: CompiledRecipe, built: Sequence[BuiltPackage]) -> None:
+    """melange's linters over each written package: warnings are printed; a failed required
+    linter removes the packages of this build and fails it."""
+    require, warn = lint_names(options)
+    failed: list[str] = []
+    skipped: set[str] = set()
+    for pkg, b in zip(compiled.packages, built):
+        result = lint.lint(lint.target_of_apk(b.path), require, warn, disabled=pkg.checks.disabled)
+        skipped.update(result.skipped)
+        for line in lint.render(str(b.path), result):
+            _log(options, line)
+        failed += [f"{b.name}: [{f.linter}] {f.message}" for f in result.errors]
+    if skipped:
+        _log(options, f"lint: not implemented here, skipped: {', '.join(sorted(skipped))}")
+    if failed:
+        for b in built:
+            b.path.unlink(missing_ok=True)
+        raise DistrolessError("required linters failed (see --lint-require/--lint-warn, or the package's "
+                              "checks.disabled):\n  " + "\n  ".join(failed))
 
 
 def write_index(out_dir: Path, new: list[Package], key: apkkeys.SigningKey | None, arch: str) -> Path:

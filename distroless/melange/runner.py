@@ -20,6 +20,8 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import threading
+import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
@@ -87,6 +89,7 @@ class SandboxSpec:
     gid: int = 1000
     tree: Tree | None = field(default=None, compare=False)  # the root as a tree (Docker import)
     shell: str = "/bin/sh"
+    deadline: float | None = None  # time.monotonic() by which every step must have ended (--timeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,17 +113,34 @@ def step_environment(spec: SandboxSpec, step: RunnableStep) -> dict[str, str]:
     return {**spec.environment, **step.environment}
 
 
-def _pump(proc: subprocess.Popen[bytes], sink: TextIO | None) -> str:
-    """Copy the merged output to `sink` while keeping the last lines for error messages."""
+class BuildTimeout(DistrolessError):
+    """The build ran past its deadline (`package.timeout` or `--timeout`)."""
+
+
+def _pump(proc: subprocess.Popen[bytes], sink: TextIO | None, deadline: float | None = None) -> str:
+    """Copy the merged output to `sink` while keeping the last lines for error messages. Past
+    `deadline` the process is killed (bwrap's PID namespace takes its children with it)."""
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     assert proc.stdout is not None
-    for raw in proc.stdout:
-        line = raw.decode("utf-8", "replace")
-        tail.append(line)
-        if sink is not None:
-            sink.write(line)
-            sink.flush()
-    proc.wait()
+    timer = None
+    if deadline is not None:
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), proc.kill)
+        timer.daemon = True
+        timer.start()
+    try:
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace")
+            tail.append(line)
+            if sink is not None:
+                sink.write(line)
+                sink.flush()
+        proc.wait()
+    finally:
+        if timer is not None:
+            timer.cancel()
+    if deadline is not None and time.monotonic() >= deadline and proc.returncode < 0:
+        raise BuildTimeout(f"the build timed out (killed after the deadline); output (last lines):\n"
+                           f"{_indent(''.join(tail).rstrip() or '(none)')}")
     return "".join(tail)
 
 
@@ -241,7 +261,7 @@ class BwrapSession:
                                     stderr=subprocess.STDOUT, umask=0o022)
         except OSError as exc:
             raise RunnerError(f"cannot start bubblewrap ({self.bwrap}): {exc.strerror or exc}") from None
-        tail = _pump(proc, self.sink)
+        tail = _pump(proc, self.sink, self.spec.deadline)
         return StepResult(proc.returncode, tail)
 
 
@@ -275,6 +295,7 @@ class DockerSession:
     docker: str
     host: str  # DOCKER_HOST as the front door resolved it; empty: the docker CLI's default
     sink: TextIO | None
+    remove: bool = True
     image: str = ""
 
     def _base(self) -> list[str]:
@@ -331,12 +352,14 @@ class DockerSession:
     def run(self, step: RunnableStep) -> StepResult:
         proc = subprocess.Popen([*self._base(), *self.argv(step)], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        tail = _pump(proc, self.sink)
+        tail = _pump(proc, self.sink, self.spec.deadline)
         return StepResult(proc.returncode, tail)
 
     def close(self) -> None:
-        if self.image:
+        if self.image and self.remove:
             self._cli("rmi", "-f", self.image, check=False)
+        elif self.image and self.sink is not None:
+            self.sink.write(f"--rm=false: keeping docker image {self.image}\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,13 +368,14 @@ class DockerRunner:
     docker_host: str = ""  # DOCKER_HOST; empty: the environment's
     sink: TextIO | None = None
     name: str = "docker"
+    remove: bool = True  # --rm/--cleanup: remove the image afterwards
 
     @contextmanager
     def session(self, spec: SandboxSpec) -> Iterator[DockerSession]:
         exe = shutil.which(self.docker)
         if exe is None:
             raise RunnerError(f"docker CLI not found ({self.docker!r})")
-        s = DockerSession(spec, exe, self.docker_host, self.sink)
+        s = DockerSession(spec, exe, self.docker_host, self.sink, remove=self.remove)
         with tempfile.TemporaryDirectory(prefix="distroless-docker-") as scratch:
             try:
                 s.prepare(Path(scratch))
@@ -366,12 +390,21 @@ def host_shell() -> str:
     return "/bin/bash" if Path("/bin/bash").exists() else "/bin/sh"
 
 
+def check_runner(name: str) -> None:
+    """Fail early (before any environment is assembled) on a runner we do not have."""
+    if name not in ("bubblewrap", "bwrap", "", "docker"):
+        make_runner(name)
+
+
 def make_runner(name: str, *, sink: TextIO | None = None, docker: str = "docker",
-                docker_host: str = "") -> BwrapRunner | DockerRunner:
+                docker_host: str = "", remove: bool = True) -> BwrapRunner | DockerRunner:
     if name in ("bubblewrap", "bwrap", ""):
         return BwrapRunner(sink=sink)
     if name == "docker":
-        return DockerRunner(docker=docker, docker_host=docker_host, sink=sink)
+        return DockerRunner(docker=docker, docker_host=docker_host, sink=sink, remove=remove)
+    if name == "qemu":
+        raise RunnerError("--runner qemu: not supported (melange's qemu runner boots a microVM over SSH); "
+                          "use --runner bubblewrap (Linux) or --runner docker")
     raise RunnerError(f"--runner {name!r}: supported runners are bubblewrap and docker")
 
 

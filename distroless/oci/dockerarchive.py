@@ -68,13 +68,16 @@ def repo_tags(tags: Sequence[str], arch: str) -> list[str]:
     return sorted(out)
 
 
-def tarball_manifest(index: Index, tags: Sequence[str]) -> list[dict[str, object]]:
-    """The `manifest.json` entries (in ggcr's order: by joined RepoTags)."""
+def tarball_manifest(index: Index, tags: Sequence[str], *, exact_tags: bool = False) -> list[dict[str, object]]:
+    """The `manifest.json` entries (in ggcr's order: by joined RepoTags). `exact_tags` names a
+    single image by the tags as given (apko's `publish --local`), without the arch suffix."""
+    if exact_tags and len(index.images) != 1:
+        raise ImageError("exact tags name exactly one image")
     entries = []
     for image in index.images:
         entries.append({
             "Config": image.config_digest,
-            "RepoTags": repo_tags(tags, image.platform.arch),
+            "RepoTags": sorted({tag_name(t) for t in tags}) if exact_tags else repo_tags(tags, image.platform.arch),
             "Layers": [f"{digest_hex(l.digest)}.tar.gz" for l in image.layers],
         })
     entries.sort(key=lambda e: ",".join(e["RepoTags"]).encode())  # type: ignore[arg-type]
@@ -91,11 +94,11 @@ def _bytes_entry(out: BinaryIO, name: str, data: bytes) -> None:
     out.write(tarball.padding(len(data)))
 
 
-def write_docker_archive_to(out: BinaryIO, index: Index, tags: Sequence[str]) -> None:
+def write_docker_archive_to(out: BinaryIO, index: Index, tags: Sequence[str], *, exact_tags: bool = False) -> None:
     """Stream the archive to an open file."""
     if not tags:
         raise ImageError("a docker-archive needs at least one tag (docker load names images by it)")
-    manifest = tarball_manifest(index, tags)
+    manifest = tarball_manifest(index, tags, exact_tags=exact_tags)
     by_config = {im.config_digest: im for im in index.images}
     seen: set[str] = set()
     for entry in manifest:

@@ -19,6 +19,7 @@ from distroless.apk.model import Package
 from distroless.apk.package import ApkFile, Entry, Section
 from distroless.apk.signature import Signature
 from distroless.store.cache import Cache
+from distroless.limits import DEFAULT_LIMITS, Limits
 
 _META_VERSION = 1
 
@@ -52,7 +53,8 @@ def _from_json(d: dict) -> ApkFile:
 
 
 def expand(apk_path: Path, cache: Cache, *, expected_checksum: str | None = None,
-           expected_sha256: str | None = None, source: str | None = None) -> Expanded:
+           expected_sha256: str | None = None, source: str | None = None,
+           limits: Limits = DEFAULT_LIMITS) -> Expanded:
     """Verify and expand `apk_path` once; later calls with the same file are cache hits.
     `source` names the package in errors (its URL, when `apk_path` is a download in progress)."""
     root = cache.root / "expanded"
@@ -65,7 +67,8 @@ def expand(apk_path: Path, cache: Cache, *, expected_checksum: str | None = None
     try:
         with open(work / "data.tar", "wb") as sink:
             apk = package.read(apk_path, expected_checksum=expected_checksum, expected_sha256=expected_sha256,
-                               data_sink=sink, source=source)
+                               data_sink=sink, source=source,
+                               control_cap=limits.apk_control, data_cap=limits.apk_data)
         (work / "meta.json").write_text(json.dumps(_to_json(apk)))
         dest = root / apk.sha256
         try:
