@@ -90,14 +90,14 @@ def test_generate_and_read_back(tmp_path, monkeypatch):
     assert len(base64.b64decode(env["ciphertext"])) == len(pt) + 16  # Poly1305 tag ‖ ciphertext
     assert k.public_pem() == pubpem
     assert keys.load_public_key(pubpem).public_numbers() == k.key.public_key().public_numbers()
-    # and through the files + environment, as the CLI does
+    # and through the files + environment, as the CLI does (the front door's password source)
     (tmp_path / "c.key").write_bytes(priv)
     monkeypatch.setenv("COSIGN_PASSWORD", "s3cret")
     again = keys.read_private_key(tmp_path / "c.key", hostenv.key_password)
     assert again.public_pem() == pubpem
     assert again.key.private_numbers() == k.key.private_numbers()
     monkeypatch.setenv("COSIGN_PASSWORD", "not-it")
-    with pytest.raises(KeyFileError, match="c.key"):
+    with pytest.raises(KeyFileError, match=r"c\.key: wrong password"):
         keys.read_private_key(tmp_path / "c.key", hostenv.key_password)
 
 
