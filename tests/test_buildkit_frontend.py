@@ -243,3 +243,19 @@ def test_without_lock_resolves_from_http_indexes(tmp_path, frontend, repo, peers
         assert ours == theirs
     finally:
         docker.run("rmi", "-f", tag, tag + "-locked", check=False)
+
+
+def test_engine_warning_reaches_the_build_summary(tmp_path, frontend, repo, peers) -> None:
+    """A lock without a config checksum builds, with the engine's warning sent through BuildKit's
+    Warn (buildx shows it, naming the lock file) rather than printed into the daemon log only."""
+    server, pub, _ = repo
+    ctx = context(tmp_path, frontend, server, pub)
+    lock = json.loads((ctx / "image.lock.json").read_text())
+    lock["config"]["checksum"] = ""
+    (ctx / "image.lock.json").write_text(json.dumps(lock))
+    r = buildx(peers.docker26, ctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000")
+    out = r.stdout + r.stderr
+    # buildx prints a Warn as `#N WARN: …` on the vertex and counts it in its summary
+    assert re.search(r"^#\d+ WARN: image\.lock\.json: no config checksum; cannot tell whether the lock is current$",
+                     out, re.M), out[-3000:]
+    assert "1 warning found" in out, out[-3000:]
