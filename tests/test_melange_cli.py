@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -242,3 +243,56 @@ def test_docker_runner_rm_false_keeps_image_flag_parses() -> None:
     with pytest.raises(RunnerError, match="qemu"):
         from distroless.melange.runner import check_runner
         check_runner("qemu")
+
+
+def test_build_log_and_persisted_lint_results(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, """\
+        package: {name: logged, version: 1.2.3, epoch: 4}
+        pipeline:
+          - runs: mkdir -p ${{targets.destdir}}/usr/local/bin && echo x > ${{targets.destdir}}/usr/local/bin/t
+        subpackages:
+          - name: logged-extra
+            pipeline:
+              - runs: mkdir -p ${{targets.contextdir}}/usr/share/e && echo e > ${{targets.contextdir}}/usr/share/e/f
+        """)
+    for _ in range(2):  # appended, as melange does
+        r = cli("package", "build", str(recipe), "--host-toolchain", "--out-dir", "out", "--create-build-log",
+                "--persist-lint-results", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+    assert (tmp_path / "packages.log").read_text().splitlines() == [
+        "x86_64|logged|logged|1.2.3-r4", "x86_64|logged|logged-extra|1.2.3-r4"] * 2
+    doc = json.loads((tmp_path / "out" / "x86_64" / "lint-logged-1.2.3-r4.json").read_text())
+    assert doc["package_name"] == "logged"
+    assert doc["findings"]["usrlocal"][0]["details"]["paths"] == ["usr/local/bin/t"]
+    assert "license" in doc["findings"]  # no copyright in the recipe
+    r = cli("package", "lint", "out/x86_64/logged-extra-1.2.3-r4.apk", "--persist-lint-results", "--out-dir", "lr",
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "lr" / "x86_64" / "lint-logged-extra-1.2.3-r4.json").read_text())
+    assert set(doc["findings"]) == {"license"}
+
+
+def test_test_package_append(demo_repo: Path, signing_key: Path, tmp_path: Path) -> None:  # noqa: F811
+    recipe = write_recipe(tmp_path, f"""\
+        package: {{name: tested, version: 1.0.0, epoch: 0, copyright: [{{license: MIT}}]}}
+        pipeline:
+          - runs: mkdir -p ${{{{targets.destdir}}}}/usr/share/t && echo t > ${{{{targets.destdir}}}}/usr/share/t/f
+        test:
+          environment:
+            contents:
+              repositories: [{demo_repo}]
+              keyring: [{signing_key}.pub]
+              packages: [demo-baselayout]
+          pipeline:
+            - runs: test -f /etc/ssl/certs/ca-certificates.crt
+        """)
+    out = tmp_path / "out"
+    r = cli("package", "build", str(recipe), "--host-toolchain", "--out-dir", str(out), "--signing-key",
+            str(signing_key), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = cli("package", "test", str(recipe), "--host-toolchain", "--out-dir", str(out), "-k", f"{signing_key}.pub",
+            cwd=tmp_path)
+    assert r.returncode == 1 and "ca-certificates.crt" in r.stderr
+    r = cli("package", "test", str(recipe), "--host-toolchain", "--out-dir", str(out), "-k", f"{signing_key}.pub",
+            "--test-package-append", "ca-certificates-bundle", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from distroless import hostenv
 from distroless.config import parse_build_date
 from distroless.errors import ConfigError
+from distroless.fsutil import atomic_write
 from distroless.events import Events, TextSink
 from distroless.melange import lint
 from distroless.melange.build import BuildOptions, build
@@ -49,7 +51,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ignore-signatures", action="bool", help="accept unsigned repository indexes")
     p.add_argument("--offline", action="bool", help="never download; use the package cache")
     p.add_argument("--debug", action="bool", help="run steps with `set -x`")
-    p.add_argument("--package-append", action="list", help="extra packages for the build environment")
     p.add_argument("--build-date", default="", help="RFC 3339 timestamp for the files; SOURCE_DATE_EPOCH wins")
     p.add_argument("--timeout", default="", help="Go duration bounding the build pipelines (e.g. 30m); "
                                                  "overrides package.timeout")
@@ -71,17 +72,27 @@ def register(psub: argparse._SubParsersAction) -> None:
     b.add_argument("--license", default="NOASSERTION",
                    help="license of the build file itself; it only feeds melange's in-package SBOM, which "
                         "distroless does not write (a note is printed when set)")
+    b.add_argument("--package-append", action="list", help="extra packages for the build environment")
+    b.add_argument("--create-build-log", action="bool",
+                   help="append arch|origin|name|version-rN of each built package to ./packages.log")
     add_lint_flags(b)
+    b.add_argument("--persist-lint-results", action="bool",
+                   help="also write <out-dir>/<arch>/lint-<name>-<version>.json for each package")
     b.set_defaults(func=cmd_build)
 
     ln = psub.add_parser("lint", help="run melange's linters over .apk files")
     ln.add_argument("files", nargs="+", type=Path, metavar="APK")
     add_lint_flags(ln)
+    ln.add_argument("--persist-lint-results", action="bool",
+                    help="also write <out-dir>/<arch>/lint-<name>-<version>.json (melange's shape)")
+    ln.add_argument("--out-dir", type=Path, default=Path("packages"), help="where --persist-lint-results writes")
     ln.set_defaults(func=cmd_lint)
 
     t = psub.add_parser("test", help="run a melange recipe's test pipelines against built packages")
     _common(t)
     t.add_argument("package", nargs="?", default="", help="test only this (sub)package")
+    t.add_argument("--test-package-append", action="list", dest="package_append",
+                   help="extra packages for the test environments")
     t.set_defaults(func=cmd_test)
 
 
@@ -116,6 +127,8 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
         source_date_epoch=build_epoch(args), http_auth=tuple(hostenv.http_auth()),
         log=sys.stderr, events=Events(TextSink(sys.stderr)),
         package_append=_csv(args.package_append), cleanup=args.cleanup and args.rm,
+        build_log=Path("packages.log") if getattr(args, "create_build_log", False) else None,
+        persist_lint_results=getattr(args, "persist_lint_results", False),
         timeout=args.timeout, lint_require=_opt_csv(getattr(args, "lint_require", None)),
         lint_warn=_opt_csv(getattr(args, "lint_warn", None)))
 
@@ -151,8 +164,13 @@ def cmd_lint(args: argparse.Namespace) -> int:
     failed = 0
     skipped: set[str] = set()
     for f in args.files:
-        result = lint.lint(lint.target_of_apk(f), require, warn)
+        target = lint.target_of_apk(f)
+        result = lint.lint(target, require, warn)
         skipped.update(result.skipped)
+        if args.persist_lint_results:
+            out = args.out_dir / target.arch / lint.results_filename(target.name, target.version)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(out, (json.dumps(lint.results_document(target.name, result), indent=2) + "\n").encode())
         for line in lint.render(str(f), result):
             print(line)
         if result.errors:

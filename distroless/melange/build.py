@@ -11,6 +11,7 @@ same inputs give byte-identical packages.
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import shutil
 import tempfile
@@ -89,6 +90,8 @@ class BuildOptions:
     timeout: str = ""  # --timeout (Go duration); overrides package.timeout when non-zero
     lint_require: tuple[str, ...] | None = None  # None: melange's defaults
     lint_warn: tuple[str, ...] | None = None
+    build_log: Path | None = None  # --create-build-log: append `arch|origin|name|version` lines here
+    persist_lint_results: bool = False  # write <out>/<arch>/lint-<name>-<version>.json
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,6 +370,8 @@ def build_compiled(compiled: CompiledRecipe, recipe_path: Path, options: BuildOp
         built = [emit(pkg, tree, [t for t in trees if t != tree], out_dir, options, sde, key, env.users, recipe_text)
                  for pkg, tree in zip(compiled.packages, trees)]
     run_linters(options, compiled, built)
+    if options.build_log is not None:
+        append_build_log(options.build_log, arch, compiled.main.apk.name, built)
     index = write_index(out_dir, [b.package for b in built], key, arch) if options.generate_index else None
     return ArchBuild(arch, tuple(built), index)
 
@@ -413,8 +418,12 @@ def run_linters(options: BuildOptions, compiled: CompiledRecipe, built: Sequence
     failed: list[str] = []
     skipped: set[str] = set()
     for pkg, b in zip(compiled.packages, built):
-        result = lint.lint(lint.target_of_apk(b.path), require, warn, disabled=pkg.checks.disabled)
+        target = lint.target_of_apk(b.path)
+        result = lint.lint(target, require, warn, disabled=pkg.checks.disabled)
         skipped.update(result.skipped)
+        if options.persist_lint_results:
+            doc = json.dumps(lint.results_document(target.name, result), indent=2) + "\n"
+            atomic_write(b.path.parent / lint.results_filename(target.name, target.version), doc.encode())
         for line in lint.render(str(b.path), result):
             _log(options, line)
         failed += [f"{b.name}: [{f.linter}] {f.message}" for f in result.errors]
@@ -425,6 +434,13 @@ def run_linters(options: BuildOptions, compiled: CompiledRecipe, built: Sequence
             b.path.unlink(missing_ok=True)
         raise DistrolessError("required linters failed (see --lint-require/--lint-warn, or the package's "
                               "checks.disabled):\n  " + "\n  ".join(failed))
+
+
+def append_build_log(path: Path, arch: str, origin: str, built: Sequence[BuiltPackage]) -> None:
+    """melange's packages.log: one `arch|origin|name|version-rN` line per package, appended."""
+    old = path.read_bytes() if path.exists() else b""
+    lines = "".join(f"{arch}|{origin}|{b.package.name}|{b.package.version}\n" for b in built)
+    atomic_write(path, old + lines.encode())
 
 
 def write_index(out_dir: Path, new: list[Package], key: apkkeys.SigningKey | None, arch: str) -> Path:

@@ -45,6 +45,8 @@ class LintTarget:
     name: str
     license: str
     files: tuple[LintFile, ...]
+    version: str = ""
+    arch: str = ""
 
 
 Check = Callable[[LintTarget], Finding | None]
@@ -265,7 +267,26 @@ def target_of_apk(path: Path) -> LintTarget:
         files.append(LintFile(name, entry.type, entry.mode, data))
 
     apk = apkpackage.read(path, on_entry=on_entry)
-    return LintTarget(apk.package.name, apk.package.license, tuple(files))
+    return LintTarget(apk.package.name, apk.package.license, tuple(files), apk.package.version, apk.package.arch)
+
+
+def results_document(package: str, result: LintResult) -> dict:
+    """melange's persisted shape (`PackageLintResults`): findings by linter name."""
+    findings: dict[str, list[dict]] = {}
+    for f in result.errors + result.warnings:
+        entry: dict = {"message": f.message, "explain": LINTERS[f.linter].explain}
+        if f.paths:
+            entry["details"] = {"paths": list(f.paths)}
+        findings.setdefault(f.linter, []).append(entry)
+    return {"package_name": package, "findings": findings}
+
+
+def results_filename(name: str, version: str) -> str:
+    """`lint-<name>-<version>-r<epoch>.json`; names and versions never contain a path separator."""
+    for part in (name, version):
+        if "/" in part or ".." in part or not part:
+            raise ConfigError(f"lint results: invalid package name or version {part!r}")
+    return f"lint-{name}-{version}.json"
 
 
 def render(path: str, result: LintResult) -> list[str]:

@@ -10,11 +10,13 @@ brings in the host's system directories, merged under the installed packages.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from distroless.melange.build import (BuildOptions, _cache_mount, _log, assemble_environment, build_archs,
                                       container_environment, load_for_build, populate_workspace)
+from distroless.melange.duration import parse_duration
 from distroless.melange.compile import ArchSkipped, CompileOptions, PackageOutput, compile_recipe
 from distroless.melange.runner import SandboxSpec, host_shell, make_runner, run_steps
 from distroless.rootfs.export import remove_tree
@@ -65,7 +67,12 @@ def test_recipe(recipe_path: str | Path, options: BuildOptions = BuildOptions(),
 def test_package(pkg: PackageOutput, arch: str, options: BuildOptions, sde: int, recipe_path: Path) -> None:
     env_config = pkg.test_environment
     assert env_config is not None
+    if options.package_append:  # melange test's --test-package-append
+        contents = env_config.contents
+        env_config = replace(env_config, contents=replace(
+            contents, packages=tuple(dict.fromkeys(contents.packages + tuple(options.package_append)))))
     host = options.host_toolchain or not env_config.contents.repositories
+    timeout = parse_duration(options.timeout or "0", "--timeout")
     with tempfile.TemporaryDirectory(prefix="distroless-melange-test-") as tmp:
         scratch = Path(tmp)
         try:
@@ -82,9 +89,10 @@ def test_package(pkg: PackageOutput, arch: str, options: BuildOptions, sde: int,
                                environment=container_environment(env_config, sde),
                                mounts=_cache_mount(options), host_toolchain=host,
                                network=bool(options.network), tree=env.tree,
-                               shell=host_shell() if host else "/bin/sh")
+                               shell=host_shell() if host else "/bin/sh",
+                               deadline=time.monotonic() + timeout if timeout > 0 else None)
             runner = make_runner(options.runner, sink=options.log, docker=options.docker,
-                                 docker_host=options.docker_host)
+                                 docker_host=options.docker_host, remove=options.cleanup)
             _log(options, f"testing {pkg.name} for {arch} ({runner.name}{', host toolchain' if host else ''})")
             with runner.session(spec) as session:
                 run_steps(session, pkg.test_steps, what="test", sink=options.log)
