@@ -120,8 +120,8 @@ def fetch_all(ps: PackageSet, fetcher: Fetcher) -> dict[str, list[Fetched]]:
 def lock_of(loaded: LoadedConfig, ps: PackageSet, fetched: dict[str, list[Fetched]], config_name: str,
             cache: Cache) -> lockfile.Lock:
     lk = lockfile.Lock(config_name=config_name, config_checksum=loaded.checksum)
-    for name in sorted(ps.key_sources):
-        loc, pem = ps.key_sources[name]
+    # named by the location as written, sorted by that name (apko's lock)
+    for loc, pem in sorted(ps.key_sources.values(), key=lambda lp: strip_scheme(lp[0])):
         lk.keyring.append(lockfile.LockedKey(strip_scheme(loc), loc, pem.decode()))
     c = loaded.config.contents
     for attr, repos in (("build_repositories", c.build_repositories + loaded.extra_build_repositories),

@@ -10,9 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from distroless.cli.image import add_config_flags, fetcher_for, load, package_set
-from distroless.config import host_architecture
+from distroless.config import host_architecture, parse_architecture
 from distroless import imagebuild
-from distroless.errors import DistrolessError
+from distroless.errors import ConfigError, DistrolessError
 from distroless.fsutil import atomic_output, atomic_write
 from distroless.oci.dockerarchive import write_docker_archive
 from distroless.oci.layout import write_layout
@@ -114,8 +114,21 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def minirootfs_arch(build_arch: str, archs: list[str]) -> str:
+    """One arch: --build-arch, else a single --arch, else this machine's."""
+    given = [a for v in archs for a in v.split(",") if a]
+    if build_arch:
+        if given and {parse_architecture(a) for a in given} != {parse_architecture(build_arch)}:
+            raise ConfigError(f"--arch {','.join(given)} and --build-arch {build_arch} disagree; "
+                              "build-minirootfs builds one architecture")
+        return build_arch
+    if len(given) > 1 or given == ["all"]:
+        raise ConfigError(f"--arch {','.join(given)}: build-minirootfs builds one architecture")
+    return given[0] if given else host_architecture()
+
+
 def cmd_minirootfs(args: argparse.Namespace) -> int:
-    args.arch = [args.build_arch or host_architecture()]
+    args.arch = [minirootfs_arch(args.build_arch, args.arch)]
     loaded = load(args)
     fetcher = fetcher_for(args)
     ps = package_set(args, loaded, fetcher)

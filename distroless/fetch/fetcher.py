@@ -55,10 +55,12 @@ class Fetcher:
                 out.append((unquote(urlsplit(loc).path.rsplit("/", 1)[-1]), loc, self._remote_small(loc, KEY_CAP)))
                 continue
             path = Path(local_path(loc))
-            files = sorted(f for f in path.iterdir() if f.is_file()) if path.is_dir() else [path]
-            for f in files:
+            # the location is kept as written (apko's lock records `./keys/x.rsa.pub` so)
+            files = ([(f, f"{loc.rstrip('/')}/{f.name}") for f in sorted(path.iterdir()) if f.is_file()]
+                     if path.is_dir() else [(path, loc)])
+            for f, shown in files:
                 try:
-                    out.append((f.name, str(f), f.read_bytes()))
+                    out.append((f.name, shown, f.read_bytes()))
                 except OSError as e:
                     raise FetchError(f"{f}: cannot read key: {e.strerror}") from None
         return out

@@ -55,7 +55,7 @@ def assemble(
     config = post.accounts(tree, config)
     tree.write_file("etc/apko.json", to_apko_json(config).encode(), mode=0o444)
     post.paths(tree, config.paths)
-    post.certificates(tree, config, bde)
+    post.certificates(tree, config, bde, installer.owned_files())
     post.bundle_sidecars(tree, bde)
     post.runtime_keyring(tree, config, bde)
     post.services(tree, config)

@@ -185,6 +185,15 @@ class Installer:
             out.append(idb.IdbRecord(rec.package, ordered))
         return out
 
+    def owned_files(self) -> list[tuple[Package, list[str]]]:
+        """Per installed package, the paths it still owns (what the installed database lists)."""
+        out = []
+        for rec in self.installed:
+            paths = [path for path, _ in rec.files
+                     if (node := self.tree.get(path)) is not None and node.package == rec.package.name]
+            out.append((rec.package, paths))
+        return out
+
     def finish(self) -> None:
         """Write the installed database, scripts.tar and triggers, then place `lib/apk`."""
         self.tree.write_file(f"{DB}/installed", idb.render(self.records()))
