@@ -147,25 +147,56 @@ class Index:
 
     def viable(self, cand: Candidate) -> bool:
         """Not broken, and every dependency has some viable provider (pins and the current
-        selection aside). Memoised; a cycle counts as viable."""
+        selection aside). Memoised; a cycle counts as viable. Iterative (an explicit stack
+        standing for the recursion), so a dependency chain of any depth is fine."""
         memo = self._viable
-        r = memo.get(cand.idx)
-        if r is not None:
-            return r
-        if cand.broken:
-            memo[cand.idx] = False
-            return False
-        memo[cand.idx] = True  # cycle guard
-        ok = True
-        for atom in cand.depends:
-            if not any(
-                c is not cand and atom.version_matches(v) and self.viable(c) or c is cand and atom.version_matches(v)
-                for c, v in self.providers.get(atom.name, ())
-            ):
-                ok = False
-                break
-        memo[cand.idx] = ok
-        return ok
+        hit = memo.get(cand.idx)
+        if hit is not None:
+            return hit
+        stack: list[list] = []  # frames: [candidate, index of dependency, index of provider]
+
+        def enter(c: Candidate) -> bool | None:
+            """The known answer for `c`, or None after pushing a frame to work it out."""
+            known = memo.get(c.idx)
+            if known is not None:
+                return known
+            if c.broken:
+                memo[c.idx] = False
+                return False
+            memo[c.idx] = True  # cycle guard: a candidate being decided counts as viable
+            stack.append([c, 0, 0])
+            return None
+
+        enter(cand)
+        child: bool | None = None  # the answer of the frame just finished, for its parent
+        while stack:
+            frame = stack[-1]
+            c, ai, pi = frame
+            if ai == len(c.depends):
+                stack.pop()
+                child = True
+                continue
+            atom = c.depends[ai]
+            provs = self.providers.get(atom.name, ())
+            if child is None and pi < len(provs):
+                other, ver = provs[pi]
+                if not atom.version_matches(ver):
+                    frame[2] = pi + 1
+                    continue
+                child = True if other is c else enter(other)
+                if child is None:
+                    continue  # descended; the answer comes back in `child`
+            if child:  # this dependency has a viable provider: on to the next one
+                frame[1], frame[2] = ai + 1, 0
+            elif pi < len(provs):
+                frame[2] = pi + 1
+            else:  # no provider of this dependency is viable
+                memo[c.idx] = False
+                stack.pop()
+                child = False
+                continue
+            child = None
+        return memo[cand.idx]
 
     def unviable_reason(self, cand: Candidate) -> str:
         if cand.broken:

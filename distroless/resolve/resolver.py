@@ -13,11 +13,12 @@ The search is depth-first with backtracking over an `Index`:
 * A virtual name with several unversioned providers is auto-selected only through one with a
   `provider_priority` (apk-tools refuses to guess; apko picks one). A lone unversioned provider
   is taken, as apk-tools 2 and apko do (apk-tools 3 refuses; Alpine 3.16's /bin/sh needs it).
-* Candidate preference, best first (apk-tools' order, plus apko's origin rule): the preferred
-  repository tag; a package whose origin is already selected at the same version (apko); the
-  higher version of the requested name; the higher version of the same package; the higher
-  provider_priority; the earlier repository (apk-tools; apko takes the higher version
-  regardless of repository); the name.
+* Candidate preference, best first (apk-tools' `compare_providers`, plus apko's origin rule
+  among versions of one package): the preferred repository tag; for one package name, the
+  version whose origin is already selected at that version (apko); the higher version of the
+  requested name (a versioned provide above an unversioned one); the higher version of the same
+  package; the higher provider_priority; the earlier repository (apk-tools; apko takes the
+  higher version regardless of repository); the name.
 * `@tag` pins: a world atom `name@tag` prefers and allows that tag's repository; the
   dependencies of what it pulls in may use the tag (allowed) but prefer untagged repositories.
 * install_if is global (apk-tools, not apko's per-package scope): once every condition holds
@@ -66,6 +67,8 @@ class _State:
     why: dict[int, Requirement] = field(default_factory=dict)
     order: list[Candidate] = field(default_factory=list)
     skipped_iif: frozenset[str] = frozenset()
+    claim_log: list[str] = field(default_factory=list)  # names in the order they were claimed
+    iif_seen: int = 0  # claim_log entries already looked at for install_if triggers
 
     def copy(self) -> _State:
         return _State(
@@ -78,6 +81,8 @@ class _State:
             dict(self.why),
             list(self.order),
             self.skipped_iif,
+            list(self.claim_log),
+            self.iif_seen,
         )
 
 
@@ -229,16 +234,21 @@ class Resolver:
         st.allowed[cand.idx] = allowed
         for name, ver in cand.provides:
             st.claims[name] = st.claims.get(name, ()) + ((cand, ver),)
+            st.claim_log.append(name)
         for atom in cand.conflicts:
             st.conflicts[atom.name] = st.conflicts.get(atom.name, ()) + ((atom, cand),)
         for atom in cand.depends:
             st.pending.append(Requirement(atom, cand, allowed, frozenset({""})))
 
     def _triggered_iif(self, st: _State) -> list[Requirement]:
-        """install_if packages whose every condition now holds, as requirements."""
+        """install_if packages whose every condition now holds, as requirements. A condition
+        only becomes true when its name is claimed, so only the names claimed since the last
+        look are followed (a long install_if chain stays linear)."""
         out: list[Requirement] = []
         seen: set[str] = set()
-        for name in list(st.claims):
+        fresh = dict.fromkeys(st.claim_log[st.iif_seen:])
+        st.iif_seen = len(st.claim_log)
+        for name in fresh:
             for cand in self.index.rinstall_if.get(name, ()):
                 n = cand.name
                 if n in seen or n in st.chosen or n in st.skipped_iif:
@@ -422,13 +432,19 @@ def _prefer(req: Requirement, origins: set[tuple[str, str]], a: tuple[Candidate,
     r = (pb.pin in req.preferred) - (pa.pin in req.preferred)
     if r:
         return r
-    r = ((pb.origin, pb.version) in origins) - ((pa.origin, pa.version) in origins)
-    if r:
-        return r
+    if pa.name == pb.name:
+        # apko's origin rule, among versions of one package only: between different providers
+        # of a virtual apk-tools' order decides (ifupdown-any: ifupdown-ng, priority 900, over
+        # busybox-ifupdown, priority 200, even when busybox is selected).
+        r = ((pb.origin, pb.version) in origins) - ((pa.origin, pa.version) in origins)
+        if r:
+            return r
     if va is not None and vb is not None:
         r = apkver.compare(vb, va)
         if r:
             return r
+    elif va is not None or vb is not None:
+        return -1 if va is not None else 1  # apk: an unversioned provide sorts below any version
     if pa.name == pb.name:
         r = apkver.compare(pb.version, pa.version)
         if r:
@@ -455,8 +471,13 @@ def install_order(index: Index, st: _State, world: Sequence[Atom]) -> list[Candi
         claims = st.claims.get(name)
         return claims[0][0] if claims else None
 
-    def gen(name: str) -> None:
-        # Iterative depth-first walk; a frame is (candidate, index of next dependency).
+    # One explicit stack for the whole walk; a frame is [candidate, index of next dependency].
+    # An install_if package whose triggers are all in is walked right after the last of them:
+    # its root frame goes on top of the stack, as a nested walk would.
+    stack: list[list] = []
+    pending_iif: list[str] = []
+
+    def start(name: str) -> None:
         if name in processed:
             return
         processed.add(name)
@@ -465,8 +486,14 @@ def install_order(index: Index, st: _State, world: Sequence[Atom]) -> list[Candi
             return
         emitted.add(root.idx)
         processed.update(n for n, _ in root.provides)
-        stack: list[list] = [[root, 0]]
-        while stack:
+        stack.append([root, 0])
+
+    def gen(name: str) -> None:
+        start(name)
+        while stack or pending_iif:
+            if not stack:
+                start(pending_iif.pop(0))
+                continue
             frame = stack[-1]
             cand, i = frame
             if i < len(cand.dep_names):
@@ -489,10 +516,12 @@ def install_order(index: Index, st: _State, world: Sequence[Atom]) -> list[Candi
                     if st.chosen.get(iif.name) is iif and iif.name not in processed:
                         if all(a.conflict or a.name in processed for a in iif.install_if):
                             pending_iif.append(iif.name)
-            while pending_iif:
-                gen(pending_iif.pop(0))
+            while pending_iif:  # drain, one nested walk at a time
+                depth = len(stack)
+                start(pending_iif.pop(0))
+                if len(stack) > depth:
+                    break
 
-    pending_iif: list[str] = []
     for atom in sorted((a for a in world if not a.conflict), key=lambda a: a.name):
         gen(atom.name)
     for cand in st.order:  # whatever the world walk did not reach (install_if stragglers)

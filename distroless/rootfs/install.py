@@ -224,4 +224,10 @@ def resolve_apk_db(tree: Tree) -> None:
 
 
 def _empty_dirs_only(node: Node) -> bool:
-    return node.type == "dir" and all(_empty_dirs_only(c) for c in (node.children or {}).values())
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n.type != "dir":
+            return False
+        stack.extend((n.children or {}).values())
+    return True
