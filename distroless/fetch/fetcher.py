@@ -20,6 +20,7 @@ from distroless.apk.keys import Keyring
 from distroless.apk.model import Package
 from distroless.errors import FetchError, FormatError
 from distroless.events import NULL, Events, Phase
+from distroless.fetch import parsedindex
 from distroless.store.cache import Cache
 from distroless.fetch.repository import Repository, is_remote, local_path
 from distroless.fetch.transport import Transport
@@ -99,20 +100,22 @@ class Fetcher:
             if not path.exists():
                 self.events.warning(f"{url}: no such index, skipped")
                 return []
-            return index.read(path.read_bytes(), url, keyring, verify=verify, repository=repo.url, pin=repo.pin,
-                              cap=self.limits.index_decompressed).packages
+            return self._read_index(path.read_bytes(), url, keyring, verify, repo)
         if self.offline:
             cached = self.cache.find_index(url)
             if cached is None:
                 raise FetchError(f"{url}: not in the cache and --offline was given (run once online to fill it)")
-            return index.read(cached.read_bytes(), url, keyring, verify=verify, repository=repo.url, pin=repo.pin,
-                              cap=self.limits.index_decompressed).packages
+            return self._read_index(cached.read_bytes(), url, keyring, verify, repo)
         # the compressed index is never larger than its decompressed cap
         data = self.transport.get(url, min(self.limits.index_decompressed, self.limits.http_response))
-        parsed = index.read(data, url, keyring, verify=verify, repository=repo.url, pin=repo.pin,
-                            cap=self.limits.index_decompressed)
+        packages = self._read_index(data, url, keyring, verify, repo)
         self._store_by_url(url, data)
-        return parsed.packages
+        return packages
+
+    def _read_index(self, data: bytes, url: str, keyring: Keyring, verify: bool, repo: Repository) -> list[Package]:
+        """Parse and verify, or take the parse made when these bytes were verified with these keys."""
+        return parsedindex.read_index(self.cache.root, data, url, keyring, verify=verify,
+                                      repository=repo.url, pin=repo.pin, cap=self.limits.index_decompressed)
 
     def url_of(self, pkg: Package, arch: str) -> str:
         if not pkg.repository:
