@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from distroless import baseimage
 from distroless import lock as lockfile
 from distroless.apk.keys import Keyring
 from distroless.apk.model import Package
@@ -76,20 +77,34 @@ def resolve_packages(loaded: LoadedConfig, keys: list[tuple[str, str, bytes]], l
     repos = [Repository.parse(r) for r in loaded.build_repositories()]
     archs = list(loaded.config.archs)
     indexes: dict[str, list[Package]] = {}
+    bases = {arch: baseimage.for_config(loaded, arch) for arch in archs}
     for arch in archs:
         pkgs: list[Package] = []
         for repo in repos:
             pkgs.extend(load_index(repo, arch_to_apk(arch), ring))
-        indexes[arch] = pkgs
+        base = bases[arch]
+        indexes[arch] = pkgs + (base.packages if base else [])  # apko: the base as one more repository
     wanted = list(world if world is not None else loaded.world())
     out = PackageSet(keyring=ring, key_sources=sources)
     for arch in archs:
         siblings = [indexes[a] for a in archs if a != arch]
-        resolved = resolve(indexes[arch], wanted, arch=arch_to_apk(arch), siblings=siblings)
+        base = bases[arch]
+        # with a base, its packages are pinned in the world and never reinstalled (apko's
+        # ResolveWithBase): only what is not in the base is locked and installed
+        resolved = resolve(indexes[arch], wanted + (base.pins() if base else []), arch=arch_to_apk(arch),
+                           siblings=siblings)
+        in_base = {p.name for p in base.packages} if base else set()
         out.archs[arch] = [Pinned(p, Repository(p.repository).package_url(arch_to_apk(arch), p.name, p.version))
-                           for p in resolved]
+                           for p in resolved if p.name not in in_base]
     _check_consistent(out, wanted)
     return out
+
+
+def require_lock_for_base(loaded: LoadedConfig, lock_path: object) -> None:
+    """apko builds on a base image only from a lock file (`apko lock` first)."""
+    if loaded.config.contents.baseimage is not None and not lock_path:
+        raise LockMismatchError("building with base image is supported only with a lockfile "
+                                "(write one with `distroless image lock`, then pass --lockfile)")
 
 
 def _check_consistent(ps: PackageSet, world: list[str]) -> None:

@@ -85,7 +85,10 @@ def write_sboms(directory: Path, sboms: dict[str, bytes]) -> None:
 def built_images(args: argparse.Namespace, *, name: str, sbom_formats: tuple[str, ...]) -> Iterator[imagebuild.Built]:
     """The whole build for `image build` and `image publish`: config, packages, root
     filesystems, then images and index whose blobs live in a staging directory for the block."""
+    from distroless.packages import require_lock_for_base
+
     loaded = load(args)
+    require_lock_for_base(loaded, getattr(args, "lockfile", None))
     fetcher = fetcher_for(args)
     ps = package_set(args, loaded, fetcher)
     rootfs = build_rootfs(loaded, ps, fetcher, keep_owners=args.keep_owners, jobs=args.jobs, events=fetcher.events)
@@ -130,6 +133,9 @@ def minirootfs_arch(build_arch: str, archs: list[str]) -> str:
 def cmd_minirootfs(args: argparse.Namespace) -> int:
     args.arch = [minirootfs_arch(args.build_arch, args.arch)]
     loaded = load(args)
+    if loaded.config.contents.baseimage is not None:
+        raise ConfigError(f"{args.config}: contents.baseimage is not supported by build-minirootfs "
+                          "(a base is a set of image layers; use `image build`)")
     fetcher = fetcher_for(args)
     ps = package_set(args, loaded, fetcher)
     (arch_fs,) = build_rootfs(loaded, ps, fetcher, keep_owners=args.keep_owners, lock_world=False, jobs=args.jobs,

@@ -77,14 +77,15 @@ class Installer:
     scripts_epoch: int = 0  # scripts.tar mtimes: apko's SourceDateEpoch option
     keep_owners: bool = False
     installed: list[_Installed] = field(default_factory=list)
+    base_records: list[idb.IdbRecord] = field(default_factory=list)  # a base image's, written first
     _by_name: dict[str, Package] = field(default_factory=dict)
     _scripts: list[tuple[str, Header, bytes]] = field(default_factory=list)
     _triggers: list[tuple[str, list[str]]] = field(default_factory=list)
 
     def install(self, exp: Expanded) -> None:
         pkg = exp.apk.package
-        if pkg.name in self._by_name:
-            return
+        if pkg.name in self._by_name or any(r.package.name == pkg.name for r in self.base_records):
+            return  # already installed (apko skips a name the installed database has)
         self._by_name[pkg.name] = pkg
         rec = _Installed(pkg)
         self.installed.append(rec)
@@ -196,7 +197,7 @@ class Installer:
 
     def finish(self) -> None:
         """Write the installed database, scripts.tar and triggers, then place `lib/apk`."""
-        self.tree.write_file(f"{DB}/installed", idb.render(self.records()))
+        self.tree.write_file(f"{DB}/installed", idb.render(self.base_records + self.records()))
         self.tree.write_file(f"{DB}/scripts.tar", idb.scripts_tar(self._scripts))
         self.tree.write_file(f"{DB}/triggers", idb.triggers(self._triggers))
         resolve_apk_db(self.tree)
