@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from distroless.apk import index as apkindex  # noqa: E402
 from distroless.errors import ResolveError  # noqa: E402
-from distroless.fetch.cache import Cache  # noqa: E402
+from distroless.store.cache import Cache  # noqa: E402
 from distroless.fetch.fetcher import Fetcher  # noqa: E402
 from distroless.fetch.repository import Repository  # noqa: E402
 from distroless.resolve import Index, Resolver  # noqa: E402
@@ -97,7 +97,7 @@ def main() -> int:
         t_help = best(lambda: run(*ENTRY, "--help"), n)
         t_show = best(lambda: run(*show), n)
 
-        fetcher = Fetcher(Cache(cache), progress=False)
+        fetcher = Fetcher(Cache(cache))
         ring = fetcher.keyring([str(KEY)])
         repo = Repository.parse(str(work / "repo"))
         t_warm = best(lambda: fetcher.index(repo, "x86_64", ring), n)

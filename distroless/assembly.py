@@ -43,8 +43,10 @@ def assemble_arch(loaded: LoadedConfig, ps: PackageSet, arch: str, expanded: lis
     world = ps.pinned_world(arch) if lock_world else list(loaded.world())
     keys = {name: pem for name, (_, pem) in ps.key_sources.items()}
     rootfs = assemble(loaded, arch, expanded, world=world, keys=keys, bde=bde,
-                      keep_owners=keep_owners, lock_world=lock_world, base=base)
-    for text in rootfs.warnings:
+                      keep_owners=keep_owners, lock_world=lock_world,
+                      base_pins=base.pins() if base else (),
+                      base_records=[r.record for r in base.records] if base else None)
+    for text in (base.warnings if base else ()) + rootfs.warnings:
         events.warning(f"{arch}: {text}")
     return ArchRootfs(arch, rootfs, expanded, bde, base)
 

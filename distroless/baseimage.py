@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import posixpath
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +52,7 @@ class Base:
     arch: str
     image: Image
     records: tuple[BaseRecord, ...] = field(default=())
+    warnings: tuple[str, ...] = ()  # for the front door's events
 
     @property
     def packages(self) -> list[Package]:
@@ -83,7 +83,8 @@ def load(spec: BaseImageConfig, arch: str, *, cwd: Path | None = None) -> Base:
         raise BaseImageError(f"contents.baseimage.apkindex: {db}: {e.strerror}") from None
     if len(data) > _DB_CAP:
         raise BaseImageError(f"contents.baseimage.apkindex: {db}: larger than {_DB_CAP} bytes")
-    return Base(arch, image, tuple(parse_installed(data.decode("utf-8", "replace"), str(db))))
+    text = data.decode("utf-8", "replace")
+    return Base(arch, image, tuple(parse_installed(text, str(db))), unterminated(text, str(db)))
 
 
 def image_for_arch(layout: Path, arch: str) -> Image:
@@ -135,10 +136,19 @@ def parse_installed(text: str, source: str) -> list[BaseRecord]:
             continue  # lost: apko keeps a copy of the entry made before these lines
         else:
             fields[key] = value
-    if fields.get("P"):
-        print(f"distroless: warning: {source}: the last record ({fields['P']}) is not ended by a blank "
-              "line; apko does not read it, and neither does this build", file=sys.stderr)
     return out
+
+
+def unterminated(text: str, source: str) -> tuple[str, ...]:
+    """The warning for a last record that no blank line ends (apko does not read it)."""
+    tail = text.rstrip("\n").rsplit("\n\n", 1)[-1]
+    if text.endswith("\n\n") or not tail.strip():
+        return ()
+    name = next((line[2:] for line in tail.split("\n") if line.startswith("P:")), "")
+    if not name:
+        return ()
+    return (f"{source}: the last record ({name}) is not ended by a blank line; apko does not read it, "
+            "and neither does this build",)
 
 
 def _int(fields: dict[str, str], key: str) -> int:

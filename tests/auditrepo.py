@@ -15,10 +15,10 @@ from distroless import imagebuild
 from distroless.apk import index, keys, pack
 from distroless.apk.model import Package
 from distroless.config import LoadedConfig, load_image_config
-from distroless.fetch.cache import Cache
+from distroless.store.cache import Cache
 from distroless.fetch.fetcher import Fetcher
 from distroless.packages import resolve_config
-from distroless.rootfs.build import ArchRootfs, build_rootfs
+from distroless.assembly import ArchRootfs, build_rootfs
 
 ARCHS = ("x86_64", "aarch64")
 
@@ -99,7 +99,7 @@ def header(repos: AuditRepos, packages: str = "[tool]", archs: str = "[x86_64]")
 
 def build_in_process(cwd: Path, name: str = "image.yaml") -> tuple[LoadedConfig, list[ArchRootfs]]:
     loaded = load_image_config(name, cwd=cwd)
-    fetcher = Fetcher(Cache(cwd / "cache"), progress=False)
+    fetcher = Fetcher(Cache(cwd / "cache"))
     ps = resolve_config(loaded, fetcher)
     return loaded, build_rootfs(loaded, ps, fetcher)
 

@@ -27,7 +27,7 @@ def test_help_loads_no_engine_module() -> None:
             "print(sorted(m for m in sys.modules if m.startswith('distroless')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     loaded = eval(out.strip().splitlines()[-1])
-    assert loaded == ["distroless", "distroless.cli", "distroless.errors"]
+    assert loaded == ["distroless", "distroless.cli", "distroless.errors", "distroless.events"]
 
 
 def test_a_command_registers_only_its_module() -> None:
