@@ -17,7 +17,8 @@ def _choices(parser: argparse.ArgumentParser) -> list[tuple[str, str]]:
 
 def test_table_matches_the_modules_registrations() -> None:
     real = _choices(build_parser())
-    assert real == [(name, text) for name, (_, text) in COMMANDS.items()]
+    assert real[0][0] == "version"  # always registered: it needs nothing
+    assert real[1:] == [(name, text) for name, (_, text) in COMMANDS.items()]
     assert build_parser([]).format_help() == build_parser().format_help()
 
 
@@ -27,16 +28,26 @@ def test_help_loads_no_engine_module() -> None:
             "print(sorted(m for m in sys.modules if m.startswith('distroless')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     loaded = eval(out.strip().splitlines()[-1])
-    assert loaded == ["distroless", "distroless.cli", "distroless.errors", "distroless.events"]
+    assert loaded == ["distroless", "distroless.cli", "distroless.cli.flags", "distroless.errors",
+                      "distroless.events"]
 
 
 def test_a_command_registers_only_its_module() -> None:
     parser = build_parser(["keygen", "k"])
     assert parser.parse_args(["keygen", "k"]).func.__module__ == "distroless.cli.apk"
     # the other commands are placeholders: still listed, still valid words
-    assert [n for n, _ in _choices(parser)] == list(COMMANDS)
+    assert [n for n, _ in _choices(parser)] == ["version", *COMMANDS]
     r = subprocess.run([sys.executable, "-m", "distroless", "image", "show-packages", "--help"],
                        capture_output=True, text=True)
     assert r.returncode == 0 and "--format" in r.stdout
     r = subprocess.run([sys.executable, "-m", "distroless", "nosuch"], capture_output=True, text=True)
     assert r.returncode == 2 and "invalid choice: 'nosuch'" in r.stderr
+
+
+def test_a_flag_value_that_looks_like_a_command_still_parses(tmp_path) -> None:
+    """`-C image keygen k`: the first command word is the directory; the full parser takes over."""
+    (tmp_path / "image").mkdir()
+    r = subprocess.run([sys.executable, "-m", "distroless", "-C", "image", "keygen", "k"],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "image" / "k").exists()

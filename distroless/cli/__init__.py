@@ -45,10 +45,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     v = sub.add_parser("version", help="print the version (apko/melange/cosign `version`)")
     v.add_argument("--json", action="bool", help="print JSON")
     v.set_defaults(func=cmd_version)
-    wanted = None if argv is None else _command_module(argv)
+    wanted = None if argv is None else _command_modules(argv)
     registered: set[str] = set()
     for name, (module, text) in COMMANDS.items():
-        if argv is None or module == wanted:
+        if wanted is None or module in wanted:
             if module not in registered:
                 importlib.import_module(f"distroless.cli.{module}").register(sub)
                 registered.add(module)
@@ -61,9 +61,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _command_module(argv: Sequence[str]) -> str | None:
-    """The module registering the first command word in `argv`."""
-    return next((COMMANDS[w][0] for w in argv if w in COMMANDS), None)
+def _command_modules(argv: Sequence[str]) -> set[str]:
+    """The modules registering any command word in `argv` (a flag's value may look like one)."""
+    return {COMMANDS[w][0] for w in argv if w in COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
