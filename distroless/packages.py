@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from distroless import baseimage
 from distroless import lock as lockfile
 from distroless.apk.keys import Keyring
 from distroless.apk.model import Package
@@ -77,7 +76,7 @@ def resolve_packages(loaded: LoadedConfig, keys: list[tuple[str, str, bytes]], l
     repos = [Repository.parse(r) for r in loaded.build_repositories()]
     archs = list(loaded.config.archs)
     indexes: dict[str, list[Package]] = {}
-    bases = {arch: baseimage.for_config(loaded, arch) for arch in archs}
+    bases = {arch: _base(loaded, arch) for arch in archs}
     for arch in archs:
         pkgs: list[Package] = []
         for repo in repos:
@@ -98,6 +97,14 @@ def resolve_packages(loaded: LoadedConfig, keys: list[tuple[str, str, bytes]], l
                            for p in resolved if p.name not in in_base]
     _check_consistent(out, wanted)
     return out
+
+
+def _base(loaded: LoadedConfig, arch: str):  # -> baseimage.Base | None
+    if loaded.config.contents.baseimage is None:
+        return None
+    from distroless import baseimage  # the OCI reader: only loaded when there is a base
+
+    return baseimage.for_config(loaded, arch)
 
 
 def require_lock_for_base(loaded: LoadedConfig, lock_path: object) -> None:

@@ -11,16 +11,11 @@ from pathlib import Path
 
 from distroless.cli.image import add_config_flags, fetcher_for, load, package_set
 from distroless.config import host_architecture, parse_architecture
-from distroless import imagebuild
 from distroless.errors import ConfigError, DistrolessError
 from distroless.fsutil import atomic_output, atomic_write
-from distroless.oci.dockerarchive import write_docker_archive
-from distroless.oci.layout import write_layout
-from distroless.assembly import ArchRootfs, build_rootfs
-from distroless.oci.image import Platform
-from distroless.rootfs.layer import write_rootfs_tar
-from distroless.sbom import spdx
-from distroless.sbom.common import ImageInfo, LayerInfo
+
+# The engine is imported inside the commands: registering them (for `image show-packages` or
+# `--help`) must not load it (see distroless/cli/__init__.py).
 
 OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"  # the minirootfs is an uncompressed layer
 
@@ -82,9 +77,12 @@ def write_sboms(directory: Path, sboms: dict[str, bytes]) -> None:
 
 
 @contextmanager
-def built_images(args: argparse.Namespace, *, name: str, sbom_formats: tuple[str, ...]) -> Iterator[imagebuild.Built]:
+def built_images(args: argparse.Namespace, *, name: str, sbom_formats: tuple[str, ...]) -> Iterator:
     """The whole build for `image build` and `image publish`: config, packages, root
-    filesystems, then images and index whose blobs live in a staging directory for the block."""
+    filesystems, then images and index (an `imagebuild.Built`) whose blobs live in a staging
+    directory for the block."""
+    from distroless import imagebuild
+    from distroless.assembly import build_rootfs
     from distroless.packages import require_lock_for_base
 
     loaded = load(args)
@@ -101,6 +99,9 @@ def built_images(args: argparse.Namespace, *, name: str, sbom_formats: tuple[str
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from distroless.oci.dockerarchive import write_docker_archive
+    from distroless.oci.layout import write_layout
+
     formats = sbom_formats_of(args)
     with built_images(args, name=args.tag, sbom_formats=formats) as built:
         if args.output.is_dir():
@@ -131,6 +132,10 @@ def minirootfs_arch(build_arch: str, archs: list[str]) -> str:
 
 
 def cmd_minirootfs(args: argparse.Namespace) -> int:
+    from distroless.assembly import build_rootfs
+    from distroless.rootfs.layer import write_rootfs_tar
+    from distroless.sbom import spdx
+
     args.arch = [minirootfs_arch(args.build_arch, args.arch)]
     loaded = load(args)
     if loaded.config.contents.baseimage is not None:
@@ -148,8 +153,13 @@ def cmd_minirootfs(args: argparse.Namespace) -> int:
     return 0
 
 
-def rootfs_sbom(arch_fs: ArchRootfs, diff_id: str, name: str) -> bytes:
+def rootfs_sbom(arch_fs, diff_id: str, name: str) -> bytes:  # arch_fs: assembly.ArchRootfs
     """An SPDX document for a root filesystem tar: the "image" is the tar, named by its diff_id."""
+    from distroless import imagebuild
+    from distroless.oci.image import Platform
+    from distroless.sbom import spdx
+    from distroless.sbom.common import ImageInfo, LayerInfo
+
     info = ImageInfo(digest=diff_id, arch=Platform.from_arch(arch_fs.arch).arch,
                      layers=(LayerInfo(diff_id, OCI_LAYER_TAR),), created=arch_fs.bde, name=name)
     packages = [r.package for r in arch_fs.rootfs.installer.installed]
