@@ -5,6 +5,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from distroless import baseimage
+from distroless.baseimage import Base
 from distroless.config import LoadedConfig
 from distroless.events import NULL, Events
 from distroless.store.expand import Expanded, expand
@@ -19,13 +21,16 @@ class ArchRootfs:
     rootfs: Rootfs
     expanded: list[Expanded]
     bde: int  # the build date epoch for this arch
+    base: Base | None = None  # contents.baseimage: the image this one is built on
 
 
-def build_date_epoch(loaded: LoadedConfig, expanded: list[Expanded]) -> int:
-    """SOURCE_DATE_EPOCH when set; else the latest of --build-date and the packages' build dates."""
+def build_date_epoch(loaded: LoadedConfig, expanded: list[Expanded], base: Base | None = None) -> int:
+    """SOURCE_DATE_EPOCH when set; else the latest of --build-date and the build dates of the
+    installed packages (a base's included: they are in the installed database, as in apko)."""
     if loaded.source_date_epoch_pinned:
         return loaded.build_date_epoch
-    return max([loaded.build_date_epoch] + [e.apk.package.build_time for e in expanded])
+    return max([loaded.build_date_epoch] + [e.apk.package.build_time for e in expanded]
+               + ([p.build_time for p in base.packages] if base else []))
 
 
 def assemble_arch(loaded: LoadedConfig, ps: PackageSet, arch: str, expanded: list[Expanded], *,
@@ -33,14 +38,17 @@ def assemble_arch(loaded: LoadedConfig, ps: PackageSet, arch: str, expanded: lis
     """One architecture's tree from its expanded packages (in `ps` order): the build date, the
     world (pinned for builds, the user's list for minirootfs) and the keys come from here, for
     every front door."""
-    bde = build_date_epoch(loaded, expanded)
+    base = baseimage.for_config(loaded, arch)
+    bde = build_date_epoch(loaded, expanded, base)
     world = ps.pinned_world(arch) if lock_world else list(loaded.world())
     keys = {name: pem for name, (_, pem) in ps.key_sources.items()}
     rootfs = assemble(loaded, arch, expanded, world=world, keys=keys, bde=bde,
-                      keep_owners=keep_owners, lock_world=lock_world)
-    for text in rootfs.warnings:
+                      keep_owners=keep_owners, lock_world=lock_world,
+                      base_pins=base.pins() if base else (),
+                      base_records=[r.record for r in base.records] if base else None)
+    for text in (base.warnings if base else ()) + rootfs.warnings:
         events.warning(f"{arch}: {text}")
-    return ArchRootfs(arch, rootfs, expanded, bde)
+    return ArchRootfs(arch, rootfs, expanded, bde, base)
 
 
 def build_rootfs(loaded: LoadedConfig, ps: PackageSet, fetcher: Fetcher, *, keep_owners: bool = False,

@@ -14,8 +14,11 @@ from typing import Any, Sequence
 from distroless import layers as layering
 from distroless.apk.model import Package
 from distroless.config import ImageConfig, LoadedConfig, image_environment
-from distroless.oci.image import (ConfigFile, Image, Index, Platform, apko_config, build_image, build_index,
-                                  image_annotations, write_layer)
+from distroless import baseimage
+from distroless.oci.gojson import marshal
+from distroless.oci.image import (OCI_CONFIG, ConfigFile, Descriptor, Image, Index, Platform, apko_config, build_image,
+                                  build_index, history_comment, image_annotations, manifest_json, sha256_digest,
+                                  write_layer)
 from distroless.assembly import ArchRootfs
 from distroless.rootfs.layer import iter_tar, owner_names
 from distroless.rootfs.tree import Tree
@@ -89,8 +92,31 @@ def build_arch_image(loaded: LoadedConfig, arch_fs: ArchRootfs, blobs: Path, opt
         built_layers.append(write_layer(iter_tar(entries, users, groups), blobs,
                                         compression=opts.compression, level=opts.level))  # type: ignore[arg-type]
     settings = image_settings(arch_fs.rootfs.config, arch_fs.bde)
+    if arch_fs.base is not None:
+        return image_on_base(arch_fs, settings, built_layers)
     config = arch_config(settings, arch_fs.arch, [l.diff_id for l in built_layers])
     return build_image(config, built_layers, manifest_annotations(settings), Platform.from_arch(arch_fs.arch))
+
+
+def image_on_base(arch_fs: ArchRootfs, settings: dict[str, Any], built_layers: list) -> Image:
+    """The base's layers first, unchanged, then the new ones; the config grown from the base's."""
+    base = arch_fs.base
+    assert base is not None
+    platform = Platform.from_arch(arch_fs.arch)
+    labels = manifest_annotations(settings)
+    fresh = apko_config(platform=platform, diff_ids=[l.diff_id for l in built_layers], **settings)
+    c = fresh.config
+    overrides = {"Entrypoint": list(c.entrypoint), "Cmd": list(c.cmd), "WorkingDir": c.working_dir,
+                 "Volumes": {v: {} for v in sorted(set(c.volumes))}, "User": c.user, "StopSignal": c.stop_signal}
+    cfg = baseimage.config_on_base(base, platform=platform, created=settings["created"], labels=labels,
+                                   env=list(c.env), new_diff_ids=[l.diff_id for l in built_layers],
+                                   comment=history_comment(settings["annotations"], len(built_layers)),
+                                   overrides=overrides)
+    raw = marshal(cfg)
+    layers = tuple(base.image.layers) + tuple(built_layers)
+    desc = Descriptor(OCI_CONFIG, len(raw), sha256_digest(raw))
+    manifest = manifest_json(desc, [l.descriptor() for l in layers], baseimage.manifest_annotations(base, labels))
+    return Image(raw, manifest, layers, platform)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +160,8 @@ def build(loaded: LoadedConfig, rootfs: list[ArchRootfs], blobs: Path, opts: Opt
     index = build_index(images, image_annotations(dict(cfg.annotations), created, cfg.vcs_url))
     by_arch = {im.platform.arch: im for im in images}
     archs = [ArchSbom(a.arch, by_arch[Platform.from_arch(a.arch).arch],
-                      [r.package for r in a.rootfs.installer.installed], os_info(a.rootfs.tree), a.bde, cfg.vcs_url)
+                      (a.base.packages if a.base else []) + [r.package for r in a.rootfs.installer.installed],
+                      os_info(a.rootfs.tree), a.bde, cfg.vcs_url)
              for a in rootfs]
     sboms = sbom_documents(archs, index, name=opts.name, vcs_url=cfg.vcs_url, formats=opts.sbom_formats)
     return Built(index, images, sboms, created)

@@ -76,20 +76,42 @@ def resolve_packages(loaded: LoadedConfig, keys: list[tuple[str, str, bytes]], l
     repos = [Repository.parse(r) for r in loaded.build_repositories()]
     archs = list(loaded.config.archs)
     indexes: dict[str, list[Package]] = {}
+    bases = {arch: _base(loaded, arch) for arch in archs}
     for arch in archs:
         pkgs: list[Package] = []
         for repo in repos:
             pkgs.extend(load_index(repo, arch_to_apk(arch), ring))
-        indexes[arch] = pkgs
+        base = bases[arch]
+        indexes[arch] = pkgs + (base.packages if base else [])  # apko: the base as one more repository
     wanted = list(world if world is not None else loaded.world())
     out = PackageSet(keyring=ring, key_sources=sources)
     for arch in archs:
         siblings = [indexes[a] for a in archs if a != arch]
-        resolved = resolve(indexes[arch], wanted, arch=arch_to_apk(arch), siblings=siblings)
+        base = bases[arch]
+        # with a base, its packages are pinned in the world and never reinstalled (apko's
+        # ResolveWithBase): only what is not in the base is locked and installed
+        resolved = resolve(indexes[arch], wanted + (base.pins() if base else []), arch=arch_to_apk(arch),
+                           siblings=siblings)
+        in_base = {p.name for p in base.packages} if base else set()
         out.archs[arch] = [Pinned(p, Repository(p.repository).package_url(arch_to_apk(arch), p.name, p.version))
-                           for p in resolved]
+                           for p in resolved if p.name not in in_base]
     _check_consistent(out, wanted)
     return out
+
+
+def _base(loaded: LoadedConfig, arch: str):  # -> baseimage.Base | None
+    if loaded.config.contents.baseimage is None:
+        return None
+    from distroless import baseimage  # the OCI reader: only loaded when there is a base
+
+    return baseimage.for_config(loaded, arch)
+
+
+def require_lock_for_base(loaded: LoadedConfig, lock_path: object) -> None:
+    """apko builds on a base image only from a lock file (`apko lock` first)."""
+    if loaded.config.contents.baseimage is not None and not lock_path:
+        raise LockMismatchError("building with base image is supported only with a lockfile "
+                                "(write one with `distroless image lock`, then pass --lockfile)")
 
 
 def _check_consistent(ps: PackageSet, world: list[str]) -> None:
@@ -120,8 +142,8 @@ def fetch_all(ps: PackageSet, fetcher: Fetcher) -> dict[str, list[Fetched]]:
 def lock_of(loaded: LoadedConfig, ps: PackageSet, fetched: dict[str, list[Fetched]], config_name: str,
             cache: Cache) -> lockfile.Lock:
     lk = lockfile.Lock(config_name=config_name, config_checksum=loaded.checksum)
-    for name in sorted(ps.key_sources):
-        loc, pem = ps.key_sources[name]
+    # named by the location as written, sorted by that name (apko's lock)
+    for loc, pem in sorted(ps.key_sources.values(), key=lambda lp: strip_scheme(lp[0])):
         lk.keyring.append(lockfile.LockedKey(strip_scheme(loc), loc, pem.decode()))
     c = loaded.config.contents
     for attr, repos in (("build_repositories", c.build_repositories + loaded.extra_build_repositories),

@@ -125,11 +125,13 @@ def load_expanded(directory: str | os.PathLike[str]):
 
 
 def _loaded_config(config: str, sde: str | None, include_paths: Sequence[str]):
-    from distroless import epoch
+    from distroless import baseimage, epoch
     from distroless.config import Overrides, load_image_config
 
-    return load_image_config(config, Overrides(include_paths=tuple(include_paths),
-                                               source_date_epoch=epoch.parse(sde, "--source-date-epoch")))
+    loaded = load_image_config(config, Overrides(include_paths=tuple(include_paths),
+                                                 source_date_epoch=epoch.parse(sde, "--source-date-epoch")))
+    baseimage.refuse(loaded, "the Bazel rules")
+    return loaded
 
 
 def _config_layering(loaded) -> str:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from distroless.apk import index as apkindex
+from distroless.apk import version as apkver
 from distroless.apk.atom import Atom
 from distroless.apk.model import Package
 from distroless.errors import DistrolessError, FormatError, ResolveError
@@ -30,6 +31,10 @@ from distroless.resolve.provider import Index
 from distroless.resolve.resolver import Resolver
 
 DEFAULT_CASES = Path(__file__).resolve().parent / "fixtures" / "apk" / "solver-cases"
+REAL_INDEXES = (
+    ("Alpine v3.16 main x86_64", Path(__file__).resolve().parent / "fixtures" / "apk" / "alpine-v3.16-main-x86_64" / "APKINDEX.tar.gz", "x86_64"),
+    ("Alpine v3.17 main aarch64", Path(__file__).resolve().parent / "fixtures" / "apk" / "alpine-v3.17-main-aarch64" / "APKINDEX.tar.gz", "aarch64"),
+)
 ARCH = "x86_64"
 
 # Cases whose end state differs from apk's on purpose, and why. Every entry is checked: a
@@ -261,6 +266,103 @@ def run_all(cases_dir: Path = DEFAULT_CASES) -> list[Outcome]:
     return [run_case(load_case(p), cases_dir) for p in sorted(cases_dir.glob("*.test"), key=_natural)]
 
 
+@dataclass(slots=True)
+class ProviderWorld:
+    index: str
+    name: str  # the virtual: the world is just this name
+    providers: str  # "pkg (k:prio)" for each, index order
+    expected: str  # what apk-tools' rules select ("error" when they refuse to guess)
+    got: str
+
+    @property
+    def agrees(self) -> bool:
+        return self.expected == self.got
+
+
+def apk_tools_choice(index: Index, name: str) -> str:
+    """What apk-tools' `select_package` takes for a world holding only the virtual `name`,
+    written from its rules (solver.c, `is_provider_auto_selectable` and `compare_providers`),
+    independently of our resolver: providers that cannot be installed are out; an unversioned
+    provide without provider_priority is not auto-selected (a lone one is, as apk-tools 2 and
+    apko do: the by-design `provides14`); then the higher provided version (unversioned lowest),
+    the higher provider_priority, the first in the index."""
+    cands = [(c, v) for c, v in index.providers.get(name, ()) if index.viable(c)]
+    selectable = [(c, v) for c, v in cands if v is not None or c.pkg.provider_priority]
+    if not selectable:
+        selectable = cands if len(cands) == 1 else []
+    best: tuple | None = None
+    for c, v in selectable:
+        if best is None or _apk_better((c, v), best):
+            best = (c, v)
+    return "error" if best is None else f"{best[0].pkg.name}-{best[0].pkg.version}"
+
+
+def _apk_better(a: tuple, b: tuple) -> bool:
+    (ca, va), (cb, vb) = a, b
+    if va is not None and vb is not None:
+        r = apkver.compare(va, vb)
+        if r:
+            return r > 0
+    elif (va is None) != (vb is None):
+        return va is not None
+    if ca.pkg.name == cb.pkg.name:
+        r = apkver.compare(ca.pkg.version, cb.pkg.version)
+        if r:
+            return r > 0
+    return ca.pkg.provider_priority > cb.pkg.provider_priority  # ties: the earlier stays
+
+
+def provider_worlds() -> list[ProviderWorld]:
+    """Every virtual name (no package has it as its own name) with several providers in the
+    real Alpine indexes, resolved alone and compared with apk-tools' choice."""
+    out: list[ProviderWorld] = []
+    for label, path, arch in REAL_INDEXES:
+        packages = apkindex.read_file(path, verify=False).packages
+        index = Index.build(packages, arch=arch)
+        resolver = Resolver(index)
+        for name in sorted(index.providers):
+            provs = index.providers[name]
+            if name in index.by_name or len({c.pkg.name for c, _ in provs}) < 2:
+                continue
+            try:
+                st = resolver.resolve_state([Atom.parse(name)])
+                # the provider chosen for the world's requirement (its dependencies may bring
+                # in other providers of the same unversioned name)
+                got = next(f"{c.pkg.name}-{c.pkg.version}" for c in st.order
+                           if st.why[c.idx].requirer is None and st.why[c.idx].atom.name == name)
+            except ResolveError:
+                got = "error"
+            shown = ", ".join(f"{c.pkg.name}{'' if v is None else '=' + v} (k:{c.pkg.provider_priority})"
+                              for c, v in provs[:8]) + (f", … {len(provs) - 8} more" if len(provs) > 8 else "")
+            out.append(ProviderWorld(label, name, shown, apk_tools_choice(index, name), got))
+    return out
+
+
+def render_provider_worlds(worlds: list[ProviderWorld]) -> str:
+    """The section of the report on the real indexes: a tally per index, every world whose
+    providers are unversioned (provider_priority decides) in full, and any disagreement."""
+    lines = ["", "## Real indexes: virtuals with several providers", "",
+             "Every name in the real Alpine indexes of `tests/fixtures` that no package has as its "
+             "own name and that several packages provide, resolved as a world of its own and "
+             "compared with the provider apk-tools' rules select (`select_package`: providers "
+             "that cannot be installed are out, an unversioned provide without provider_priority "
+             "is not auto-selected, then the higher provided version, the higher "
+             "provider_priority, the first in the index).", ""]
+    for label, _, _ in REAL_INDEXES:
+        mine = [w for w in worlds if w.index == label]
+        agree = sum(w.agrees for w in mine)
+        lines.append(f"- {label}: {len(mine)} worlds, {agree} agree, {len(mine) - agree} differ")
+    lines += ["", "Worlds decided by provider_priority or refused (unversioned provides), and any that differ:", "",
+              "| index | world | providers (index order) | apk-tools' rules | we select |",
+              "| --- | --- | --- | --- | --- |"]
+    for w in worlds:
+        unversioned = "=" not in w.providers
+        if unversioned or not w.agrees:
+            lines.append(f"| {w.index} | `{w.name}` | {w.providers} | {w.expected} | {w.got}"
+                         f"{'' if w.agrees else ' (differs)'} |")
+    return "\n".join(lines) + "\n"
+
+
 def _natural(p: Path) -> list[object]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.stem)]
 
@@ -296,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", type=Path, default=DEFAULT_CASES)
     ap.add_argument("--report", type=Path, help="write the markdown report here")
     ns = ap.parse_args(argv)
-    text = render(run_all(ns.cases))
+    text = render(run_all(ns.cases)) + render_provider_worlds(provider_worlds())
     if ns.report:
         ns.report.write_text(text)
     else:

@@ -23,7 +23,8 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
     ("fetch", frozenset({"fetch", "registry"})),
     ("resolve", frozenset({"resolve"})),
     ("rootfs", frozenset({"rootfs"})),
-    ("engine", frozenset({"packages", "assembly", "layers", "overlay", "imagebuild", "sign", "melange"})),
+    ("engine", frozenset({"packages", "assembly", "layers", "overlay", "imagebuild", "sign", "melange",
+                         "baseimage"})),
     ("front doors", frozenset({"cli", "buildkit", "steps", "hostenv", "__main__"})),
 ]
 FRONT_DOORS = LAYERS[-1][1]

@@ -298,12 +298,12 @@ def test_config_error_is_a_distroless_error() -> None:
     assert issubclass(ConfigError, DistrolessError)
 
 
-def test_empty_layering_is_single_layer_and_erofs_conflict(tmp_path: Path) -> None:
+def test_empty_layering_is_single_layer_and_erofs_refused(tmp_path: Path) -> None:
     cfg, _ = parse_image_config("layering: {}\n", "l.yaml")
     assert cfg.layering is not None and not cfg.multi_layer
     assert json.loads(to_apko_json(cfg))["layering"] == {}
-    write(tmp_path, "e.yaml", "format: erofs\nlayering: {strategy: origin, budget: 2}\n")
-    with pytest.raises(ConfigError, match="erofs"):
+    write(tmp_path, "e.yaml", "cmd: x\nformat: erofs\n")
+    with pytest.raises(ConfigError, match=r"e\.yaml:2:9: format: format 'erofs' is not supported"):
         load_image_config("e.yaml", cwd=tmp_path)
 
 
@@ -503,7 +503,9 @@ def test_annotation_overrides(tmp_path: Path) -> None:
 def test_format_override(tmp_path: Path) -> None:
     write(tmp_path, "a.yaml", "cmd: x\n")
     assert load_image_config("a.yaml", cwd=tmp_path).config.layer_format == "tar"
-    assert load_image_config("a.yaml", Overrides(format="erofs"), cwd=tmp_path).config.format == "erofs"
+    assert load_image_config("a.yaml", Overrides(format="tar"), cwd=tmp_path).config.format == "tar"
+    with pytest.raises(ConfigError, match="--format 'erofs': format 'erofs' is not supported"):
+        load_image_config("a.yaml", Overrides(format="erofs"), cwd=tmp_path)
     with pytest.raises(ConfigError, match="--format 'zip'"):
         load_image_config("a.yaml", Overrides(format="zip"), cwd=tmp_path)
 

@@ -159,9 +159,11 @@ def test_wolfi_provider_priority(wolfi_packages: list[Package]) -> None:
     # same provided version: the higher provider_priority wins, whatever the repository order
     assert "ld-linux" in [p.name for p in resolve([rival(5), *wolfi_packages], world)]
     assert "ld-linux-alt" in [p.name for p in resolve([rival(20), *wolfi_packages], world)]
-    # apko's origin rule ranks above priority: with glibc-2.40-r4 selected, its sibling
-    # ld-linux-2.40-r4 (origin glibc) is kept
+    # between different providers apk-tools' priority decides, even when the other provider's
+    # origin (glibc-2.40-r4) is already selected: apko's origin rule only ranks versions of one name
     names = [p.name for p in resolve([rival(20), *wolfi_packages], ["busybox"])]
+    assert "ld-linux-alt" in names and "ld-linux" not in names
+    names = [p.name for p in resolve([rival(5), *wolfi_packages], ["busybox"])]
     assert "ld-linux" in names and "ld-linux-alt" not in names
 
 
@@ -255,3 +257,40 @@ def test_world_conflict() -> None:
     pkgs = [Package("a", "1", depends=["b"]), Package("b", "1")]
     with pytest.raises(ResolveError, match="conflicts with world"):
         resolve(pkgs, ["a", "!b"])
+
+
+@pytest.mark.parametrize("world", [["ifupdown-any"], ["busybox", "ifupdown-any"], ["alpine-base", "ifupdown-any"]])
+def test_virtual_takes_the_highest_provider_priority(alpine: Resolver, world) -> None:
+    """apk-tools' rule on Alpine v3.16: ifupdown-any has three unversioned providers,
+    ifupdown-ng (900), busybox-ifupdown (200) and ifupdown (100); the highest priority wins,
+    also when busybox (busybox-ifupdown's origin) is already selected."""
+    names = [p.name for p in alpine.resolve(world)]
+    assert "ifupdown-ng" in names
+    assert "busybox-ifupdown" not in names and "ifupdown" not in names
+
+
+def test_versioned_provide_ranks_above_unversioned() -> None:
+    pkgs = [Package("plain", "1", provides=["virt"], provider_priority=50), Package("ver", "1", provides=["virt=2"])]
+    assert [p.name for p in resolve(pkgs, ["virt"])] == ["ver"]
+
+
+@pytest.mark.parametrize("virtual", [False, True])
+def test_dependency_chain_5000_deep(virtual: bool) -> None:
+    n = 5000
+    if virtual:  # each link through a provided name
+        pkgs = [Package(f"p{i}", "1", depends=[f"v{i + 1}"] if i < n - 1 else [], provides=[f"v{i}=1"])
+                for i in range(n)]
+    else:
+        pkgs = [Package(f"p{i}", "1", depends=[f"p{i + 1}"] if i < n - 1 else []) for i in range(n)]
+    out = resolve(pkgs, ["v0" if virtual else "p0"])
+    assert [p.name for p in out] == [f"p{i}" for i in reversed(range(n))]  # dependencies first
+    broken = pkgs[:-1] + [Package(f"p{n - 1}", "1", depends=["missing"])]
+    with pytest.raises(ResolveError, match="no candidate can be installed"):
+        resolve(broken, ["v0" if virtual else "p0"])
+
+
+def test_install_if_chain_5000_deep() -> None:
+    """Each package joins through install_if on the one before: the install order is the chain."""
+    n = 5000
+    pkgs = [Package("p0", "1")] + [Package(f"p{i}", "1", install_if=[f"p{i - 1}"]) for i in range(1, n)]
+    assert [p.name for p in resolve(pkgs, ["p0"])] == [f"p{i}" for i in range(n)]

@@ -139,3 +139,19 @@ def test_conflict_resolution_rules(tmp_path, key) -> None:
     assert owners == {"gamma": [], "delta": ["shared.conf"]}, "overwritten files leave the earlier record"
     origin = [_pkg(tmp_path, key, "eps", b"e\n", origin="o"), _pkg(tmp_path, key, "zeta", b"z\n", origin="o")]
     assert _install(tmp_path, origin).get("etc/shared.conf").data() == b"z\n"
+
+
+def test_tree_walk_5000_deep_and_symlink_loops() -> None:
+    """Graph walks over a package's tree are iterative; a symlink loop resolves to nothing."""
+    t = Tree()
+    path = "/".join(f"d{i}" for i in range(5000))
+    t.mkdir_all(path, 0o755)
+    t.write_file(path + "/f", b"x")
+    walked = [p for p, _ in t.walk()]
+    assert len(walked) == 5001 and walked[-1] == path + "/f"
+    from distroless.rootfs.tree import Node
+    t.put("a", Node("sym", 0o777, linkname="b"))
+    t.put("b", Node("sym", 0o777, linkname="a"))
+    assert t.get("a", follow=True) is None and t.get("a").linkname == "b"
+    from distroless.rootfs.install import _empty_dirs_only
+    assert _empty_dirs_only(t.get("d0")) is False

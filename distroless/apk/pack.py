@@ -60,20 +60,27 @@ class Built:
 
 
 def _walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
-    """Pre-order walk, children sorted bytewise (Go's fs.WalkDir order); the root itself excluded."""
-    def visit(d: Path, rel: str) -> Iterator[tuple[str, os.stat_result]]:
-        try:
-            names = sorted(os.listdir(d), key=os.fsencode)
-        except OSError as e:
-            raise FormatError(f"{d}: cannot list directory: {e.strerror}") from None
-        for n in names:
-            path = d / n
-            name = f"{rel}/{n}" if rel else n
-            st = path.lstat()
-            yield name, st
-            if stat.S_ISDIR(st.st_mode):
-                yield from visit(path, name)
-    yield from visit(root, "")
+    """Pre-order walk, children sorted bytewise (Go's fs.WalkDir order); the root itself
+    excluded. Iterative, so a tree of any depth is fine."""
+    stack = [_listing(root, "")]
+    while stack:
+        item = next(stack[-1], None)
+        if item is None:
+            stack.pop()
+            continue
+        path, name = item
+        st = path.lstat()
+        yield name, st
+        if stat.S_ISDIR(st.st_mode):
+            stack.append(_listing(path, name))
+
+
+def _listing(d: Path, rel: str) -> Iterator[tuple[Path, str]]:
+    try:
+        names = sorted(os.listdir(d), key=os.fsencode)
+    except OSError as e:
+        raise FormatError(f"{d}: cannot list directory: {e.strerror}") from None
+    return iter([(d / n, f"{rel}/{n}" if rel else n) for n in names])
 
 
 def _xattrs(path: Path) -> dict[str, str | bytes]:

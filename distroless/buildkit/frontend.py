@@ -35,6 +35,7 @@ from distroless import packages as pkgset
 from distroless.apk import index as apkindex
 from distroless.apk.keys import Keyring
 from distroless.apk.model import Package
+from distroless import baseimage
 from distroless.config import LoadedConfig, Overrides, load_image_config_bytes
 from distroless.errors import ConfigError, DistrolessError
 from distroless.events import NULL, Events
@@ -259,6 +260,7 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv) -> gateway.Re
             overrides = Overrides(archs=(default.architecture if default else "amd64",),
                                   source_date_epoch=req.sde)
         loaded = load_image_config_bytes(data, req.filename, overrides)
+        baseimage.refuse(loaded, "the BuildKit frontend")
     except ConfigError as e:
         raise located(e, file) from None
     lock_name = Path(req.filename).stem + ".lock.json"

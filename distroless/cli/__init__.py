@@ -14,8 +14,28 @@ from distroless.errors import ConfigError, DistrolessError
 from distroless.events import Events, TextSink
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from distroless.cli import apk, image, sign
+# Every top-level command, the module under distroless/cli that registers it, and its help, in
+# help order: `distroless --help` and a command's parsing import only the module they need (the
+# engine behind the others is not loaded). tests/test_cli_entry.py holds this table to the
+# modules' own registrations.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "keygen": ("apk", "generate an RSA key pair for signing packages and indexes"),
+    "package": ("apk", "create, index, sign, verify and inspect APK packages"),
+    "image": ("image", "build distroless images from apko YAML"),
+    "generate-key-pair": ("sign", "write cosign.key (encrypted) and cosign.pub"),
+    "sign": ("sign", "sign an image (registry .sig tag) or an OCI layout"),
+    "attest": ("sign", "attach a signed in-toto attestation (.att tag) to an image or layout"),
+    "verify": ("sign", "verify an image's (or layout's) signatures with a public key"),
+    "verify-attestation": ("sign", "verify an image's (or layout's) attestations"),
+    "push": ("sign", "push an OCI layout (index or image, with signatures) to REF"),
+}
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with `argv`, only the module of the command it names is registered for
+    real (the others are placeholders that only show in help)."""
+    import importlib
+
     from distroless.cli.flags import GoArgumentParser, add_global_flags, leaves
 
     parser = GoArgumentParser(prog="distroless", description=__doc__)
@@ -25,9 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("version", help="print the version (apko/melange/cosign `version`)")
     v.add_argument("--json", action="bool", help="print JSON")
     v.set_defaults(func=cmd_version)
-    apk.register(sub)
-    image.register(sub)
-    sign.register(sub)
+    wanted = None if argv is None else _command_modules(argv)
+    registered: set[str] = set()
+    for name, (module, text) in COMMANDS.items():
+        if wanted is None or module in wanted:
+            if module not in registered:
+                importlib.import_module(f"distroless.cli.{module}").register(sub)
+                registered.add(module)
+        else:
+            sub.add_parser(name, help=text)
     # cobra's persistent flags work after the verb too; the top level holds their defaults.
     for _path, leaf in leaves(parser):
         if leaf is not parser:
@@ -35,8 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_modules(argv: Sequence[str]) -> set[str]:
+    """The modules registering any command word in `argv` (a flag's value may look like one)."""
+    return {COMMANDS[w][0] for w in argv if w in COMMANDS}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_command(build_parser().parse_args(argv))
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(words).parse_args(words)
+    if not hasattr(args, "func"):  # a placeholder answered (a flag's value looked like a command)
+        args = build_parser().parse_args(words)
+    return run_command(args)
 
 
 def terminal_events() -> Events:

@@ -10,17 +10,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from distroless.cli.image import add_config_flags, fetcher_for, load, package_set
-from distroless.config import host_architecture
-from distroless import imagebuild
-from distroless.errors import DistrolessError
+from distroless.config import host_architecture, parse_architecture
+from distroless.errors import ConfigError, DistrolessError
 from distroless.fsutil import atomic_output, atomic_write
-from distroless.oci.dockerarchive import write_docker_archive
-from distroless.oci.layout import write_layout
-from distroless.assembly import ArchRootfs, build_rootfs
-from distroless.oci.image import Platform
-from distroless.rootfs.layer import write_rootfs_tar
-from distroless.sbom import spdx
-from distroless.sbom.common import ImageInfo, LayerInfo
+
+# The engine is imported inside the commands: registering them (for `image show-packages` or
+# `--help`) must not load it (see distroless/cli/__init__.py).
 
 OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"  # the minirootfs is an uncompressed layer
 
@@ -82,10 +77,16 @@ def write_sboms(directory: Path, sboms: dict[str, bytes]) -> None:
 
 
 @contextmanager
-def built_images(args: argparse.Namespace, *, name: str, sbom_formats: tuple[str, ...]) -> Iterator[imagebuild.Built]:
+def built_images(args: argparse.Namespace, *, name: str, sbom_formats: tuple[str, ...]) -> Iterator:
     """The whole build for `image build` and `image publish`: config, packages, root
-    filesystems, then images and index whose blobs live in a staging directory for the block."""
+    filesystems, then images and index (an `imagebuild.Built`) whose blobs live in a staging
+    directory for the block."""
+    from distroless import imagebuild
+    from distroless.assembly import build_rootfs
+    from distroless.packages import require_lock_for_base
+
     loaded = load(args)
+    require_lock_for_base(loaded, getattr(args, "lockfile", None))
     fetcher = fetcher_for(args)
     ps = package_set(args, loaded, fetcher)
     rootfs = build_rootfs(loaded, ps, fetcher, keep_owners=args.keep_owners, jobs=args.jobs, events=fetcher.events)
@@ -98,6 +99,9 @@ def built_images(args: argparse.Namespace, *, name: str, sbom_formats: tuple[str
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from distroless.oci.dockerarchive import write_docker_archive
+    from distroless.oci.layout import write_layout
+
     formats = sbom_formats_of(args)
     with built_images(args, name=args.tag, sbom_formats=formats) as built:
         if args.output.is_dir():
@@ -114,9 +118,29 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def minirootfs_arch(build_arch: str, archs: list[str]) -> str:
+    """One arch: --build-arch, else a single --arch, else this machine's."""
+    given = [a for v in archs for a in v.split(",") if a]
+    if build_arch:
+        if given and {parse_architecture(a) for a in given} != {parse_architecture(build_arch)}:
+            raise ConfigError(f"--arch {','.join(given)} and --build-arch {build_arch} disagree; "
+                              "build-minirootfs builds one architecture")
+        return build_arch
+    if len(given) > 1 or given == ["all"]:
+        raise ConfigError(f"--arch {','.join(given)}: build-minirootfs builds one architecture")
+    return given[0] if given else host_architecture()
+
+
 def cmd_minirootfs(args: argparse.Namespace) -> int:
-    args.arch = [args.build_arch or host_architecture()]
+    from distroless.assembly import build_rootfs
+    from distroless.rootfs.layer import write_rootfs_tar
+    from distroless.sbom import spdx
+
+    args.arch = [minirootfs_arch(args.build_arch, args.arch)]
     loaded = load(args)
+    if loaded.config.contents.baseimage is not None:
+        raise ConfigError(f"{args.config}: contents.baseimage is not supported by build-minirootfs "
+                          "(a base is a set of image layers; use `image build`)")
     fetcher = fetcher_for(args)
     ps = package_set(args, loaded, fetcher)
     (arch_fs,) = build_rootfs(loaded, ps, fetcher, keep_owners=args.keep_owners, lock_world=False, jobs=args.jobs,
@@ -129,8 +153,13 @@ def cmd_minirootfs(args: argparse.Namespace) -> int:
     return 0
 
 
-def rootfs_sbom(arch_fs: ArchRootfs, diff_id: str, name: str) -> bytes:
+def rootfs_sbom(arch_fs, diff_id: str, name: str) -> bytes:  # arch_fs: assembly.ArchRootfs
     """An SPDX document for a root filesystem tar: the "image" is the tar, named by its diff_id."""
+    from distroless import imagebuild
+    from distroless.oci.image import Platform
+    from distroless.sbom import spdx
+    from distroless.sbom.common import ImageInfo, LayerInfo
+
     info = ImageInfo(digest=diff_id, arch=Platform.from_arch(arch_fs.arch).arch,
                      layers=(LayerInfo(diff_id, OCI_LAYER_TAR),), created=arch_fs.bde, name=name)
     packages = [r.package for r in arch_fs.rootfs.installer.installed]

@@ -14,20 +14,19 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from distroless import hostenv
 from distroless.cli.build import add_sbom_flags, add_vcs_flag, built_images, sbom_formats_of, write_sboms
 from distroless.cli.image import add_config_flags
 from distroless.config import host_architecture
 from distroless.errors import DistrolessError
-from distroless.oci.dockerarchive import write_docker_archive_to
-from distroless.oci.image import Image, Index, Platform
-from distroless.registry.client import RegistryClient
-from distroless.registry.push import write as registry_write
-from distroless.registry.reference import parse_reference
-from distroless.sbom import spdx
-from distroless.sign import dsse
-from distroless.sign.keys import read_private_key
-from distroless.sign.remote import attest_image, sign_image
+
+if TYPE_CHECKING:
+    from distroless.oci.image import Image, Index
+
+# The engine (registry, signing, OCI) is imported inside the commands: registering `publish`
+# must not load it (see distroless/cli/__init__.py).
 
 
 def register(isub: argparse._SubParsersAction) -> None:
@@ -52,12 +51,17 @@ def register(isub: argparse._SubParsersAction) -> None:
 def local_image(index: Index) -> Image:
     """The image `publish --local` loads: apko's rule (linux/$GOARCH, else the first), with the
     host's architecture standing in for an unset GOARCH."""
+    from distroless.oci.image import Platform
+
     want = os.environ.get("GOARCH") or Platform.from_arch(host_architecture()).arch
     return next((im for im in index.images if im.platform.os == "linux" and im.platform.arch == want),
                 index.images[0])
 
 
 def load_local(args: argparse.Namespace, index: Index, tags: list[str]) -> str:
+    from distroless.oci.dockerarchive import write_docker_archive_to
+    from distroless.oci.image import Index
+
     image = local_image(index)
     with tempfile.TemporaryDirectory(prefix="publish-local-") as work:
         archive = Path(work) / "image.tar"
@@ -73,6 +77,14 @@ def load_local(args: argparse.Namespace, index: Index, tags: list[str]) -> str:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    from distroless.registry.client import RegistryClient
+    from distroless.registry.push import write as registry_write
+    from distroless.registry.reference import parse_reference
+    from distroless.sbom import spdx
+    from distroless.sign import dsse
+    from distroless.sign.keys import read_private_key
+    from distroless.sign.remote import attest_image, sign_image
+
     refs = [parse_reference(t, default_tag="latest") for t in args.tags]
     key = read_private_key(args.sign_key, hostenv.key_password) if args.sign_key else None  # ask for the password before building
     formats = sbom_formats_of(args)

@@ -33,6 +33,7 @@ from distroless.config.reader import (
     _check_baseimage,
     _trim_repositories,
     FORMATS,
+    UNSUPPORTED_FORMATS,
     _ANNOTATION_KEY_RE,
     parse_image_config,
 )
@@ -308,6 +309,8 @@ def _finish(config: ImageConfig, files: tuple[Path, ...], checksum: str, ov: Ove
     fmt = ov.format or config.format
     if fmt not in ("",) + FORMATS:
         raise ConfigError(f"--format {fmt!r}: valid formats: {', '.join(FORMATS)}")
+    if fmt in UNSUPPORTED_FORMATS:
+        raise ConfigError(f"--format {fmt!r}: {UNSUPPORTED_FORMATS[fmt]}")
     config = replace(config, archs=archs, annotations=_frozen_map(annotations), format=fmt)
     _check_merged(config)
     config = _apply_validate_defaults(config)
@@ -402,9 +405,12 @@ def apko_json_dict(config: ImageConfig) -> dict[str, Any]:
     paths = []
     for p in config.paths:
         item: dict[str, Any] = {}
-        for key, value in (("path", p.path), ("type", p.type), ("uid", p.uid), ("gid", p.gid),
-                           ("permissions", p.permissions), ("source", p.source),
-                           ("recursive", p.recursive)):
+        _put(item, "path", p.path)
+        _put(item, "type", p.type)
+        for key, owner in (("uid", p.uid), ("gid", p.gid)):
+            if owner is not None:  # pointers: omitempty drops only nil, so an explicit 0 is kept
+                item[key] = owner
+        for key, value in (("permissions", p.permissions), ("source", p.source), ("recursive", p.recursive)):
             _put(item, key, value)
         paths.append(item)
     _put(out, "paths", paths)

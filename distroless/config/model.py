@@ -117,8 +117,8 @@ PATH_TYPES = ("directory", "empty-file", "hardlink", "symlink", "permissions")
 class PathMutation:
     path: str = ""
     type: str = ""
-    uid: int = 0
-    gid: int = 0
+    uid: int | None = None  # None = absent: ownership untouched unless gid is set; 0 chowns to root
+    gid: int | None = None
     permissions: int = 0  # apko chmods to this even when omitted, i.e. to 0000
     source: str = ""
     recursive: bool = False

@@ -56,6 +56,9 @@ BASEIMAGE_KEYS = ("image", "apkindex")
 _NAME_RE = re.compile(r"^[a-zA-Z0-9_-]+[a-zA-Z0-9_.-]*$")
 _ANNOTATION_KEY_RE = re.compile(r"^[a-z0-9.-]+$")
 FORMATS = ("tar", "erofs")
+# Accepted by apko, refused here with the key's line rather than silently building tar layers.
+UNSUPPORTED_FORMATS = {"erofs": "format 'erofs' is not supported (apko's experimental erofs); "
+                                "only tar layers are built"}
 UINT32_MAX = 2**32 - 1
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -297,16 +300,17 @@ def _read_path(r: _Reader, value: Any, path: NodePath) -> PathMutation:
         raise r.fail(path, "expected a path mapping, got null")
     f = r.mapping(value, path, PATH_KEYS)
 
-    def num(name: str, high: int) -> int:
+    def num(name: str, high: int) -> int | None:
+        # None when absent (or null): apko's uid/gid are pointers, so an explicit 0 differs
         p, v = _get(f, name, path)
-        return r.integer(v, p, 0, high, octal=name == "permissions") if v is not None else 0
+        return r.integer(v, p, 0, high, octal=name == "permissions") if v is not None else None
 
     type_path, type_value = _get(f, "type", path)
     mutation = PathMutation(
         path=r.str_field(f, "path", path),
         type=r.string(type_value, type_path),
         uid=num("uid", UINT32_MAX), gid=num("gid", UINT32_MAX),
-        permissions=num("permissions", 0o7777),
+        permissions=num("permissions", 0o7777) or 0,
         source=r.str_field(f, "source", path),
         recursive=r.boolean(*_swap(_get(f, "recursive", path))),
     )
@@ -371,6 +375,8 @@ def _read_config(r: _Reader, data: Any) -> ImageConfig:
     fmt = text("format")
     if fmt not in ("",) + FORMATS:
         raise r.fail(get("format")[0], f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}")
+    if fmt in UNSUPPORTED_FORMATS:
+        raise r.fail(get("format")[0], UNSUPPORTED_FORMATS[fmt])
     return ImageConfig(
         contents=_read_contents(r, *_swap(get("contents"))),
         entrypoint=_read_entrypoint(r, *_swap(get("entrypoint"))),

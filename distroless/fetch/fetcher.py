@@ -20,6 +20,7 @@ from distroless.apk.keys import Keyring
 from distroless.apk.model import Package
 from distroless.errors import FetchError, FormatError
 from distroless.events import NULL, Events, Phase
+from distroless.fetch import parsedindex
 from distroless.store.cache import Cache
 from distroless.fetch.repository import Repository, is_remote, local_path
 from distroless.fetch.transport import Transport
@@ -55,10 +56,12 @@ class Fetcher:
                 out.append((unquote(urlsplit(loc).path.rsplit("/", 1)[-1]), loc, self._remote_small(loc, KEY_CAP)))
                 continue
             path = Path(local_path(loc))
-            files = sorted(f for f in path.iterdir() if f.is_file()) if path.is_dir() else [path]
-            for f in files:
+            # the location is kept as written (apko's lock records `./keys/x.rsa.pub` so)
+            files = ([(f, f"{loc.rstrip('/')}/{f.name}") for f in sorted(path.iterdir()) if f.is_file()]
+                     if path.is_dir() else [(path, loc)])
+            for f, shown in files:
                 try:
-                    out.append((f.name, str(f), f.read_bytes()))
+                    out.append((f.name, shown, f.read_bytes()))
                 except OSError as e:
                     raise FetchError(f"{f}: cannot read key: {e.strerror}") from None
         return out
@@ -97,20 +100,22 @@ class Fetcher:
             if not path.exists():
                 self.events.warning(f"{url}: no such index, skipped")
                 return []
-            return index.read(path.read_bytes(), url, keyring, verify=verify, repository=repo.url, pin=repo.pin,
-                              cap=self.limits.index_decompressed).packages
+            return self._read_index(path.read_bytes(), url, keyring, verify, repo)
         if self.offline:
             cached = self.cache.find_index(url)
             if cached is None:
                 raise FetchError(f"{url}: not in the cache and --offline was given (run once online to fill it)")
-            return index.read(cached.read_bytes(), url, keyring, verify=verify, repository=repo.url, pin=repo.pin,
-                              cap=self.limits.index_decompressed).packages
+            return self._read_index(cached.read_bytes(), url, keyring, verify, repo)
         # the compressed index is never larger than its decompressed cap
         data = self.transport.get(url, min(self.limits.index_decompressed, self.limits.http_response))
-        parsed = index.read(data, url, keyring, verify=verify, repository=repo.url, pin=repo.pin,
-                            cap=self.limits.index_decompressed)
+        packages = self._read_index(data, url, keyring, verify, repo)
         self._store_by_url(url, data)
-        return parsed.packages
+        return packages
+
+    def _read_index(self, data: bytes, url: str, keyring: Keyring, verify: bool, repo: Repository) -> list[Package]:
+        """Parse and verify, or take the parse made when these bytes were verified with these keys."""
+        return parsedindex.read_index(self.cache.root, data, url, keyring, verify=verify,
+                                      repository=repo.url, pin=repo.pin, cap=self.limits.index_decompressed)
 
     def url_of(self, pkg: Package, arch: str) -> str:
         if not pkg.repository:

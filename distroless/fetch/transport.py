@@ -11,10 +11,6 @@ from dataclasses import dataclass
 from typing import BinaryIO, Callable
 from urllib.parse import urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
-
 from distroless.errors import FetchError, FormatError, LimitError
 from distroless.fetch.repository import is_remote, local_path
 
@@ -49,13 +45,26 @@ class Transport:
                  pool: int = 8, auth: list[BasicAuth] | None = None):
         self.timeout = timeout
         self.auth = auth or []  # credentials come from the front door (HTTP_AUTH), per host
-        self.session = requests.Session()
-        retry = Retry(total=retries, connect=retries, read=retries, backoff_factor=backoff,
-                      status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET", "HEAD"),
-                      respect_retry_after_header=True, raise_on_status=False)
-        adapter = HTTPAdapter(max_retries=retry, pool_connections=pool, pool_maxsize=pool)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        self._retry = (retries, backoff, pool)
+        self._session = None  # made on the first remote request: local builds never load requests
+
+    @property
+    def session(self):  # -> requests.Session
+        if self._session is None:
+            import requests
+            from requests.adapters import HTTPAdapter
+            from urllib3.util.retry import Retry
+
+            retries, backoff, pool = self._retry
+            session = requests.Session()
+            retry = Retry(total=retries, connect=retries, read=retries, backoff_factor=backoff,
+                          status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET", "HEAD"),
+                          respect_retry_after_header=True, raise_on_status=False)
+            adapter = HTTPAdapter(max_retries=retry, pool_connections=pool, pool_maxsize=pool)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            self._session = session
+        return self._session
 
     def _auth_for(self, url: str) -> tuple[str, str] | None:
         host = urlsplit(url).hostname or ""
@@ -85,6 +94,8 @@ class Transport:
                 raise FetchError(f"{location}: not found") from None
             except OSError as e:
                 raise FetchError(f"{location}: {e.strerror}") from None
+        import requests
+
         try:
             with self.session.get(location, stream=True, timeout=self.timeout, auth=self._auth_for(location)) as r:
                 if r.status_code != 200:

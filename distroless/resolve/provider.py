@@ -14,6 +14,7 @@ import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from distroless.apk import version as apkver
 from distroless.apk.atom import Atom
 from distroless.apk.model import Package
 from distroless.errors import FormatError
@@ -21,18 +22,19 @@ from distroless.errors import FormatError
 
 @dataclass(eq=False, slots=True)
 class Candidate:
-    """One package with its parsed metadata. `provides` lists its own name first."""
+    """One package with its parsed metadata. `provides` lists its own name first.
+
+    Only the provides (for the name map) and install_if (for the reverse map) are read when the
+    index is built; dependencies, conflicts and the provides' version checks are parsed the
+    first time the resolver looks at the candidate, so an index of thousands of packages costs
+    little more than the handful a world reaches."""
 
     idx: int
     pkg: Package
-    depends: tuple[Atom, ...]
-    conflicts: tuple[Atom, ...]
     provides: tuple[tuple[str, str | None], ...]
     install_if: tuple[Atom, ...]
-    broken: str = ""
-    # Names of all dependencies, conflicts included, in index order: apk walks them all when
-    # ordering the install (a conflict's name, if installed, goes first too).
-    dep_names: tuple[str, ...] = ()
+    known_broken: str = ""  # found when the index was built (arch, siblings, provides)
+    _parsed: tuple | None = None  # (depends, conflicts, dep_names, broken) once parsed
 
     @property
     def name(self) -> str:
@@ -43,6 +45,29 @@ class Candidate:
         pin = f"@{self.pkg.pin}" if self.pkg.pin else ""
         return f"{self.pkg.name}{pin}-{self.pkg.version}"
 
+    @property
+    def depends(self) -> tuple[Atom, ...]:
+        return self._parse()[0]
+
+    @property
+    def conflicts(self) -> tuple[Atom, ...]:
+        return self._parse()[1]
+
+    @property
+    def dep_names(self) -> tuple[str, ...]:
+        """Names of all dependencies, conflicts included, in index order: apk walks them all
+        when ordering the install (a conflict's name, if installed, goes first too)."""
+        return self._parse()[2]
+
+    @property
+    def broken(self) -> str:
+        return self.known_broken or self._parse()[3]
+
+    def _parse(self) -> tuple:
+        if self._parsed is None:
+            self._parsed = _parse_depends(self)
+        return self._parsed
+
 
 @functools.lru_cache(maxsize=131072)
 def _parse_atom(text: str) -> Atom:
@@ -50,31 +75,52 @@ def _parse_atom(text: str) -> Atom:
     return Atom.parse(text)
 
 
+_NOT_IN_PLAIN_PROVIDE = frozenset("<>~!@ \t")
+
+
 def _split_provide(text: str) -> tuple[str, str | None]:
+    """`name` or `name=version`, without validating the version (that waits for `_parse`)."""
+    if not _NOT_IN_PLAIN_PROVIDE.intersection(text):
+        name, sep, ver = text.partition("=")
+        if name and (not sep or (ver and "=" not in ver)):
+            return name, (ver if sep else None)
     atom = _parse_atom(text)
     if atom.conflict or atom.pin or atom.op not in ("", "="):
         raise FormatError(f"invalid provide {text!r}")
     return atom.name, (atom.version if atom.op else None)
 
 
-def _candidate(idx: int, pkg: Package, arch: str | None) -> Candidate:
-    broken = ""
+def _parse_depends(cand: Candidate) -> tuple:
     depends: list[Atom] = []
     conflicts: list[Atom] = []
-    install_if: list[Atom] = []
-    provides: list[tuple[str, str | None]] = [(pkg.name, pkg.version)]
     names: list[str] = []
+    broken = ""
     try:
-        for text in pkg.depends:
+        for text in cand.pkg.depends:
             atom = _parse_atom(text)
             names.append(atom.name)
             if atom.pin:  # apk: a package dependency cannot name a repository tag
                 raise FormatError(f"dependency {text!r} names a repository tag")
             (conflicts if atom.conflict else depends).append(atom)
-        install_if = [_parse_atom(t) for t in pkg.install_if]
+        for _, ver in cand.provides[1:]:
+            if ver is not None and not apkver.validate(ver):
+                raise FormatError(f"invalid provide version {ver!r}")
+    except FormatError as exc:
+        broken = f"uninstallable: {exc}"
+    return tuple(depends), tuple(conflicts), tuple(dict.fromkeys(names)), broken
+
+
+def _candidate(idx: int, pkg: Package, arch: str | None) -> Candidate:
+    broken = ""
+    install_if: tuple[Atom, ...] = ()
+    provides: list[tuple[str, str | None]] = [(pkg.name, pkg.version)]
+    try:
+        if pkg.install_if:
+            install_if = tuple(_parse_atom(t) for t in pkg.install_if)
         provides += [_split_provide(t) for t in pkg.provides]
     except FormatError as exc:
         broken = f"uninstallable: {exc}"
+        provides = provides[:1]
     if not broken and arch and pkg.arch not in ("", "noarch", arch):
         broken = f"uninstallable: arch {pkg.arch}"
     if not broken:
@@ -85,8 +131,7 @@ def _candidate(idx: int, pkg: Package, arch: str | None) -> Candidate:
                 broken = f"conflicts with itself: provides {name} twice"
                 break
             seen[name] = ver
-    order = tuple(dict.fromkeys(names))
-    return Candidate(idx, pkg, tuple(depends), tuple(conflicts), tuple(provides), tuple(install_if), broken, order)
+    return Candidate(idx, pkg, tuple(provides), install_if, broken)
 
 
 @dataclass(slots=True)
@@ -129,10 +174,10 @@ class Index:
                     continue
                 seen.add(ident)
             c = _candidate(len(cands), pkg, arch)
-            if not c.broken:
+            if not c.known_broken:
                 for n, s in enumerate(sibling_sets):
                     if (pkg.name, pkg.version) not in s:
-                        c.broken = f"not available in every requested architecture (sibling {n + 1})"
+                        c.known_broken = f"not available in every requested architecture (sibling {n + 1})"
                         break
             cands.append(c)
             by_name.setdefault(pkg.name, []).append(c)
@@ -147,25 +192,56 @@ class Index:
 
     def viable(self, cand: Candidate) -> bool:
         """Not broken, and every dependency has some viable provider (pins and the current
-        selection aside). Memoised; a cycle counts as viable."""
+        selection aside). Memoised; a cycle counts as viable. Iterative (an explicit stack
+        standing for the recursion), so a dependency chain of any depth is fine."""
         memo = self._viable
-        r = memo.get(cand.idx)
-        if r is not None:
-            return r
-        if cand.broken:
-            memo[cand.idx] = False
-            return False
-        memo[cand.idx] = True  # cycle guard
-        ok = True
-        for atom in cand.depends:
-            if not any(
-                c is not cand and atom.version_matches(v) and self.viable(c) or c is cand and atom.version_matches(v)
-                for c, v in self.providers.get(atom.name, ())
-            ):
-                ok = False
-                break
-        memo[cand.idx] = ok
-        return ok
+        hit = memo.get(cand.idx)
+        if hit is not None:
+            return hit
+        stack: list[list] = []  # frames: [candidate, index of dependency, index of provider]
+
+        def enter(c: Candidate) -> bool | None:
+            """The known answer for `c`, or None after pushing a frame to work it out."""
+            known = memo.get(c.idx)
+            if known is not None:
+                return known
+            if c.broken:
+                memo[c.idx] = False
+                return False
+            memo[c.idx] = True  # cycle guard: a candidate being decided counts as viable
+            stack.append([c, 0, 0])
+            return None
+
+        enter(cand)
+        child: bool | None = None  # the answer of the frame just finished, for its parent
+        while stack:
+            frame = stack[-1]
+            c, ai, pi = frame
+            if ai == len(c.depends):
+                stack.pop()
+                child = True
+                continue
+            atom = c.depends[ai]
+            provs = self.providers.get(atom.name, ())
+            if child is None and pi < len(provs):
+                other, ver = provs[pi]
+                if not atom.version_matches(ver):
+                    frame[2] = pi + 1
+                    continue
+                child = True if other is c else enter(other)
+                if child is None:
+                    continue  # descended; the answer comes back in `child`
+            if child:  # this dependency has a viable provider: on to the next one
+                frame[1], frame[2] = ai + 1, 0
+            elif pi < len(provs):
+                frame[2] = pi + 1
+            else:  # no provider of this dependency is viable
+                memo[c.idx] = False
+                stack.pop()
+                child = False
+                continue
+            child = None
+        return memo[cand.idx]
 
     def unviable_reason(self, cand: Candidate) -> str:
         if cand.broken:

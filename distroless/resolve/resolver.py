@@ -13,11 +13,12 @@ The search is depth-first with backtracking over an `Index`:
 * A virtual name with several unversioned providers is auto-selected only through one with a
   `provider_priority` (apk-tools refuses to guess; apko picks one). A lone unversioned provider
   is taken, as apk-tools 2 and apko do (apk-tools 3 refuses; Alpine 3.16's /bin/sh needs it).
-* Candidate preference, best first (apk-tools' order, plus apko's origin rule): the preferred
-  repository tag; a package whose origin is already selected at the same version (apko); the
-  higher version of the requested name; the higher version of the same package; the higher
-  provider_priority; the earlier repository (apk-tools; apko takes the higher version
-  regardless of repository); the name.
+* Candidate preference, best first (apk-tools' `compare_providers`, plus apko's origin rule
+  among versions of one package): the preferred repository tag; for one package name, the
+  version whose origin is already selected at that version (apko); the higher version of the
+  requested name (a versioned provide above an unversioned one); the higher version of the same
+  package; the higher provider_priority; the earlier repository (apk-tools; apko takes the
+  higher version regardless of repository); the name.
 * `@tag` pins: a world atom `name@tag` prefers and allows that tag's repository; the
   dependencies of what it pulls in may use the tag (allowed) but prefer untagged repositories.
 * install_if is global (apk-tools, not apko's per-package scope): once every condition holds
@@ -34,6 +35,7 @@ triggers.
 from __future__ import annotations
 
 import functools
+import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -61,11 +63,17 @@ class _State:
     claims: dict[str, tuple[tuple[Candidate, str | None], ...]] = field(default_factory=dict)
     constraints: dict[str, tuple[Requirement, ...]] = field(default_factory=dict)
     conflicts: dict[str, tuple[tuple[Atom, Candidate | None], ...]] = field(default_factory=dict)
-    pending: list[Requirement] = field(default_factory=list)
+    # Undecided requirements: by identity in arrival order, by name (to re-check when the name
+    # is claimed), and a heap by decision order (stale entries are skipped when popped).
+    pending: dict[int, Requirement] = field(default_factory=dict)
+    pending_by_name: dict[str, tuple[Requirement, ...]] = field(default_factory=dict)
+    heap: list[tuple[tuple[int, int, int, int, int], int, Requirement]] = field(default_factory=list)
     allowed: dict[int, frozenset[str]] = field(default_factory=dict)
     why: dict[int, Requirement] = field(default_factory=dict)
     order: list[Candidate] = field(default_factory=list)
     skipped_iif: frozenset[str] = frozenset()
+    claim_log: list[str] = field(default_factory=list)  # names in the order they were claimed
+    iif_seen: int = 0  # claim_log entries already looked at for install_if triggers
 
     def copy(self) -> _State:
         return _State(
@@ -73,11 +81,15 @@ class _State:
             dict(self.claims),
             dict(self.constraints),
             dict(self.conflicts),
-            list(self.pending),
+            dict(self.pending),
+            dict(self.pending_by_name),
+            list(self.heap),
             dict(self.allowed),
             dict(self.why),
             list(self.order),
             self.skipped_iif,
+            list(self.claim_log),
+            self.iif_seen,
         )
 
 
@@ -118,7 +130,7 @@ class Resolver:
         self.index = index
         self._static: dict[tuple[Atom, frozenset[str]], list[tuple[Candidate, str | None, str]]] = {}
         self._ranks: dict[tuple[Atom, frozenset[str]], tuple[int, bool]] = {}
-        self._order: dict[int, tuple[Requirement, tuple[int, int, int, int, int]]] = {}
+        self._seq = 0  # arrival number of requirements: ties in decision order go first-come
 
     # -- candidate filtering -------------------------------------------------------------
 
@@ -166,7 +178,7 @@ class Resolver:
         if ver is None and cand.name != req.atom.name and not cand.pkg.provider_priority and not req.iif:
             # Several unversioned providers and no priority: apk refuses to guess. A single one
             # is taken, as apk-tools 2 and apko do (Alpine <= 3.16 fills /bin/sh that way).
-            if self._static_rank(req)[0] > 1 and not any(r.atom.name == cand.name for r in st.pending):
+            if self._static_rank(req)[0] > 1 and not st.pending_by_name.get(cand.name):
                 return "provides the name without a version or a provider_priority; select it explicitly"
         if req.iif and req.atom.name in st.skipped_iif:
             return "skipped"
@@ -229,16 +241,59 @@ class Resolver:
         st.allowed[cand.idx] = allowed
         for name, ver in cand.provides:
             st.claims[name] = st.claims.get(name, ()) + ((cand, ver),)
+            st.claim_log.append(name)
+            self._recheck(st, name)
         for atom in cand.conflicts:
             st.conflicts[atom.name] = st.conflicts.get(atom.name, ()) + ((atom, cand),)
         for atom in cand.depends:
-            st.pending.append(Requirement(atom, cand, allowed, frozenset({""})))
+            self._add(st, Requirement(atom, cand, allowed, frozenset({""})))
+
+    def _add(self, st: _State, req: Requirement) -> None:
+        """A new requirement: recorded as a constraint if already satisfied, else pending."""
+        name = req.atom.name
+        if self._satisfied(st, req):
+            st.constraints[name] = st.constraints.get(name, ()) + (req,)
+            return
+        st.pending[id(req)] = req
+        st.pending_by_name[name] = st.pending_by_name.get(name, ()) + (req,)
+        self._seq += 1
+        heapq.heappush(st.heap, (self._order_key(req), self._seq, req))
+
+    def _drop(self, st: _State, req: Requirement) -> None:
+        del st.pending[id(req)]
+        name = req.atom.name
+        rest = tuple(r for r in st.pending_by_name[name] if r is not req)
+        if rest:
+            st.pending_by_name[name] = rest
+        else:
+            del st.pending_by_name[name]
+
+    def _recheck(self, st: _State, name: str) -> None:
+        """`name` gained a claim: its pending requirements that it now satisfies become constraints."""
+        waiting = st.pending_by_name.get(name)
+        if not waiting:
+            return
+        met = tuple(r for r in waiting if self._satisfied(st, r))
+        if not met:
+            return
+        st.constraints[name] = st.constraints.get(name, ()) + met
+        for req in met:
+            del st.pending[id(req)]
+        rest = tuple(r for r in waiting if r not in met)
+        if rest:
+            st.pending_by_name[name] = rest
+        else:
+            del st.pending_by_name[name]
 
     def _triggered_iif(self, st: _State) -> list[Requirement]:
-        """install_if packages whose every condition now holds, as requirements."""
+        """install_if packages whose every condition now holds, as requirements. A condition
+        only becomes true when its name is claimed, so only the names claimed since the last
+        look are followed (a long install_if chain stays linear)."""
         out: list[Requirement] = []
         seen: set[str] = set()
-        for name in list(st.claims):
+        fresh = dict.fromkeys(st.claim_log[st.iif_seen:])
+        st.iif_seen = len(st.claim_log)
+        for name in fresh:
             for cand in self.index.rinstall_if.get(name, ()):
                 n = cand.name
                 if n in seen or n in st.chosen or n in st.skipped_iif:
@@ -268,39 +323,26 @@ class Resolver:
     # -- the search ----------------------------------------------------------------------
 
     def _order_key(self, req: Requirement) -> tuple[int, int, int, int, int]:
-        """The decision order of a requirement, which never changes: computed once per object
-        (keyed by identity, holding the object so the id stays its own)."""
-        hit = self._order.get(id(req))
-        if hit is not None and hit[0] is req:
-            return hit[1]
+        """The decision order of a requirement, which never changes (computed when it arrives)."""
         n, explicit = self._static_rank(req)
-        key = (0 if n == 0 else 1, 1 if req.iif else 0, 1 if explicit else 0,
-               0 if req.atom.name in self.index.by_name else 1, n)
-        self._order[id(req)] = (req, key)
-        return key
+        return (0 if n == 0 else 1, 1 if req.iif else 0, 1 if explicit else 0,
+                0 if req.atom.name in self.index.by_name else 1, n)
 
     def _next(self, st: _State) -> Requirement | None:
-        """Drop satisfied requirements (recording them) and pick the next one to decide."""
+        """The next undecided requirement: lowest decision order, then first come. Satisfied
+        ones left the pending set when their name was claimed, so this is a heap pop."""
         while True:
-            best: Requirement | None = None
-            best_key: tuple[int, int, int, int, int] | None = None
-            keep: list[Requirement] = []
-            for seq, req in enumerate(st.pending):
-                if self._satisfied(st, req):
-                    name = req.atom.name
-                    st.constraints[name] = st.constraints.get(name, ()) + (req,)
-                    continue
-                keep.append(req)
-                key = self._order_key(req)
-                if best_key is None or key < best_key:
-                    best, best_key = req, key
-            st.pending = keep
-            if best is not None:
-                return best
+            heap = st.heap
+            while heap:
+                req = heap[0][2]
+                if id(req) in st.pending and st.pending[id(req)] is req:
+                    return req
+                heapq.heappop(heap)  # decided or satisfied since it was pushed
             more = self._triggered_iif(st)
             if not more:
                 return None
-            st.pending.extend(more)
+            for req in more:
+                self._add(st, req)
 
     def _solve(self, world: Sequence[Atom], skip_iif: frozenset[str]) -> tuple[_State | None, _Failure | None, set[str]]:
         st = _State(skipped_iif=skip_iif)
@@ -309,7 +351,7 @@ class Resolver:
                 st.conflicts[atom.name] = st.conflicts.get(atom.name, ()) + ((atom, None),)
             else:
                 tags = frozenset({atom.pin})
-                st.pending.append(Requirement(atom.without_pin(), None, tags | {""}, tags))
+                self._add(st, Requirement(atom.without_pin(), None, tags | {""}, tags))
         stack: list[tuple[_State, Requirement, list[Candidate]]] = []
         first: _Failure | None = None
         failed_iif: set[str] = set()
@@ -322,7 +364,7 @@ class Resolver:
             if not cands and req.iif:
                 # apk skips an install_if package it cannot install rather than forcing it.
                 st.skipped_iif = st.skipped_iif | {req.atom.name}
-                st.pending.remove(req)
+                self._drop(st, req)
                 continue
             if cands:
                 if len(cands) > 1:
@@ -422,13 +464,19 @@ def _prefer(req: Requirement, origins: set[tuple[str, str]], a: tuple[Candidate,
     r = (pb.pin in req.preferred) - (pa.pin in req.preferred)
     if r:
         return r
-    r = ((pb.origin, pb.version) in origins) - ((pa.origin, pa.version) in origins)
-    if r:
-        return r
+    if pa.name == pb.name:
+        # apko's origin rule, among versions of one package only: between different providers
+        # of a virtual apk-tools' order decides (ifupdown-any: ifupdown-ng, priority 900, over
+        # busybox-ifupdown, priority 200, even when busybox is selected).
+        r = ((pb.origin, pb.version) in origins) - ((pa.origin, pa.version) in origins)
+        if r:
+            return r
     if va is not None and vb is not None:
         r = apkver.compare(vb, va)
         if r:
             return r
+    elif va is not None or vb is not None:
+        return -1 if va is not None else 1  # apk: an unversioned provide sorts below any version
     if pa.name == pb.name:
         r = apkver.compare(pb.version, pa.version)
         if r:
@@ -455,8 +503,13 @@ def install_order(index: Index, st: _State, world: Sequence[Atom]) -> list[Candi
         claims = st.claims.get(name)
         return claims[0][0] if claims else None
 
-    def gen(name: str) -> None:
-        # Iterative depth-first walk; a frame is (candidate, index of next dependency).
+    # One explicit stack for the whole walk; a frame is [candidate, index of next dependency].
+    # An install_if package whose triggers are all in is walked right after the last of them:
+    # its root frame goes on top of the stack, as a nested walk would.
+    stack: list[list] = []
+    pending_iif: list[str] = []
+
+    def start(name: str) -> None:
         if name in processed:
             return
         processed.add(name)
@@ -465,8 +518,14 @@ def install_order(index: Index, st: _State, world: Sequence[Atom]) -> list[Candi
             return
         emitted.add(root.idx)
         processed.update(n for n, _ in root.provides)
-        stack: list[list] = [[root, 0]]
-        while stack:
+        stack.append([root, 0])
+
+    def gen(name: str) -> None:
+        start(name)
+        while stack or pending_iif:
+            if not stack:
+                start(pending_iif.pop(0))
+                continue
             frame = stack[-1]
             cand, i = frame
             if i < len(cand.dep_names):
@@ -489,10 +548,12 @@ def install_order(index: Index, st: _State, world: Sequence[Atom]) -> list[Candi
                     if st.chosen.get(iif.name) is iif and iif.name not in processed:
                         if all(a.conflict or a.name in processed for a in iif.install_if):
                             pending_iif.append(iif.name)
-            while pending_iif:
-                gen(pending_iif.pop(0))
+            while pending_iif:  # drain, one nested walk at a time
+                depth = len(stack)
+                start(pending_iif.pop(0))
+                if len(stack) > depth:
+                    break
 
-    pending_iif: list[str] = []
     for atom in sorted((a for a in world if not a.conflict), key=lambda a: a.name):
         gen(atom.name)
     for cand in st.order:  # whatever the world walk did not reach (install_if stragglers)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from distroless.config import ImageConfig, LoadedConfig, arch_to_apk, to_apko_json
 from distroless.store.expand import Expanded
 from distroless.rootfs import post
+from distroless.rootfs.idb import IdbRecord
 from distroless.rootfs.install import Installer, init_db
 from distroless.rootfs.tree import Tree
 
@@ -33,18 +35,24 @@ def assemble(
     bde: int,
     keep_owners: bool = False,
     lock_world: bool = True,
+    base_pins: Sequence[str] = (),
+    base_records: Sequence[IdbRecord] | None = None,
 ) -> Rootfs:
     """`world` is what /etc/apk/world holds: the pinned closure for `image build` (apko locks
-    first) or the user's list for `build-minirootfs` (`lock_world=False`)."""
+    first) or the user's list for `build-minirootfs` (`lock_world=False`). On a base image
+    (`base_records` given, maybe empty), the tree is the layer on top of it: the world also holds
+    `base_pins`, the installed database starts with `base_records`, and accounts are left to the
+    base (apko)."""
     tree = Tree()
     init_db(tree, arch_to_apk(arch))
     for name in sorted(keys):
         tree.write_file(f"etc/apk/keys/{name}", keys[name])
     tree.write_file("etc/apk/repositories", _lines(loaded.build_repositories()))
-    tree.write_file("etc/apk/world", _lines(sorted(set(world))))
+    tree.write_file("etc/apk/world", _lines(sorted(set(list(world) + list(base_pins)))))
 
     # scripts.tar takes the build-date option itself, not the BDE (which also counts package dates)
-    installer = Installer(tree, scripts_epoch=loaded.build_date_epoch, keep_owners=keep_owners)
+    installer = Installer(tree, scripts_epoch=loaded.build_date_epoch, keep_owners=keep_owners,
+                          base_records=list(base_records or ()))
     for exp in expanded:
         installer.install(exp)
     installer.finish()
@@ -52,10 +60,11 @@ def assemble(
     config = loaded.config
     if lock_world:
         config = replace(config, contents=replace(config.contents, packages=tuple(sorted(set(world)))), archs=(arch,))
-    config = post.accounts(tree, config)
+    if base_records is None:
+        config = post.accounts(tree, config)
     tree.write_file("etc/apko.json", to_apko_json(config).encode(), mode=0o444)
     post.paths(tree, config.paths)
-    post.certificates(tree, config, bde)
+    post.certificates(tree, config, bde, installer.owned_files())
     post.bundle_sidecars(tree, bde)
     post.runtime_keyring(tree, config, bde)
     post.services(tree, config)

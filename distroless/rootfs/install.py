@@ -77,14 +77,15 @@ class Installer:
     scripts_epoch: int = 0  # scripts.tar mtimes: apko's SourceDateEpoch option
     keep_owners: bool = False
     installed: list[_Installed] = field(default_factory=list)
+    base_records: list[idb.IdbRecord] = field(default_factory=list)  # a base image's, written first
     _by_name: dict[str, Package] = field(default_factory=dict)
     _scripts: list[tuple[str, Header, bytes]] = field(default_factory=list)
     _triggers: list[tuple[str, list[str]]] = field(default_factory=list)
 
     def install(self, exp: Expanded) -> None:
         pkg = exp.apk.package
-        if pkg.name in self._by_name:
-            return
+        if pkg.name in self._by_name or any(r.package.name == pkg.name for r in self.base_records):
+            return  # already installed (apko skips a name the installed database has)
         self._by_name[pkg.name] = pkg
         rec = _Installed(pkg)
         self.installed.append(rec)
@@ -185,9 +186,18 @@ class Installer:
             out.append(idb.IdbRecord(rec.package, ordered))
         return out
 
+    def owned_files(self) -> list[tuple[Package, list[str]]]:
+        """Per installed package, the paths it still owns (what the installed database lists)."""
+        out = []
+        for rec in self.installed:
+            paths = [path for path, _ in rec.files
+                     if (node := self.tree.get(path)) is not None and node.package == rec.package.name]
+            out.append((rec.package, paths))
+        return out
+
     def finish(self) -> None:
         """Write the installed database, scripts.tar and triggers, then place `lib/apk`."""
-        self.tree.write_file(f"{DB}/installed", idb.render(self.records()))
+        self.tree.write_file(f"{DB}/installed", idb.render(self.base_records + self.records()))
         self.tree.write_file(f"{DB}/scripts.tar", idb.scripts_tar(self._scripts))
         self.tree.write_file(f"{DB}/triggers", idb.triggers(self._triggers))
         resolve_apk_db(self.tree)
@@ -215,4 +225,10 @@ def resolve_apk_db(tree: Tree) -> None:
 
 
 def _empty_dirs_only(node: Node) -> bool:
-    return node.type == "dir" and all(_empty_dirs_only(c) for c in (node.children or {}).values())
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n.type != "dir":
+            return False
+        stack.extend((n.children or {}).values())
+    return True

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+import re
+from collections.abc import Sequence
 from dataclasses import replace
 
 from cryptography import x509
@@ -24,7 +26,6 @@ from distroless.rootfs.ldso import write_ld_so_cache
 from distroless.rootfs.tree import Node, Tree
 
 PASSWD_GECOS = "Account created by apko"
-CA_BUNDLES = ("etc/ssl/certs/ca-certificates.crt", "etc/ssl/certs/java/cacerts")
 
 
 class PostInstallError(DistrolessError):
@@ -128,7 +129,8 @@ def paths(tree: Tree, mutations: tuple[PathMutation, ...]) -> None:
 
 def _chmod(tree: Tree, m: PathMutation, where: str) -> None:
     """Every mutation ends with apko's permissions step: chmod (following symlinks) to
-    `permissions` (0 when omitted), chown when uid or gid is set, recursively if asked."""
+    `permissions` (0 when omitted), chown when uid or gid is given (an explicit 0 included),
+    recursively if asked."""
     node = tree.get(m.path, follow=True)
     if node is None:
         raise PostInstallError(f"{where}: no such path to set permissions on")
@@ -144,42 +146,93 @@ def _chmod(tree: Tree, m: PathMutation, where: str) -> None:
         if n.type == "sym":
             continue
         n.mode = m.permissions & 0o7777
-        if m.uid or m.gid:
-            n.uid, n.gid = m.uid, m.gid
+        if m.uid is not None or m.gid is not None:  # one given: the other is root, as apko
+            n.uid, n.gid = m.uid or 0, m.gid or 0
 
 
-def certificates(tree: Tree, config: ImageConfig, bde: int) -> None:
-    """Additional certificates: `/usr/local/share/ca-certificates/<name>-<fp>.crt`, appended
-    (PEM plus a newline) to the CA bundle, and added to an existing Java truststore; `fp` is
-    the SHA-256 of the DER certificate, as apko names them."""
+CA_CERTS_DIR = "usr/local/share/ca-certificates"
+# apko appends to each of these that exists (it never creates one); the truststore is Java's.
+PEM_BUNDLES = ("etc/ssl/certs/ca-certificates.crt",
+               "var/lib/ecs/deps/execute-command/certs/tls-ca-bundle.pem",
+               "kaniko/ssl/certs/ca-certificates.crt")
+TRUSTSTORES = ("etc/ssl/certs/java/cacerts",)
+
+
+def _one_certificate(text: bytes) -> tuple[bytes, bytes] | None:
+    """(PEM re-encoded, DER) of the single CERTIFICATE block in `text`; None when there is
+    no block, more than one, another block type, or an unparsable certificate."""
+    blocks = list(_PEM_BLOCK.finditer(text))
+    if len(blocks) != 1 or blocks[0].group(1) != b"CERTIFICATE":
+        return None
+    try:
+        cert = x509.load_pem_x509_certificate(blocks[0].group(0))
+    except ValueError:
+        return None
+    return cert.public_bytes(serialization.Encoding.PEM), cert.public_bytes(serialization.Encoding.DER)
+
+
+_PEM_BLOCK = re.compile(rb"(?s)-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----")
+
+
+def provider_cert_files(installed: Sequence[tuple[Package, list[str]]], providers: tuple[str, ...]) -> list[str]:
+    """apko's providers: files of installed packages that provide one of `providers` (a provide
+    string equal to it), under usr/local/share/ca-certificates/ and ending .crt or .pem, sorted."""
+    wanted = set(providers)
+    out = []
+    for pkg, files in installed:
+        if wanted.intersection(pkg.provides):
+            out.extend(f for f in files if f.startswith(CA_CERTS_DIR + "/")
+                       and posixpath.splitext(f)[1] in (".crt", ".pem"))
+    return sorted(out, key=lambda f: f.encode())
+
+
+def certificates(tree: Tree, config: ImageConfig, bde: int,
+                 installed: Sequence[tuple[Package, list[str]]] = ()) -> None:
+    """Certificates from the config (`additional`: written to
+    `usr/local/share/ca-certificates/<name>-<sha256 of DER>.crt`) and from installed packages
+    that provide a `providers` name (their .crt/.pem files; unparsable ones skipped), appended
+    in that order, re-encoded as PEM plus a newline, to every CA bundle that exists and to an
+    existing Java truststore (aliases `<name>-<fp>` and `pkg-<fp>`)."""
     certs = config.certificates
-    if certs is None or not certs.additional:
+    if certs is None:
         return
-    tree.mkdir_all("usr/local/share/ca-certificates", 0o755)
-    bundle_path = CA_BUNDLES[0]
-    bundle = (_read(tree, bundle_path) or "").encode()
-    trusted: list[tuple[str, bytes]] = []
+    found: list[tuple[str, bytes, bytes]] = []  # (alias, PEM, DER)
+    if certs.additional:
+        tree.mkdir_all(CA_CERTS_DIR, 0o755)
     for c in certs.additional:
-        pem = c.content.encode()
-        try:
-            der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
-        except ValueError:
-            raise PostInstallError(f"certificates.additional: {c.name}: not a PEM certificate") from None
+        parsed = _one_certificate(c.content.encode())
+        if parsed is None:
+            raise PostInstallError(f"certificates.additional: {c.name}: not a single PEM certificate")
+        pem, der = parsed
         fingerprint = hashlib.sha256(der).hexdigest()
-        tree.write_file(f"usr/local/share/ca-certificates/{c.name}-{fingerprint}.crt", pem, mtime=bde)
-        bundle += pem + b"\n"
-        trusted.append((f"{c.name}-{fingerprint}", der))
-    tree.mkdir_all(posixpath.dirname(bundle_path), 0o755)
-    tree.write_file(bundle_path, bundle, mtime=bde)
-    store = tree.get(CA_BUNDLES[1], follow=True)
-    if store is not None and store.type == "reg":  # apko updates a truststore, never creates one
-        data = truststore.add_to_truststore(store.data(), trusted, bde)
-        tree.write_file(CA_BUNDLES[1], data, mode=store.mode, mtime=bde)
+        tree.write_file(f"{CA_CERTS_DIR}/{c.name}-{fingerprint}.crt", pem, mtime=bde)
+        found.append((f"{c.name}-{fingerprint}", pem, der))
+    for path in provider_cert_files(installed, certs.providers):
+        node = tree.get(path, follow=True)
+        if node is None or node.type != "reg":
+            raise PostInstallError(f"certificates.providers: /{path} is listed by a package but missing")
+        parsed = _one_certificate(node.data())
+        if parsed is not None:  # apko skips what it cannot parse
+            pem, der = parsed
+            found.append((f"pkg-{hashlib.sha256(der).hexdigest()}", pem, der))
+    if not found:
+        return
+    for bundle_path in PEM_BUNDLES:
+        bundle = tree.get(bundle_path, follow=True)
+        if bundle is None or bundle.type != "reg":
+            continue
+        data = bundle.data() + b"".join(pem + b"\n" for _, pem, _ in found)
+        tree.write_file(bundle_path, data, mode=bundle.mode, mtime=bde)
+    for store_path in TRUSTSTORES:
+        store = tree.get(store_path, follow=True)
+        if store is not None and store.type == "reg":  # apko updates a truststore, never creates one
+            data = truststore.add_to_truststore(store.data(), [(a, der) for a, _, der in found], bde)
+            tree.write_file(store_path, data, mode=store.mode, mtime=bde)
 
 
 def bundle_sidecars(tree: Tree, bde: int) -> None:
     """`.<name>.sha256` beside each CA bundle or truststore that exists (apko does this always)."""
-    for path in CA_BUNDLES:
+    for path in PEM_BUNDLES + TRUSTSTORES:
         node = tree.get(path, follow=True)
         if node is None or node.type != "reg":
             continue

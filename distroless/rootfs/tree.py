@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +64,9 @@ def split(path: str) -> list[str]:
     return [p for p in path.strip("/").split("/") if p and p != "."]
 
 
+_MAX_LINKS = 40
+
+
 class Tree:
     def __init__(self) -> None:
         self.root = Node("dir", 0o755, children={})
@@ -93,19 +97,22 @@ class Tree:
         return node
 
     def get(self, path: str, follow: bool = False) -> Node | None:
-        parts = split(path)
-        if not parts:
-            return self.root
-        try:
-            parent = self._resolve_parent(parts, None)
-        except (FileNotFoundError, TreeError):
-            return None
-        assert parent.children is not None
-        node = parent.children.get(parts[-1])
-        if follow and node is not None and node.type == "sym":
-            target = posixpath.normpath(posixpath.join(posixpath.dirname("/" + path.strip("/")), node.linkname))
-            return self.get(target, follow=True)
-        return node
+        """The node at `path` (None if absent); `follow` resolves a final symlink, giving up
+        (None, as ELOOP) after 40 links so a package's link loop cannot hang the build."""
+        for _ in range(_MAX_LINKS + 1):
+            parts = split(path)
+            if not parts:
+                return self.root
+            try:
+                parent = self._resolve_parent(parts, None)
+            except (FileNotFoundError, TreeError):
+                return None
+            assert parent.children is not None
+            node = parent.children.get(parts[-1])
+            if not (follow and node is not None and node.type == "sym"):
+                return node
+            path = posixpath.normpath(posixpath.join(posixpath.dirname("/" + path.strip("/")), node.linkname))
+        return None
 
     def put(self, path: str, node: Node, parents_mode: int = 0o755) -> Node:
         parts = split(path)
@@ -140,17 +147,25 @@ class Tree:
         parent.children.pop(parts[-1], None)
 
     def walk(self) -> list[tuple[str, Node]]:
-        """Pre-order, children sorted bytewise (Go's fs.WalkDir); the root itself excluded."""
+        """Pre-order, children sorted bytewise (Go's fs.WalkDir); the root itself excluded.
+        Iterative, so a directory tree of any depth is fine."""
         out: list[tuple[str, Node]] = []
-
-        def visit(node: Node, prefix: str) -> None:
-            assert node.children is not None
-            for name in sorted(node.children, key=lambda n: n.encode("utf-8", "surrogateescape")):
-                child = node.children[name]
-                path = f"{prefix}{name}"
-                out.append((path, child))
-                if child.type == "dir":
-                    visit(child, path + "/")
-
-        visit(self.root, "")
+        stack = [(_sorted_children(self.root), "")]
+        while stack:
+            children, prefix = stack[-1]
+            item = next(children, None)
+            if item is None:
+                stack.pop()
+                continue
+            name, child = item
+            path = f"{prefix}{name}"
+            out.append((path, child))
+            if child.type == "dir":
+                stack.append((_sorted_children(child), path + "/"))
         return out
+
+
+def _sorted_children(node: Node) -> Iterator[tuple[str, Node]]:
+    assert node.children is not None
+    for name in sorted(node.children, key=lambda n: n.encode("utf-8", "surrogateescape")):
+        yield name, node.children[name]
