@@ -205,3 +205,23 @@ def test_runs_on_dockerd(built: Built, peers) -> None:
                           "stat", "-c", "%u:%g", "/srv/data").stdout.strip() == "1000:1000"
     finally:
         docker.run("rmi", "-f", tag, check=False)
+
+
+def test_front_doors_that_cannot_take_a_base_say_so(built: Built) -> None:
+    """Bazel and BuildKit build layers one at a time: they refuse a base by name, never ignore it."""
+    import pytest as _pytest
+
+    from distroless.baseimage import refuse
+    from distroless.config import load_image_config
+    from distroless.errors import ConfigError
+
+    loaded = load_image_config("top.yaml", cwd=built.root)
+    for door in ("the Bazel rules", "the BuildKit frontend"):
+        with _pytest.raises(ConfigError, match=f"contents.baseimage is not supported by {door}"):
+            refuse(loaded, door)
+    # and both front doors run the check on every configuration they load
+    root = Path(__file__).resolve().parents[1] / "distroless"
+    assert 'baseimage.refuse(loaded, "the Bazel rules")' in (root / "steps.py").read_text()
+    assert 'baseimage.refuse(loaded, "the BuildKit frontend")' in (root / "buildkit" / "frontend.py").read_text()
+    r = dl("image", "build-minirootfs", "top.yaml", "rootfs.tar", "--arch", "x86_64", cwd=built.root)
+    assert r.returncode == 1 and "contents.baseimage is not supported by build-minirootfs" in r.stderr
