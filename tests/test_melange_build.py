@@ -269,6 +269,24 @@ def test_sca_self_provided_and_options(sca_build, tmp_path: Path) -> None:
     assert analyze(merged, "1.0-r0", options=PackageOptions(no_provides=True)).provides == ()
 
 
+def test_sca_walks_a_tree_deeper_than_the_recursion_limit(tmp_path: Path) -> None:
+    """The package tree walk is iterative (os.walk recurses before Python 3.12). Shown with a
+    lowered recursion limit and a tree deeper than it (a tree deeper than the default would
+    break every pytest's own clean-up of the shared temporary directory)."""
+    deep = tmp_path / "/".join(["d"] * 300)
+    deep.mkdir(parents=True)
+    (tmp_path / "usr/lib/python3.11/site-packages/pkg").mkdir(parents=True)
+    (tmp_path / "usr/bin").mkdir()
+    (tmp_path / "usr/bin/run").write_text("#!/bin/bash\n")
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(250)
+    try:
+        result = analyze(tmp_path, "1.0-r0")
+    finally:
+        sys.setrecursionlimit(limit)
+    assert "cmd:bash" in result.depends and "python-3.11-base" in result.depends
+
+
 def test_shebang_parsing() -> None:
     assert shebang_interpreter(b"#!/usr/bin/env -S perl -w\n") == "perl"
     assert shebang_interpreter(b"#!/usr/bin/python3.11\n") == "python3.11"

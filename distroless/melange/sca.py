@@ -47,12 +47,24 @@ class ElfInfo:
 
 
 def _walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:
-    """(relative path, lstat) of every entry, sorted for stable output."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(dirnames + filenames):
-            path = Path(dirpath) / name
-            yield str(path.relative_to(root)), path.lstat()
+    """(relative path, lstat) of every entry, sorted for stable output: os.walk's top-down order
+    (a directory's entries, then each subdirectory in name order), with an explicit stack so a
+    tree of any depth is fine (os.walk recurses before Python 3.12). Symlinks are not followed."""
+    stack = [root]
+    while stack:
+        top = stack.pop()
+        try:
+            names = sorted(os.listdir(top))
+        except OSError:
+            continue  # as os.walk: an unreadable directory is skipped
+        subdirs = []
+        for name in names:
+            path = top / name
+            st = path.lstat()
+            yield str(path.relative_to(root)), st
+            if stat.S_ISDIR(st.st_mode):
+                subdirs.append(path)
+        stack.extend(reversed(subdirs))
 
 
 def read_elf(path: Path) -> ElfInfo | None:
@@ -236,11 +248,10 @@ def analyze(root: Path, full_version: str, *, relatives: Sequence[Path] = (),
                 depends.add(f"cmd:{interp}")
     # 6. python: a site-packages dir needs that python, unless a python dep is configured
     if not any(d.startswith("python") for d in runtime):
-        for dirpath, dirnames, _ in os.walk(root):
-            m = _SITE_PACKAGES.search(str(Path(dirpath).relative_to(root)))
+        for rel, st in _walk(root):
+            m = _SITE_PACKAGES.search(rel) if stat.S_ISDIR(st.st_mode) else None
             if m:
                 depends.add(f"python-{m.group(1)}-base")
-                dirnames.clear()
     return finish(depends, provides, vendored, options)
 
 
