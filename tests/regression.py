@@ -20,6 +20,9 @@ FILE = Path(__file__).with_name("regression_digests.json")
 def tree_digest(tree: dict[str, tuple], skip: tuple[str, ...] = ()) -> str:
     """One digest over a `path → (type, mode, uid, gid, link, content sha256)` listing."""
     rows = [f"{p}\t{v!r}" for p, v in sorted(tree.items()) if not p.startswith(skip)]
+    if os.environ.get("DISTROLESS_REGRESSION_DUMP"):  # to see what moved when a digest did
+        with open(os.environ["DISTROLESS_REGRESSION_DUMP"], "a") as f:
+            f.write("\n".join(rows) + "\n\n")
     return "sha256:" + hashlib.sha256("\n".join(rows).encode()).hexdigest()
 
 

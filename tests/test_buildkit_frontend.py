@@ -37,8 +37,8 @@ def frontend(peers) -> str:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, peers):
     root = tmp_path_factory.mktemp("bkrepo")
-    repo_dir, pub = make_repo(root, peers.busybox, ARCHS)
-    server = StaticServer(repo_dir).start()
+    repo_dir, pub = make_repo(root, peers.busybox, ARCHS, fixed_key=True)  # the trees' digests are recorded
+    server = StaticServer(repo_dir, access_log=root / "access.log").start()
     yield server, pub, repo_dir
     server.stop()
 
@@ -126,8 +126,8 @@ def test_build_runs_and_matches_cli(tmp_path, frontend, repo, peers, daemon) -> 
         assert ours.keys() == theirs.keys()
         diffs = {k: (ours[k], theirs[k]) for k in ours if ours[k] != theirs[k]}
         assert not diffs
-        # the repository's key is fresh per run: its file and apko.json (which names it) are left out
-        check(f"buildkit_tree_{daemon}", tree_digest(ours, skip=("etc/apk/keys/", "etc/apko.json")))
+        # the repository's port and directory change per run: the files naming them are left out
+        check(f"buildkit_tree_{daemon}", tree_digest(ours, skip=("etc/apko.json", "etc/apk/repositories")))
         layers = json.loads(docker.run("image", "inspect", tag, "--format", "{{json .RootFS.Layers}}").stdout)
         assert len(layers) == (3 if daemon == "docker26" else 1)  # 2 packages + metadata, or one copy
     finally:
@@ -246,3 +246,101 @@ def test_without_lock_resolves_from_http_indexes(tmp_path, frontend, repo, peers
         assert ours == theirs
     finally:
         docker.run("rmi", "-f", tag, tag + "-locked", check=False)
+
+
+def frontend_reads(docker, session_marker: str = "") -> list[dict]:
+    """What the frontend says it read (its stderr lands in the daemon's log), newest last."""
+    out = []
+    for line in Path(docker.log).read_text(errors="replace").splitlines():
+        m = re.search(r"distroless frontend: session (\S*): read (\d+) bytes from (\{.*\})", line)
+        if m:
+            out.append({"session": m.group(1), "bytes": int(m.group(2)), "files": json.loads(m.group(3))})
+    return out
+
+
+def test_warm_build_is_all_cached_and_reads_no_package(tmp_path, frontend, repo, peers) -> None:
+    """With a lock, the frontend reads the YAML, the lock and the metadata step's image.json —
+    never a package — and a warm build downloads nothing and runs no vertex."""
+    server, pub, _ = repo
+    ctx = context(tmp_path, frontend, server, pub)
+    docker = peers.docker26
+    before = len(frontend_reads(docker))
+    buildx(docker, ctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000")
+    gets = len(server.gets(".apk"))
+    r = buildx(docker, ctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000")
+    assert uncached(r.stderr) == [], r.stderr
+    assert len(server.gets(".apk")) == gets, "the warm build downloaded a package"
+    reads = frontend_reads(docker)[before:]
+    assert len(reads) == 2, reads
+    for rd in reads:
+        assert set(rd["files"]) == {"image.yaml", "image.lock.json", "/image.json"}, rd
+        assert not any(f.endswith(".apk") for f in rd["files"])
+
+
+def test_stale_lock_gives_the_cli_message(tmp_path, frontend, repo, peers) -> None:
+    server, pub, _ = repo
+    ctx = context(tmp_path, frontend, server, pub)
+    yaml = ctx / "image.yaml"
+    yaml.write_text(yaml.read_text() + "annotations:\n  changed: after-locking\n")
+    r = buildx(peers.docker26, ctx, check=False)
+    assert r.returncode != 0
+    assert "image.lock.json: the configuration changed since it was locked" in r.stderr, r.stderr[-2000:]
+    assert "re-lock with `distroless image lock image.yaml`" in r.stderr, r.stderr[-2000:]
+    assert "index out of range" not in r.stderr
+
+
+def layer_entries(docker, tag: str) -> dict[str, tarfile.TarInfo]:
+    """Every entry of an image's layers (later layers win), from `docker save`."""
+    data = subprocess.run([docker.cli, "save", tag], env=docker.env(), capture_output=True, check=True).stdout
+    out: dict[str, tarfile.TarInfo] = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        manifest = json.loads(tf.extractfile("manifest.json").read())
+        for layer in manifest[0]["Layers"]:
+            with tarfile.open(fileobj=io.BytesIO(tf.extractfile(layer).read())) as lt:
+                for m in lt:
+                    out[m.name.rstrip("/").removeprefix("./")] = m
+    return out
+
+
+def test_device_nodes_stay_devices_on_dockerd20(tmp_path, frontend, repo, peers) -> None:
+    """dockerd 20.10 has no MergeOp: the layers are copied into one, and the metadata tar is
+    unpacked last so that apko's /dev nodes are character devices, as in the CLI's image."""
+    server, pub, _ = repo
+    ctx = context(tmp_path, frontend, server, pub)
+    docker = peers.docker20
+    tag = f"bk-dev20:{os.getpid()}"
+    docker.run("build", "-f", str(ctx / "image.yaml"), "--progress=plain", "--build-arg",
+               "SOURCE_DATE_EPOCH=1700000000", "-t", tag, str(ctx), env=docker.env(DOCKER_BUILDKIT="1"), timeout=600)
+    try:
+        cli_image(docker, ctx, tmp_path, "cli/bkdev:t")
+        ours, theirs = layer_entries(docker, tag), layer_entries(docker, "cli/bkdev:t-amd64")
+        devices = {p: (m.type, m.devmajor, m.devminor, m.mode) for p, m in theirs.items() if m.ischr() or m.isblk()}
+        assert "dev/null" in devices
+        assert {p: (ours[p].type, ours[p].devmajor, ours[p].devminor, ours[p].mode) for p in devices if p in ours} \
+            == devices
+    finally:
+        docker.run("rmi", "-f", tag, "cli/bkdev:t-amd64", check=False)
+
+
+def oci_top_digest(path: Path) -> str:
+    with tarfile.open(path) as tf:
+        return json.loads(tf.extractfile("index.json").read())["manifests"][0]["digest"]
+
+
+def test_registry_cache_round_trip(tmp_path, frontend, repo, peers) -> None:
+    """`--cache-to type=registry,mode=max`, prune the builder, rebuild `--cache-from`: the same
+    index, and not one package downloaded the second time. No SOURCE_DATE_EPOCH: every time in
+    the config comes from the packages, and each layer's history is ours, not BuildKit's record
+    of where the layer came from (`imported sha256:…` after an import)."""
+    server, pub, _ = repo
+    ctx = context(tmp_path, frontend, server, pub, archs=ARCHS)
+    docker = peers.docker26
+    cache = f"{peers.registry}/distroless/bkcache:{os.getpid()}"
+    plat = ("--platform", "linux/amd64,linux/arm64", "--provenance=false")
+    first, second = tmp_path / "first.tar", tmp_path / "second.tar"
+    buildx(docker, ctx, *plat, "--cache-to", f"type=registry,ref={cache},mode=max", "--output", f"type=oci,dest={first}")
+    docker.run("buildx", "prune", "-af", timeout=300)  # the whole local build cache: nothing left but the registry's
+    gets = len(server.gets(".apk"))
+    r = buildx(docker, ctx, *plat, "--cache-from", f"type=registry,ref={cache}", "--output", f"type=oci,dest={second}")
+    assert len(server.gets(".apk")) == gets, f"packages downloaded again: {server.gets('.apk')[gets:]}"
+    assert oci_top_digest(first) == oci_top_digest(second), r.stderr[-3000:]
