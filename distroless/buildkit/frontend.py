@@ -25,6 +25,7 @@ import json
 import os
 import re
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -119,6 +120,15 @@ class Gateway:
             if len(data) < READ_CHUNK:
                 self.reads[path] = self.reads.get(path, 0) + offset
                 return b"".join(chunks)
+
+    def load_all(self, states: list[llb.State], jobs: int = 16) -> None:
+        """Have BuildKit load (or download, when cold) each state as a result of its own. The
+        packages' expansions and the metadata step key their inputs by content, so BuildKit
+        needs each download's result; asked for directly, a cached one is loaded from its cache
+        record (CACHED, no network), while one reached only through a consumer is re-run."""
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(lambda st: self.bridge.solve(st.marshal(), cache_imports=self.req.cache_imports,
+                                                       evaluate=True), states))
 
     def fetch(self, url: str, filename: str, checksum: str | None = None) -> bytes:
         state = llb.http(url, checksum=checksum, filename=filename, perm=0o644, name=f"fetch {url}",
@@ -234,12 +244,10 @@ def metadata_step(tool: llb.State, plat: llb.Platform, nodes: list[PackageNode],
              "--lock-name", lock_name, "--arch", arch, "--work", "/tmp", "--out", "/out"]
     args += [f"--config-arch={a}" for a in archs]
     mounts = [llb.Mount("/in", inputs, readonly=True), llb.Mount("/tmp", kind="tmpfs"), llb.Mount("/out")]
-    apks = []
     for i, n in enumerate(nodes):
         mounts.append(llb.Mount(f"/apk/{i:04d}", n.source, readonly=True))
-        apks.append(f"/apk/{i:04d}/{n.filename}")
-    if apks:
-        args += ["--apk", *apks]
+    if nodes:
+        args += ["--apk", *(f"/apk/{i:04d}/{n.filename}" for i, n in enumerate(nodes))]
     env = {"PYTHONPATH": os.environ.get("PYTHONPATH", ""), "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": "/tmp"}
     run = tool.with_platform(plat).run(args, env=env, mounts=mounts, network="none", readonly_root=True,
                                        name=f"metadata step: {len(nodes)} packages ({arch})", ignore_cache=no_cache)
@@ -325,6 +333,7 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv) -> gateway.Re
         meta_out = metadata_step(tool, plat, nodes, inputs, config_name=req.filename, lock_name=lock_name,
                                  archs=tuple(loaded.config.archs), arch=arch, sde=req.sde, no_cache=req.no_cache)
         pid = platform_id(arch)
+        gw.load_all([n.source for n in nodes])
         result.refs.refs[pid].id = gw.solve(root_state(nodes, meta_out, mergeop))
         meta_ref = gw.solve(meta_out)
         meta = json.loads(gw.read_all(meta_ref, "/image.json"))
