@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -154,7 +155,7 @@ def test_second_build_cached_offline_and_one_package_change(tmp_path, frontend, 
     apk = package.read(repo_dir / "x86_64" / "busybox-1.36.1-r0.apk")
     tree = work / "trees" / "bb"
     (tree / "etc").mkdir(exist_ok=True)
-    (tree / "etc" / "busybox-release").write_text("r1\n")
+    (tree / "etc" / "busybox-release").write_text(f"r1 {uuid.uuid4()}\n")  # new bytes every run: nothing cached
     meta = apk.package
     meta.version = "1.36.1-r1"
     meta.provides = ["cmd:busybox=1.36.1-r1", "/bin/sh"]
