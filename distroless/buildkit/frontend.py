@@ -25,7 +25,6 @@ import json
 import os
 import re
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -52,6 +51,7 @@ REQUIRED_LLB_CAPS = ("source.local", "source.http", "source.http.checksum", "sou
                      "file.rm.wildcard")
 READ_CHUNK = 8 << 20  # well under the 16 MiB message limit
 CONTROL_FILES = "/.*"  # the signature/control members unpack as top-level dot files
+NOTHING = "/.distroless-nothing"  # removed (allow_not_found) to start a FileOp on its base
 SPDX_PREDICATE = "https://spdx.dev/Document"
 _LOCATED = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): ")
 
@@ -120,15 +120,6 @@ class Gateway:
             if len(data) < READ_CHUNK:
                 self.reads[path] = self.reads.get(path, 0) + offset
                 return b"".join(chunks)
-
-    def load_all(self, states: list[llb.State], jobs: int = 16) -> None:
-        """Have BuildKit load (or download, when cold) each state as a result of its own. The
-        packages' expansions and the metadata step key their inputs by content, so BuildKit
-        needs each download's result; asked for directly, a cached one is loaded from its cache
-        record (CACHED, no network), while one reached only through a consumer is re-run."""
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            list(pool.map(lambda st: self.bridge.solve(st.marshal(), cache_imports=self.req.cache_imports,
-                                                       evaluate=True), states))
 
     def fetch(self, url: str, filename: str, checksum: str | None = None) -> bytes:
         state = llb.http(url, checksum=checksum, filename=filename, perm=0o644, name=f"fetch {url}",
@@ -204,8 +195,11 @@ def package_nodes(pins: list[pkgset.Pinned], no_cache: bool) -> list[PackageNode
         filename = f"{p.name}-{p.version}.apk"
         source = llb.http(pin.url, checksum=f"sha256:{pin.sha256}" if pin.sha256 else None, filename=filename,
                           perm=0o644, name=f"fetch {pin.url}", ignore_cache=no_cache)
-        state = llb.scratch().file(
-            llb.copy(source, f"/{filename}", "/", unpack=True, create_dest_path=True)
+        # the download is the FileOp's base, unpacked from there onto scratch: a copy *source*
+        # would be keyed by its content, so BuildKit would need the download itself to find the
+        # expansion in a cache; keyed by the download's (pinned) key, it never needs the bytes
+        state = source.file(
+            llb.rm(NOTHING, allow_not_found=True).unpack_previous(f"/{filename}")
             .rm(CONTROL_FILES, allow_wildcard=True, allow_not_found=True),
             name=f"expand {p.name}-{p.version}", ignore_cache=no_cache)
         out.append(PackageNode(pin, filename, source, state))
@@ -245,7 +239,9 @@ def metadata_step(tool: llb.State, plat: llb.Platform, nodes: list[PackageNode],
     args += [f"--config-arch={a}" for a in archs]
     mounts = [llb.Mount("/in", inputs, readonly=True), llb.Mount("/tmp", kind="tmpfs"), llb.Mount("/out")]
     for i, n in enumerate(nodes):
-        mounts.append(llb.Mount(f"/apk/{i:04d}", n.source, readonly=True))
+        # writable (the step writes nothing there) so that BuildKit keys the step by each
+        # download's pinned key, not its content: it never needs a package to find the step cached
+        mounts.append(llb.Mount(f"/apk/{i:04d}", n.source))
     if nodes:
         args += ["--apk", *(f"/apk/{i:04d}/{n.filename}" for i, n in enumerate(nodes))]
     env = {"PYTHONPATH": os.environ.get("PYTHONPATH", ""), "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": "/tmp"}
@@ -333,7 +329,6 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv) -> gateway.Re
         meta_out = metadata_step(tool, plat, nodes, inputs, config_name=req.filename, lock_name=lock_name,
                                  archs=tuple(loaded.config.archs), arch=arch, sde=req.sde, no_cache=req.no_cache)
         pid = platform_id(arch)
-        gw.load_all([n.source for n in nodes])
         result.refs.refs[pid].id = gw.solve(root_state(nodes, meta_out, mergeop))
         meta_ref = gw.solve(meta_out)
         meta = json.loads(gw.read_all(meta_ref, "/image.json"))
