@@ -109,7 +109,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         license=args.license, origin=args.origin or args.name, depends=args.depends, provides=args.provides,
         replaces=args.replaces, provider_priority=args.provider_priority,
     )
-    from distroless import steps
+    from distroless import packagesteps as steps
 
     built = steps.pack_tree(args.dir, meta, args.output, signing_key=args.signing_key, scripts=_scripts(args.script),
                             source_date_epoch=source_date_epoch())
@@ -118,7 +118,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from distroless import steps
+    from distroless import packagesteps as steps
 
     n = steps.apk_index(args.packages, args.output, arch=args.arch, description=args.description,
                         signing_key=args.signing_key, source=args.source, merge=args.merge)
