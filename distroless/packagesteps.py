@@ -12,8 +12,14 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from distroless import epoch
+from distroless.errors import StepError
+from distroless.events import Events, TextSink
 from distroless.fsutil import atomic_output, atomic_write
-from distroless.steps import StepError
+
+
+def stderr_events() -> Events:
+    return Events(TextSink(sys.stderr))
 
 
 def _stage_tree(specs: Sequence[str], root: Path) -> None:
@@ -31,7 +37,7 @@ def _stage_tree(specs: Sequence[str], root: Path) -> None:
 
 
 def _epoch(value: str | None) -> int:
-    return int(value) if value and value.strip() else 0
+    return epoch.parse_or(value, 0, "--source-date-epoch")
 
 
 def _pack_parser() -> argparse.ArgumentParser:
@@ -108,6 +114,7 @@ def _melange_parser() -> argparse.ArgumentParser:
 def cmd_melange(args: argparse.Namespace) -> int:
     """The engine's melange build over a source tree staged from `--file` pairs; the packages it
     writes are copied to the declared `--out APK` files (by file name)."""
+    from distroless import hostenv
     from distroless.melange.build import BuildOptions, build
 
     opts = _melange_parser().parse_args(args.rest)
@@ -123,7 +130,9 @@ def cmd_melange(args: argparse.Namespace) -> int:
             generate_index=False, keyring_append=csv(opts.keyring_append),
             repository_append=csv(opts.repository_append), build_options=csv(opts.build_option),
             host_toolchain=opts.host_toolchain, source_date_epoch=_epoch(args.source_date_epoch),
-            namespace=opts.namespace, offline=opts.offline, log=sys.stderr))
+            namespace=opts.namespace, offline=opts.offline, log=sys.stderr, events=stderr_events(),
+            # a build action is the front door here: the package cache location comes from its environment
+            apk_cache_dir=hostenv.cache_root()))
         built = {p.name: p for p in out.glob("*/*.apk")}
         for dest in args.out:
             name = Path(dest).name

@@ -43,7 +43,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from distroless import epoch
-from distroless.errors import DistrolessError
+from distroless.errors import DistrolessError, StepError
 from distroless.events import Events, TextSink
 from distroless.fsutil import atomic_output, atomic_write
 
@@ -53,10 +53,6 @@ LAYERINGS = ("single", "package", "origin")
 
 
 # --------------------------------------------------------------------------- small helpers
-
-
-class StepError(DistrolessError):
-    """A step's inputs do not fit together (wrong order, wrong arch, too few layer outputs)."""
 
 
 def _write_json(path: Path, doc: object) -> None:

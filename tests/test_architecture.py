@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
     ("resolve", frozenset({"resolve"})),
     ("rootfs", frozenset({"rootfs"})),
     ("engine", frozenset({"packages", "assembly", "layers", "overlay", "imagebuild", "sign", "melange"})),
-    ("front doors", frozenset({"cli", "buildkit", "steps", "hostenv", "__main__"})),
+    ("front doors", frozenset({"cli", "buildkit", "steps", "packagesteps", "hostenv", "__main__"})),
 ]
 FRONT_DOORS = LAYERS[-1][1]
 # Pure layers: the root filesystem and the resolver work on bytes they are given, never fetch.
