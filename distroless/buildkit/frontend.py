@@ -227,7 +227,7 @@ def step_inputs(tool: llb.State, files: dict[str, bytes]) -> llb.State:
 
 
 def metadata_step(tool: llb.State, plat: llb.Platform, nodes: list[PackageNode], inputs: llb.State, *,
-                  config_name: str, lock_name: str, archs: tuple[str, ...], arch: str, sde: str | None,
+                  config_name: str, lock_name: str, archs: tuple[str, ...], arch: str, sde: int | None,
                   no_cache: bool) -> llb.State:
     """The engine's `metadata` step as an ExecOp: cached by the content of its inputs, so a warm
     build (or one from `--cache-from`) neither downloads nor expands a package."""
@@ -345,9 +345,9 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv) -> gateway.Re
                                       inTotoPredicateType=SPDX_PREDICATE, metadata={"reason": b"sbom"})
             att.ref.id = meta_ref
             result.attestations[pid].attestation.append(att)
-    # the daemon's log is the only place a frontend can leave notes: what it read, never packages
-    print(f"distroless frontend: session {env.session_id}: read {sum(gw.reads.values())} bytes from "
-          f"{json.dumps(gw.reads, sort_keys=True)}", file=sys.stderr)
+    # to the daemon's log: what the frontend read (never a package; tests and bench/ check it)
+    events.note(f"session {env.session_id}: read {sum(gw.reads.values())} bytes from "
+                f"{json.dumps(gw.reads, sort_keys=True)}")
     result.metadata["refs.platforms"] = json.dumps({"Platforms": platforms}, separators=(",", ":")).encode()
     if len(platforms) == 1:
         # a single platform goes back as a plain ref, which every exporter (dockerd 20.10's too) takes
