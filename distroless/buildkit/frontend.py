@@ -2,12 +2,13 @@
 
 Graph, per platform:
   A_p  http source of each .apk, pinned by its whole-file sha256 (stable `http.filename`);
-  B_p  FileOp on scratch: copy A_p with unpack (Dockerfile ADD rules extract the concatenated
-       gzip tars), then remove the control files (`/.PKGINFO`, `/.SIGN.*`, scripts) — one layer;
-  X    ExecOp running this frontend's own image (network none, read-only root, the A_p and the
-       YAML + lock mounted read-only, a tmpfs for scratch): the engine's `metadata` step
+  B_p  FileOp based on A_p: unpack the .apk onto scratch (Dockerfile ADD rules extract the
+       concatenated gzip tars), then remove the control files (`/.PKGINFO`, `/.SIGN.*`,
+       scripts) — one layer, keyed by A_p's pin rather than its bytes (see package_nodes);
+  X    ExecOp running this frontend's own image (network none, read-only root, the YAML + lock
+       read-only, each A_p at /apk/NNNN, a tmpfs for scratch): the engine's `metadata` step
        (`python3 -m distroless.steps metadata`), which verifies and expands the packages and
-       writes the metadata layer as a tar, the image settings and the SBOM;
+       writes the metadata layer as a tar, the image settings, the engine's warnings and the SBOM;
   M    FileOp on scratch unpacking X's `metadata.tar`: what the engine's root filesystem has that
        stacking the B_p does not (installed database, world, passwd, apko.json, device nodes,
        ld.so.cache, directory metadata, …);
@@ -15,8 +16,9 @@ Graph, per platform:
        order and unpacking `metadata.tar` last (an unpack makes device nodes; a copy would not).
 
 The frontend reads the YAML, the lock (`<name>.lock.json` beside the YAML) and X's small
-`image.json` — never a package: every step runs in BuildKit, cached by content and exported with
-`--cache-to`. Without a lock it also reads the repositories' indexes (http sources) and resolves.
+`image.json` — never a package: every step runs in BuildKit, cached and exported with
+`--cache-to`, and a build found in a cache (local or imported) needs no package at all. Without a
+lock it also reads the repositories' indexes (http sources) and resolves.
 """
 
 from __future__ import annotations
@@ -229,8 +231,8 @@ def step_inputs(tool: llb.State, files: dict[str, bytes]) -> llb.State:
 def metadata_step(tool: llb.State, plat: llb.Platform, nodes: list[PackageNode], inputs: llb.State, *,
                   config_name: str, lock_name: str, archs: tuple[str, ...], arch: str, sde: int | None,
                   no_cache: bool) -> llb.State:
-    """The engine's `metadata` step as an ExecOp: cached by the content of its inputs, so a warm
-    build (or one from `--cache-from`) neither downloads nor expands a package."""
+    """The engine's `metadata` step as an ExecOp, cached by its inputs (the downloads by their
+    pins), so a warm build (or one from `--cache-from`) neither downloads nor expands a package."""
     args = [sys.executable, "-m", "distroless.steps"]
     if sde is not None:
         args.append(f"--source-date-epoch={sde}")
