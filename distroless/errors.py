@@ -53,3 +53,7 @@ class RegistryNotFoundError(RegistryError):
 
 class InvalidReferenceError(DistrolessError):
     """A string is not an image reference (`host[:port]/repo[:tag][@sha256:…]`)."""
+
+
+class StepError(DistrolessError):
+    """A step's inputs do not fit together (wrong order, wrong arch, too few layer outputs)."""

@@ -139,8 +139,8 @@ def fetch_all(ps: PackageSet, fetcher: Fetcher) -> dict[str, list[Fetched]]:
     return out
 
 
-def lock_of(loaded: LoadedConfig, ps: PackageSet, fetched: dict[str, list[Fetched]], config_name: str,
-            cache: Cache) -> lockfile.Lock:
+def _lock_head(loaded: LoadedConfig, ps: PackageSet, config_name: str) -> lockfile.Lock:
+    """A lock's config, keyring and repositories (everything but the packages)."""
     lk = lockfile.Lock(config_name=config_name, config_checksum=loaded.checksum)
     # named by the location as written, sorted by that name (apko's lock)
     for loc, pem in sorted(ps.key_sources.values(), key=lambda lp: strip_scheme(lp[0])):
@@ -155,6 +155,12 @@ def lock_of(loaded: LoadedConfig, ps: PackageSet, fetched: dict[str, list[Fetche
                 repo = Repository.parse(r)
                 target.append(lockfile.LockedRepository(repo.lock_name(arch_to_apk(arch)),
                                                         repo.index_url(arch_to_apk(arch)), arch_to_apk(arch)))
+    return lk
+
+
+def lock_of(loaded: LoadedConfig, ps: PackageSet, fetched: dict[str, list[Fetched]], config_name: str,
+            cache: Cache) -> lockfile.Lock:
+    lk = _lock_head(loaded, ps, config_name)
     for arch, items in fetched.items():
         for pin, f in zip(ps.archs[arch], items):
             # byte ranges come from the expansion made when the package was verified (a cache hit)
@@ -163,12 +169,29 @@ def lock_of(loaded: LoadedConfig, ps: PackageSet, fetched: dict[str, list[Fetche
     return lk
 
 
-def from_lock(lk: lockfile.Lock, loaded: LoadedConfig, *, lock_path: str, events: Events = NULL) -> PackageSet:
-    """The package set a lock pins. A changed config checksum is an error telling how to re-lock."""
+def unfetched_lock(loaded: LoadedConfig, ps: PackageSet, config_name: str) -> lockfile.Lock:
+    """A resolved set as a lock without fetching anything: no byte ranges, and a sha256 only
+    where the set has one. How a resolution made without package bytes (the BuildKit frontend's)
+    is handed to a step that installs from a lock."""
+    lk = _lock_head(loaded, ps, config_name)
+    for arch, pins in ps.archs.items():
+        for pin in pins:
+            p = pin.package
+            empty = lockfile.LockedRange()
+            lk.packages.append(lockfile.LockedPackage(p.name, pin.url, p.version, arch_to_apk(arch), empty, empty,
+                                                      empty, p.checksum, pin.sha256))
+    return lk
+
+
+def from_lock(lk: lockfile.Lock, loaded: LoadedConfig, *, lock_path: str, config_name: str = "",
+              events: Events = NULL) -> PackageSet:
+    """The package set a lock pins. A changed config checksum is an error telling how to re-lock.
+    `config_name` names the config in that message when it was not read from a file."""
     if lk.config_checksum and lk.config_checksum != loaded.checksum:
+        name = config_name or (str(loaded.files[0]) if loaded.files else lk.config_name or "CONFIG")
         raise LockMismatchError(
             f"{lock_path}: the configuration changed since it was locked (lock has {lk.config_checksum}, "
-            f"config is {loaded.checksum}); re-lock with `distroless image lock {loaded.files[0]}`"
+            f"config is {loaded.checksum}); re-lock with `distroless image lock {name}`"
         )
     if not lk.config_checksum:
         events.warning("no config checksum; cannot tell whether the lock is current", location=Location(lock_path))

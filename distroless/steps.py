@@ -1,7 +1,10 @@
 """The engine's steps over plain files, one process per step: what Bazel actions (and any other
 build system that passes files between steps) run.
 
+    python3 -m distroless.steps resolve  --config C [--arch A...] --out LOCK [--cache-dir D] [--offline]
     python3 -m distroless.steps expand   --apk F [--checksum Q1..] [--sha256 HEX] --out DIR
+    python3 -m distroless.steps metadata --config C [--config-name N] [--config-arch A...] --lock L --arch A \
+                                         (--apk F... | --expanded DIR...) --out DIR
     python3 -m distroless.steps assemble --config C --lock L --arch A --expanded DIR... \
                                          --out-layer F... --out-meta F [--layering single|package|origin]
     python3 -m distroless.steps layer    --tar F --out-blob F --out-desc F [--compression gzip|zstd]
@@ -12,15 +15,17 @@ build system that passes files between steps) run.
     python3 -m distroless.steps verify   --key PUB --layout DIR
     python3 -m distroless.steps push     --layout DIR --ref REF [--insecure]
     python3 -m distroless.steps load     --layout DIR --tag T [--docker CLI | --out F]
-    python3 -m distroless.steps pack     --file PATH=SRC... -- <`distroless package create` flags>
-    python3 -m distroless.steps melange  --recipe R --file PATH=SRC... --out APK... -- <`package build` flags>
-    python3 -m distroless.steps cli      -- <any `distroless` command line>
+    python3 -m distroless.steps pack     --file PATH=SRC... -- --name N --version V ... -o OUT.apk
+    python3 -m distroless.steps melange  --recipe R --file PATH=SRC... --out APK... -- [--arch A] [--runner R] ...
+    python3 -m distroless.steps apk-index --apk F... -o APKINDEX.tar.gz [--arch A] [--signing-key K]
 
 Why this split (see bazel/README.md): expansion is per package (keyed by the .apk alone), the
 root filesystem is assembled once per architecture and cut into uncompressed layer tars, each
 tar is compressed by its own step (unchanged packages give byte-identical tars, so their
-compression is a cache hit), and image/index/SBOM steps only write small JSON. Every function
-called is the engine's own, so the digest equals `distroless image build`'s for the same inputs.
+compression is a cache hit), and image/index/SBOM steps only write small JSON. `metadata` is
+the layer-per-package front doors' last layer (BuildKit runs it as an ExecOp over the packages'
+http sources). Every function called is the engine's own — the CLI calls the same ones in-process,
+and no step calls the CLI — so the digest equals `distroless image build`'s for the same inputs.
 Outputs never contain the paths they were written from; every output is written atomically.
 """
 
@@ -38,7 +43,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from distroless import epoch
-from distroless.errors import DistrolessError
+from distroless.errors import DistrolessError, StepError
 from distroless.events import Events, TextSink
 from distroless.fsutil import atomic_output, atomic_write
 
@@ -48,10 +53,6 @@ LAYERINGS = ("single", "package", "origin")
 
 
 # --------------------------------------------------------------------------- small helpers
-
-
-class StepError(DistrolessError):
-    """A step's inputs do not fit together (wrong order, wrong arch, too few layer outputs)."""
 
 
 def _write_json(path: Path, doc: object) -> None:
@@ -121,6 +122,147 @@ def load_expanded(directory: str | os.PathLike[str]):
     return exp
 
 
+# --------------------------------------------------------------------------- resolve
+
+
+def resolve(loaded, fetcher, config_name: str, *, ignore_signatures: bool = False):
+    """config + indexes → lock: resolve, then fetch each package once (verified) to pin its whole-
+    file sha256 and byte ranges. `distroless image lock` is this step in-process."""
+    from distroless import packages as pkgset
+
+    ps = pkgset.resolve_config(loaded, fetcher, ignore_signatures=ignore_signatures)
+    fetched = pkgset.fetch_all(ps, fetcher)
+    return ps, pkgset.lock_of(loaded, ps, fetched, config_name, fetcher.cache)
+
+
+def cmd_resolve(args: argparse.Namespace) -> int:
+    from distroless import hostenv
+    from distroless import lock as lockfile
+    from distroless.config import Overrides, load_image_config
+    from distroless.fetch.fetcher import Fetcher
+    from distroless.store.cache import Cache
+
+    loaded = load_image_config(args.config, Overrides(
+        archs=tuple(args.arch), include_paths=tuple(args.include_path),
+        source_date_epoch=epoch.parse(args.source_date_epoch, "--source-date-epoch")))
+    # `bazel run :lock` is the front door here: the cache location comes from its environment
+    fetcher = Fetcher(Cache(args.cache_dir or hostenv.cache_root()), offline=args.offline, events=stderr_events())
+    ps, lk = resolve(loaded, fetcher, args.config, ignore_signatures=args.ignore_signatures)
+    lockfile.write(lk, args.out)
+    counts = ", ".join(f"{a}: {len(p)}" for a, p in ps.archs.items())
+    print(f"{args.out}: {len(lk.packages)} packages locked ({counts})")
+    return 0
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def _step_config(args: argparse.Namespace):
+    """The config as the calling front door loaded it: from the file (with includes), or — with
+    `--config-name` — from its bytes under that name, as the BuildKit frontend reads it."""
+    from distroless.config import Overrides, load_image_config, load_image_config_bytes
+
+    ov = Overrides(archs=tuple(args.config_arch), include_paths=tuple(args.include_path),
+                   source_date_epoch=epoch.parse(args.source_date_epoch, "--source-date-epoch"))
+    if args.config_name:
+        return load_image_config_bytes(Path(args.config).read_bytes(), args.config_name, ov)
+    return load_image_config(args.config, ov)
+
+
+def _locked_pins(loaded, lock_path: str, lock_name: str, arch: str, config_name: str = ""):
+    from distroless import lock as lockfile
+    from distroless import packages as pkgset
+
+    ps = pkgset.from_lock(lockfile.load(lock_path), loaded, lock_path=lock_name, config_name=config_name,
+                          events=stderr_events())
+    if arch not in ps.archs:
+        raise StepError(f"{lock_name}: no packages for {arch} (config archs: {', '.join(ps.archs)})")
+    return ps, ps.archs[arch]
+
+
+def expand_pinned(pins, apks: Sequence[str], work: Path, jobs: int = 4):
+    """Verify and expand each .apk against its pin (lock order), into a private cache under `work`."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distroless.store.expand import expand
+    from distroless.store.cache import Cache
+
+    if len(apks) != len(pins):
+        raise StepError(f"{len(apks)} packages given, the lock has {len(pins)}")
+    cache = Cache(work)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(lambda pa: expand(Path(pa[1]), cache, expected_checksum=pa[0].package.checksum or None,
+                                               expected_sha256=pa[0].sha256 or None, source=pa[0].url),
+                             zip(pins, apks)))
+
+
+def metadata_layer(loaded, ps, arch: str, expanded, out: Path) -> None:
+    """config + expansions → the metadata layer of a layer-per-package image (everything the
+    engine's root filesystem has that stacking the packages' data tars does not: installed
+    database, world, accounts, /etc/apko.json, certificates, ld.so.cache, device nodes, directory
+    metadata), as `metadata.tar`, plus `image.json` (the image config's settings, build date and
+    the engine's warnings) and `sbom.spdx.json` (the installed packages, for an attestation)."""
+    from distroless import imagebuild, overlay
+    from distroless.assembly import assemble_arch
+    from distroless.rootfs.layer import iter_tar, owner_names
+    from distroless.sbom import spdx
+
+    from distroless.events import Events, TextSink, Warning
+
+    warnings: list[dict] = []
+    log = TextSink(sys.stderr)
+
+    def sink(event) -> None:  # on stderr, and kept for the front door to pass on (BuildKit's Warn)
+        log(event)
+        if isinstance(event, Warning):
+            loc = event.location
+            warnings.append({"text": event.text, "file": loc.file if loc else "", "line": loc.line if loc else 0})
+
+    arch_fs = assemble_arch(loaded, ps, arch, expanded, events=Events(sink))
+    tree = arch_fs.rootfs.tree
+    users, groups = owner_names(tree)
+    with atomic_output(out / "metadata.tar") as f:
+        for chunk in iter_tar(overlay.metadata_entries(tree, arch_fs.expanded), users, groups):
+            f.write(chunk)
+    _write_json(out / "image.json", {
+        "version": META_VERSION, "arch": arch, "image": imagebuild.image_settings(arch_fs.rootfs.config, arch_fs.bde),
+        "source_date_epoch_pinned": loaded.source_date_epoch_pinned, "warnings": warnings,
+    })
+    pkgs = [r.package for r in arch_fs.rootfs.installer.installed]
+    doc = spdx.packages_document(pkgs, imagebuild.os_info(tree), arch, arch_fs.bde)
+    atomic_write(out / "sbom.spdx.json", json.dumps(doc, indent=2).encode())
+
+
+def cmd_metadata(args: argparse.Namespace) -> int:
+    loaded = _step_config(args)
+    arch = _oci_arch(args.arch)
+    ps, pins = _locked_pins(loaded, args.lock, args.lock_name or args.lock, arch, args.config_name)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.expanded:
+        expanded = [load_expanded(d) for d in args.expanded]
+        _check_wiring(pins, expanded)
+        metadata_layer(loaded, ps, arch, expanded, out)
+    else:
+        work = Path(tempfile.mkdtemp(prefix="metadata-", dir=args.work or None))
+        try:
+            metadata_layer(loaded, ps, arch, expand_pinned(pins, args.apk, work), out)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"{arch}: metadata layer over {len(pins)} packages", file=sys.stderr)
+    return 0
+
+
+def _check_wiring(pins, expanded) -> None:
+    """Expanded packages must follow lock order exactly."""
+    if len(expanded) != len(pins):
+        raise StepError(f"{len(expanded)} expanded packages given, the lock has {len(pins)}")
+    for pin, exp in zip(pins, expanded):
+        if exp.apk.checksum != pin.package.checksum or (pin.sha256 and exp.apk.sha256 != pin.sha256):
+            raise StepError(f"expanded package {exp.apk.package.name}-{exp.apk.package.version} given where "
+                            f"the lock has {pin.package.name}-{pin.package.version}")
+
+
 # --------------------------------------------------------------------------- assemble
 
 
@@ -156,12 +298,7 @@ def cmd_assemble(args: argparse.Namespace) -> int:
         raise StepError(f"{args.lock}: no packages for {arch} (config archs: {', '.join(ps.archs)})")
     pins = ps.archs[arch]
     expanded = [load_expanded(d) for d in args.expanded]
-    if len(expanded) != len(pins):
-        raise StepError(f"{len(expanded)} expanded packages given, the lock has {len(pins)} for {arch}")
-    for pin, exp in zip(pins, expanded):  # the wiring must follow lock order exactly
-        if exp.apk.checksum != pin.package.checksum or (pin.sha256 and exp.apk.sha256 != pin.sha256):
-            raise StepError(f"expanded package {exp.apk.package.name}-{exp.apk.package.version} given where "
-                            f"the lock has {pin.package.name}-{pin.package.version}")
+    _check_wiring(pins, expanded)
     arch_fs = assemble_arch(loaded, ps, arch, expanded, events=stderr_events())
     rootfs, bde = arch_fs.rootfs, arch_fs.bde
 
@@ -389,69 +526,6 @@ def cmd_load(args: argparse.Namespace) -> int:
     return proc.wait()
 
 
-# --------------------------------------------------------------------------- CLI verbs over staged files
-
-
-def _stage_tree(specs: Sequence[str], root: Path) -> None:
-    """`PATH=SRC` pairs → a real directory tree (sandboxes give inputs as symlinks, read-only)."""
-    for spec in specs:
-        rel, sep, src = spec.partition("=")
-        if not sep or rel.startswith("/") or ".." in Path(rel).parts:
-            raise StepError(f"--file {spec!r}: expected RELATIVE/PATH=SOURCE")
-        dest = root / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dest)
-        os.chmod(dest, 0o755 if os.stat(src).st_mode & 0o111 else 0o644)
-    for d in [root, *(p for p in root.rglob("*") if p.is_dir())]:
-        os.chmod(d, 0o755)
-
-
-def _run_cli(argv: Sequence[str]) -> int:
-    from distroless.cli import main as cli_main
-
-    return cli_main(list(argv))
-
-
-def cmd_pack(args: argparse.Namespace) -> int:
-    """`distroless package create` over a tree staged from `--file` pairs."""
-    work = Path(tempfile.mkdtemp(prefix="pack-"))
-    try:
-        tree = work / "tree"
-        tree.mkdir()
-        _stage_tree(args.file, tree)
-        return _run_cli(["package", "create", str(tree), *args.rest])
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def cmd_melange(args: argparse.Namespace) -> int:
-    """`distroless package build` over a source tree staged from `--file` pairs; the packages it
-    writes are copied to the declared `--out APK` files (by file name)."""
-    work = Path(tempfile.mkdtemp(prefix="melange-"))
-    try:
-        src, out = work / "src", work / "out"
-        src.mkdir()
-        _stage_tree(args.file, src)
-        rc = _run_cli(["package", "build", args.recipe, "--source-dir", str(src), "--out-dir", str(out),
-                       "--generate-index=false", *args.rest])
-        if rc:
-            return rc
-        built = {p.name: p for p in out.glob("*/*.apk")}
-        for dest in args.out:
-            name = Path(dest).name
-            if name not in built:
-                raise StepError(f"{args.recipe} built {', '.join(sorted(built)) or 'nothing'}, not {name}")
-            with atomic_output(dest) as f, open(built[name], "rb") as g:
-                shutil.copyfileobj(g, f)
-        return 0
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def cmd_cli(args: argparse.Namespace) -> int:
-    return _run_cli(args.rest)
-
-
 # --------------------------------------------------------------------------- parser
 
 
@@ -462,12 +536,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SOURCE_DATE_EPOCH for this step (actions get no environment)")
     sub = p.add_subparsers(dest="step", required=True, metavar="STEP")
 
+    s = sub.add_parser("resolve", help="config + indexes → lock (every package pinned by sha256)")
+    s.add_argument("--config", required=True)
+    s.add_argument("--include-path", action="append", default=[])
+    s.add_argument("--arch", action="append", default=[], help="default: the config's archs")
+    s.add_argument("--cache-dir", default="")
+    s.add_argument("--offline", action="store_true")
+    s.add_argument("--ignore-signatures", action="store_true")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_resolve)
+
     s = sub.add_parser("expand", help="verify an .apk and write data.tar + meta.json")
     s.add_argument("--apk", required=True)
     s.add_argument("--checksum", default="", help="the lock's Q1 control checksum")
     s.add_argument("--sha256", default="", help="the lock's whole-file sha256")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_expand)
+
+    s = sub.add_parser("metadata", help="config + packages → the metadata layer of a layer-per-package image")
+    s.add_argument("--config", required=True)
+    s.add_argument("--config-name", default="", help="load the file's bytes under this name (no includes)")
+    s.add_argument("--config-arch", action="append", default=[], help="the archs the front door loaded")
+    s.add_argument("--include-path", action="append", default=[])
+    s.add_argument("--lock", required=True)
+    s.add_argument("--lock-name", default="", help="the lock's name in messages")
+    s.add_argument("--arch", required=True)
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--apk", nargs="*", default=[], metavar="APK", help="verified and expanded here, in lock order")
+    g.add_argument("--expanded", nargs="*", default=[], metavar="DIR", help="`expand` outputs, in lock order")
+    s.add_argument("--work", default="", help="scratch directory for expansions (default: $TMPDIR)")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_metadata)
 
     s = sub.add_parser("assemble", help="install expanded packages in lock order; write layer tars")
     s.add_argument("--config", required=True)
@@ -537,21 +636,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="")
     s.set_defaults(func=cmd_load)
 
-    s = sub.add_parser("pack", help="`distroless package create` over staged files")
+    from distroless.packagesteps import cmd_apk_index, cmd_melange, cmd_pack
+
+    s = sub.add_parser("pack", help="pack staged files into an .apk (`package create`'s flags after --)")
     s.add_argument("--file", action="append", default=[], metavar="PATH=SRC")
     s.add_argument("rest", nargs=argparse.REMAINDER)
     s.set_defaults(func=cmd_pack)
 
-    s = sub.add_parser("melange", help="`distroless package build` over staged sources")
+    s = sub.add_parser("melange", help="build a melange recipe over staged sources")
     s.add_argument("--recipe", required=True)
     s.add_argument("--file", action="append", default=[], metavar="PATH=SRC")
     s.add_argument("--out", action="append", required=True, metavar="APK", help="declared outputs, by file name")
     s.add_argument("rest", nargs=argparse.REMAINDER)
     s.set_defaults(func=cmd_melange)
 
-    s = sub.add_parser("cli", help="run a `distroless` command line (for wrappers)")
-    s.add_argument("rest", nargs=argparse.REMAINDER)
-    s.set_defaults(func=cmd_cli)
+    s = sub.add_parser("apk-index", help="a signed APKINDEX.tar.gz over packages")
+    s.add_argument("--apk", nargs="+", required=True)
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--arch", default="")
+    s.add_argument("--description", default="")
+    s.add_argument("--signing-key", default="")
+    s.set_defaults(func=cmd_apk_index)
     return p
 
 
@@ -560,14 +665,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "rest", None) and args.rest[0] == "--":
         args.rest = args.rest[1:]
     if args.source_date_epoch is not None:
-        # the `cli` step's verbs read it from the environment, as `image build` does
+        # given explicitly (actions get no environment); kept in it for the engine code that reads it
         epoch.parse(args.source_date_epoch, "--source-date-epoch")  # fail early, by the one rule
         os.environ[epoch.NAME] = args.source_date_epoch
     else:
         args.source_date_epoch = os.environ.get(epoch.NAME)
-    from distroless.cli import run_command
-
-    return run_command(args)
+    try:
+        return int(args.func(args) or 0)
+    except DistrolessError as e:  # bad input: one line naming what is wrong, exit 1
+        print(f"distroless.steps {args.step}: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"distroless.steps {args.step}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -17,20 +17,33 @@ def free_port() -> int:
 
 
 class StaticServer:
-    def __init__(self, root: Path, port: int | None = None):
+    def __init__(self, root: Path, port: int | None = None, access_log: Path | None = None):
         self.root = root
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
+        self.access_log = access_log  # http.server writes one line per request to stderr
+
+    def gets(self, suffix: str = "") -> list[str]:
+        """Request lines of the GETs served so far (whose path ends with `suffix`)."""
+        if self.access_log is None or not self.access_log.exists():
+            return []
+        lines = self.access_log.read_text(errors="replace").splitlines()
+        return [l for l in lines if '"GET ' in l and l.split('"GET ', 1)[1].split(" ", 1)[0].endswith(suffix)]
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> "StaticServer":
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "http.server", str(self.port), "--bind", "127.0.0.1", "--directory", str(self.root)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        log = open(self.access_log, "ab") if self.access_log else subprocess.DEVNULL
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-u", "-m", "http.server", str(self.port), "--bind", "127.0.0.1", "--directory",
+                 str(self.root)], stdout=subprocess.DEVNULL, stderr=log,
+            )
+        finally:
+            if self.access_log:
+                log.close()
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:

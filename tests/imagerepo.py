@@ -12,10 +12,20 @@ from distroless.apk.model import Package
 ARCH = "x86_64"
 
 
-def make_repo(root: Path, busybox: str, archs: tuple[str, ...] = (ARCH,)) -> tuple[Path, Path]:
+# RSA PKCS#1 v1.5 signatures are deterministic: with a fixed key, packages and indexes are the
+# same bytes every run (their sizes are recorded in the installed database)
+FIXED_KEY = Path(__file__).resolve().parents[1] / "examples" / "bazel" / "demo.rsa"
+
+
+def make_repo(root: Path, busybox: str, archs: tuple[str, ...] = (ARCH,), *, fixed_key: bool = False) -> tuple[Path, Path]:
     """Returns (repository dir, public key path). Every arch gets the same (x86_64) busybox: enough
-    for index and layout tests; only the x86_64 image runs."""
-    keys.write_keypair(root / "repo.rsa", keys.generate(2048))
+    for index and layout tests; only the x86_64 image runs. `fixed_key` signs with the example key
+    (same bytes every run) instead of a fresh one."""
+    if fixed_key:
+        shutil.copy(FIXED_KEY, root / "repo.rsa")
+        shutil.copy(f"{FIXED_KEY}.pub", root / "repo.rsa.pub")
+    else:
+        keys.write_keypair(root / "repo.rsa", keys.generate(2048))
     key = keys.load_private(root / "repo.rsa")
     repo = root / "repo"
     trees = root / "trees"

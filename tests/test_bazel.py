@@ -270,6 +270,8 @@ def test_image_digest_equals_cli(first_build):
     out, cli = first_build.out, first_build.cli
     cli_index = "sha256:" + hashlib.sha256((cli / "layout" / "index.json").read_bytes()).hexdigest()
     assert (out / "demo.digest").read_text().strip() == cli_index
+    from tests.regression import check
+    check("bazel_example_index", cli_index)
     # not just the digest: the whole layout and the SBOMs are byte-identical
     for f in (cli / "layout").rglob("*"):
         if f.is_file():

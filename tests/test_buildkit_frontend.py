@@ -12,12 +12,14 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import uuid
 from pathlib import Path
 
 import pytest
 
 from httpserver import StaticServer
 from imagerepo import image_yaml, make_repo
+from regression import check, tree_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = ("x86_64", "aarch64")
@@ -36,8 +38,8 @@ def frontend(peers) -> str:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, peers):
     root = tmp_path_factory.mktemp("bkrepo")
-    repo_dir, pub = make_repo(root, peers.busybox, ARCHS)
-    server = StaticServer(repo_dir).start()
+    repo_dir, pub = make_repo(root, peers.busybox, ARCHS, fixed_key=True)  # the trees' digests are recorded
+    server = StaticServer(repo_dir, access_log=root / "access.log").start()
     yield server, pub, repo_dir
     server.stop()
 
@@ -75,8 +77,10 @@ def uncached(log: str) -> list[str]:
             state[num] = "cached"
         elif rest.startswith("DONE"):
             state.setdefault(num, "done")
+    # An input-less vertex (a download) is reported DONE whenever its cache key is computed, even
+    # when nothing loads it; whether anything was downloaded is asked of the http server instead.
     return [names[n] for n, s in state.items() if s == "done"
-            and not names[n].startswith(("[internal]", "exporting", "resolve image config", "naming"))]
+            and not names[n].startswith(("[internal]", "exporting", "resolve image config", "naming", "fetch "))]
 
 
 def tree_of(docker, image: str) -> dict[str, tuple]:
@@ -125,6 +129,8 @@ def test_build_runs_and_matches_cli(tmp_path, frontend, repo, peers, daemon) -> 
         assert ours.keys() == theirs.keys()
         diffs = {k: (ours[k], theirs[k]) for k in ours if ours[k] != theirs[k]}
         assert not diffs
+        # the repository's port and directory change per run: the files naming them are left out
+        check(f"buildkit_tree_{daemon}", tree_digest(ours, skip=("etc/apko.json", "etc/apk/repositories")))
         layers = json.loads(docker.run("image", "inspect", tag, "--format", "{{json .RootFS.Layers}}").stdout)
         assert len(layers) == (3 if daemon == "docker26" else 1)  # 2 packages + metadata, or one copy
     finally:
@@ -151,7 +157,7 @@ def test_second_build_cached_offline_and_one_package_change(tmp_path, frontend, 
     apk = package.read(repo_dir / "x86_64" / "busybox-1.36.1-r0.apk")
     tree = work / "trees" / "bb"
     (tree / "etc").mkdir(exist_ok=True)
-    (tree / "etc" / "busybox-release").write_text("r1\n")
+    (tree / "etc" / "busybox-release").write_text(f"r1 {uuid.uuid4()}\n")  # new bytes every run: nothing cached
     meta = apk.package
     meta.version = "1.36.1-r1"
     meta.provides = ["cmd:busybox=1.36.1-r1", "/bin/sh"]
@@ -161,9 +167,12 @@ def test_second_build_cached_offline_and_one_package_change(tmp_path, frontend, 
     env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
     subprocess.run([sys.executable, "-m", "distroless", "image", "lock", "image.yaml", "--cache-dir",
                     str(tmp_path / "cache2")], cwd=ctx, env=env, check=True, capture_output=True)
+    gets = len(server.gets(".apk"))
     r = buildx(docker, ctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000")
+    assert [g.split('"GET ')[1].split()[0] for g in server.gets(".apk")[gets:]] == ["/x86_64/busybox-1.36.1-r1.apk"]
     ran = uncached(r.stderr)
-    assert sorted(ran) == sorted([f"fetch {server.url}/x86_64/busybox-1.36.1-r1.apk", "expand busybox-1.36.1-r1",
+    assert sorted(ran) == sorted(["expand busybox-1.36.1-r1",
+                                  "metadata step: 2 packages (amd64)",
                                   "metadata layer: installed database, accounts, generated files",
                                   "merge 2 packages and metadata"]), r.stderr
 
@@ -259,3 +268,101 @@ def test_engine_warning_reaches_the_build_summary(tmp_path, frontend, repo, peer
     assert re.search(r"^#\d+ WARN: image\.lock\.json: no config checksum; cannot tell whether the lock is current$",
                      out, re.M), out[-3000:]
     assert "1 warning found" in out, out[-3000:]
+
+
+def frontend_reads(docker, session_marker: str = "") -> list[dict]:
+    """What the frontend says it read (its stderr lands in the daemon's log), newest last."""
+    out = []
+    for line in Path(docker.log).read_text(errors="replace").splitlines():
+        m = re.search(r"distroless frontend: session (\S*): read (\d+) bytes from (\{.*\})", line)
+        if m:
+            out.append({"session": m.group(1), "bytes": int(m.group(2)), "files": json.loads(m.group(3))})
+    return out
+
+
+def test_warm_build_is_all_cached_and_reads_no_package(tmp_path, frontend, repo, peers) -> None:
+    """With a lock, the frontend reads the YAML, the lock and the metadata step's image.json —
+    never a package — and a warm build downloads nothing and runs no vertex."""
+    server, pub, _ = repo
+    ctx = context(tmp_path, frontend, server, pub)
+    docker = peers.docker26
+    before = len(frontend_reads(docker))
+    buildx(docker, ctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000")
+    gets = len(server.gets(".apk"))
+    r = buildx(docker, ctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000")
+    assert uncached(r.stderr) == [], r.stderr
+    assert len(server.gets(".apk")) == gets, "the warm build downloaded a package"
+    reads = frontend_reads(docker)[before:]
+    assert len(reads) == 2, reads
+    for rd in reads:
+        assert set(rd["files"]) == {"image.yaml", "image.lock.json", "/image.json"}, rd
+        assert not any(f.endswith(".apk") for f in rd["files"])
+
+
+def test_stale_lock_gives_the_cli_message(tmp_path, frontend, repo, peers) -> None:
+    server, pub, _ = repo
+    ctx = context(tmp_path, frontend, server, pub)
+    yaml = ctx / "image.yaml"
+    yaml.write_text(yaml.read_text() + "annotations:\n  changed: after-locking\n")
+    r = buildx(peers.docker26, ctx, check=False)
+    assert r.returncode != 0
+    assert "image.lock.json: the configuration changed since it was locked" in r.stderr, r.stderr[-2000:]
+    assert "re-lock with `distroless image lock image.yaml`" in r.stderr, r.stderr[-2000:]
+    assert "index out of range" not in r.stderr
+
+
+def layer_entries(docker, tag: str) -> dict[str, tarfile.TarInfo]:
+    """Every entry of an image's layers (later layers win), from `docker save`."""
+    data = subprocess.run([docker.cli, "save", tag], env=docker.env(), capture_output=True, check=True).stdout
+    out: dict[str, tarfile.TarInfo] = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        manifest = json.loads(tf.extractfile("manifest.json").read())
+        for layer in manifest[0]["Layers"]:
+            with tarfile.open(fileobj=io.BytesIO(tf.extractfile(layer).read())) as lt:
+                for m in lt:
+                    out[m.name.rstrip("/").removeprefix("./")] = m
+    return out
+
+
+def test_device_nodes_stay_devices_on_dockerd20(tmp_path, frontend, repo, peers) -> None:
+    """dockerd 20.10 has no MergeOp: the layers are copied into one, and the metadata tar is
+    unpacked last so that apko's /dev nodes are character devices, as in the CLI's image."""
+    server, pub, _ = repo
+    ctx = context(tmp_path, frontend, server, pub)
+    docker = peers.docker20
+    tag = f"bk-dev20:{os.getpid()}"
+    docker.run("build", "-f", str(ctx / "image.yaml"), "--progress=plain", "--build-arg",
+               "SOURCE_DATE_EPOCH=1700000000", "-t", tag, str(ctx), env=docker.env(DOCKER_BUILDKIT="1"), timeout=600)
+    try:
+        cli_image(docker, ctx, tmp_path, "cli/bkdev:t")
+        ours, theirs = layer_entries(docker, tag), layer_entries(docker, "cli/bkdev:t-amd64")
+        devices = {p: (m.type, m.devmajor, m.devminor, m.mode & 0o7777) for p, m in theirs.items() if m.ischr() or m.isblk()}
+        assert "dev/null" in devices
+        assert {p: (ours[p].type, ours[p].devmajor, ours[p].devminor, ours[p].mode & 0o7777) for p in devices if p in ours} \
+            == devices
+    finally:
+        docker.run("rmi", "-f", tag, "cli/bkdev:t-amd64", check=False)
+
+
+def oci_top_digest(path: Path) -> str:
+    with tarfile.open(path) as tf:
+        return json.loads(tf.extractfile("index.json").read())["manifests"][0]["digest"]
+
+
+def test_registry_cache_round_trip(tmp_path, frontend, repo, peers) -> None:
+    """`--cache-to type=registry,mode=max`, prune the builder, rebuild `--cache-from`: the same
+    index, and not one package downloaded the second time. No SOURCE_DATE_EPOCH: every time in
+    the config comes from the packages, and each layer's history is ours, not BuildKit's record
+    of where the layer came from (`imported sha256:…` after an import)."""
+    server, pub, _ = repo
+    ctx = context(tmp_path, frontend, server, pub, archs=ARCHS)
+    docker = peers.docker26
+    cache = f"{peers.registry}/distroless/bkcache:{os.getpid()}"
+    plat = ("--platform", "linux/amd64,linux/arm64", "--provenance=false")
+    first, second = tmp_path / "first.tar", tmp_path / "second.tar"
+    buildx(docker, ctx, *plat, "--cache-to", f"type=registry,ref={cache},mode=max", "--output", f"type=oci,dest={first}")
+    docker.run("buildx", "prune", "-af", timeout=300)  # the whole local build cache: nothing left but the registry's
+    gets = len(server.gets(".apk"))
+    r = buildx(docker, ctx, *plat, "--cache-from", f"type=registry,ref={cache}", "--output", f"type=oci,dest={second}")
+    assert len(server.gets(".apk")) == gets, f"packages downloaded again: {server.gets('.apk')[gets:]}"
+    assert oci_top_digest(first) == oci_top_digest(second), r.stderr[-3000:]

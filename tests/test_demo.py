@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -54,3 +55,29 @@ def test_demo_image_runs_on_dockerd(demo, peers, daemon, tmp_path) -> None:
         assert out.stdout.strip() == "Hello from distroless! (uid 65532)"
     finally:
         docker.run("rmi", "-f", "distroless/demo:test-amd64", check=False)
+
+
+def test_demo_image_digest_unchanged(tmp_path) -> None:
+    """The demo image, its packages signed with the committed example key (so the digest does not
+    depend on a fresh key), against the digest recorded before the step refactor."""
+    from regression import check
+
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
+    out = tmp_path / "out" / "demo"
+    out.mkdir(parents=True)
+    key = ROOT / "examples" / "bazel" / "demo.rsa"
+    shutil.copy(f"{key}.pub", out / "demo.rsa.pub")
+    for recipe in ("demo-baselayout", "ca-certificates-bundle", "demo-hello"):
+        r = subprocess.run([sys.executable, "-m", "distroless", "package", "build", "--host-toolchain",
+                            str(ROOT / "examples/recipes" / f"{recipe}.yaml"), "--source-dir",
+                            str(ROOT / "examples/recipes"), "--out-dir", str(out / "packages"), "--signing-key", str(key)],
+                           env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    layout = tmp_path / "layout"
+    layout.mkdir()
+    r = subprocess.run([sys.executable, "-m", "distroless", "image", "build", str(ROOT / "examples/image.yaml"),
+                        "distroless/demo:latest", str(layout), "--cache-dir", str(tmp_path / "cache"),
+                        "--sbom-path", str(tmp_path / "sbom"), "--offline"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    check("demo_image_index", "sha256:" + hashlib.sha256((layout / "index.json").read_bytes()).hexdigest())

@@ -119,7 +119,7 @@ def _apk_index_impl(ctx):
     apks = [a[ApkInfo].apk if ApkInfo in a else None for a in ctx.attr.apks]
     apks = [a for a in apks if a] + [f for a in ctx.attr.apks if ApkInfo not in a for f in a.files.to_list()]
     args = ctx.actions.args()
-    args.add_all(["--", "package", "index"])
+    args.add("--apk")
     args.add_all(apks)
     args.add("-o", out)
     if ctx.attr.arch:
@@ -130,7 +130,7 @@ def _apk_index_impl(ctx):
     if ctx.file.signing_key:
         args.add("--signing-key", ctx.file.signing_key)
         inputs.append(ctx.file.signing_key)
-    run_step(ctx, "cli", args, inputs, [out], "DistrolessApkIndex", "Indexing %s" % out.short_path,
+    run_step(ctx, "apk-index", args, inputs, [out], "DistrolessApkIndex", "Indexing %s" % out.short_path,
              source_date_epoch = ctx.attr.source_date_epoch)
     return [DefaultInfo(files = depset([out]))]
 

@@ -264,9 +264,9 @@ distroless_load = rule(
 def _distroless_lock_impl(ctx):
     # runs in the workspace (BUILD_WORKSPACE_DIRECTORY): the config's relative paths resolve there
     lock = ctx.attr.lock_path or (ctx.label.package + "/" + ctx.label.name + ".lock.json")
-    args = ["--", "image", "lock", shell_quote(ctx.file.config.short_path), "--output", shell_quote(lock)]
+    args = ["--config", shell_quote(ctx.file.config.short_path), "--out", shell_quote(lock)]
     pre = ['cd "$BUILD_WORKSPACE_DIRECTORY"']
-    script, runfiles = run_script(ctx, ctx.label.name + ".sh", "cli", args, [ctx.file.config], pre = pre)
+    script, runfiles = run_script(ctx, ctx.label.name + ".sh", "resolve", args, [ctx.file.config], pre = pre)
     return [DefaultInfo(executable = script, runfiles = runfiles)]
 
 distroless_lock = rule(

@@ -9,10 +9,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from distroless import epoch
-from distroless.apk import index, keys, pack, package, resign
+from distroless.apk import index, keys, package, resign
 from distroless.apk.model import Package
 from distroless.errors import DistrolessError, FormatError
-from distroless.fsutil import atomic_write
 
 
 def source_date_epoch() -> int:
@@ -110,29 +109,21 @@ def cmd_create(args: argparse.Namespace) -> int:
         license=args.license, origin=args.origin or args.name, depends=args.depends, provides=args.provides,
         replaces=args.replaces, provider_priority=args.provider_priority,
     )
-    key = keys.load_private(args.signing_key) if args.signing_key else None
-    built = pack.pack(args.dir, meta, args.output, signing_key=key, scripts=_scripts(args.script),
-                      source_date_epoch=source_date_epoch())
+    from distroless import packagesteps as steps
+
+    built = steps.pack_tree(args.dir, meta, args.output, signing_key=args.signing_key, scripts=_scripts(args.script),
+                            source_date_epoch=source_date_epoch())
     print(f"{args.output}: {built.package.name}-{built.package.version} {built.checksum} sha256:{built.sha256}")
     return 0
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    new: list[Package] = []
-    for p in args.packages:
-        apk = package.read(p)
-        if args.arch and apk.package.arch != args.arch:
-            continue
-        new.append(apk.package)
-    old: list[Package] = []
-    if args.source:
-        old = index.read_file(args.source, verify=False).packages
-    if args.merge and args.output.exists():
-        old = index.merge(old, index.read_file(args.output, verify=False).packages)
-    packages = index.merge(old, new)
+    from distroless import packagesteps as steps
+
+    n = steps.apk_index(args.packages, args.output, arch=args.arch, description=args.description,
+                        signing_key=args.signing_key, source=args.source, merge=args.merge)
     key = keys.load_private(args.signing_key) if args.signing_key else None
-    atomic_write(args.output, index.build(packages, args.description, key))
-    print(f"{args.output}: {len(packages)} packages{', signed by ' + key.pub_name if key else ''}")
+    print(f"{args.output}: {n} packages{', signed by ' + key.pub_name if key else ''}")
     return 0
 
 

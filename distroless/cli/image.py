@@ -127,12 +127,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
+    from distroless import steps
+
     loaded = load(args)
     fetcher = fetcher_for(args)
-    ps = pkgset.resolve_config(loaded, fetcher, ignore_signatures=args.ignore_signatures)
-    fetched = pkgset.fetch_all(ps, fetcher)
     output = args.output or args.config.with_name(args.config.stem + ".lock.json")
-    lk = pkgset.lock_of(loaded, ps, fetched, str(args.config), fetcher.cache)
+    ps, lk = steps.resolve(loaded, fetcher, str(args.config), ignore_signatures=args.ignore_signatures)
     lockfile.write(lk, output)
     counts = ", ".join(f"{a}: {len(p)}" for a, p in ps.archs.items())
     print(f"{output}: {len(lk.packages)} packages locked ({counts})")
