@@ -349,12 +349,21 @@ def oci_top_digest(path: Path) -> str:
         return json.loads(tf.extractfile("index.json").read())["manifests"][0]["digest"]
 
 
-def test_registry_cache_round_trip(tmp_path, frontend, repo, peers) -> None:
+def test_registry_cache_round_trip(tmp_path, frontend, peers) -> None:
     """`--cache-to type=registry,mode=max`, prune the builder, rebuild `--cache-from`: the same
     index, and not one package downloaded the second time. No SOURCE_DATE_EPOCH: every time in
     the config comes from the packages, and each layer's history is ours, not BuildKit's record
     of where the layer came from (`imported sha256:…` after an import)."""
-    server, pub, _ = repo
+    # a repository of its own, with a fresh key: new bytes, so the first build really downloads
+    repo_dir, pub = make_repo(tmp_path, peers.busybox, ARCHS)
+    server = StaticServer(repo_dir, access_log=tmp_path / "access.log").start()
+    try:
+        _registry_round_trip(tmp_path, frontend, server, pub, peers)
+    finally:
+        server.stop()
+
+
+def _registry_round_trip(tmp_path, frontend, server, pub, peers) -> None:
     ctx = context(tmp_path, frontend, server, pub, archs=ARCHS)
     docker = peers.docker26
     cache = f"{peers.registry}/distroless/bkcache:{os.getpid()}"
@@ -364,5 +373,5 @@ def test_registry_cache_round_trip(tmp_path, frontend, repo, peers) -> None:
     docker.run("buildx", "prune", "-af", timeout=300)  # the whole local build cache: nothing left but the registry's
     gets = len(server.gets(".apk"))
     r = buildx(docker, ctx, *plat, "--cache-from", f"type=registry,ref={cache}", "--output", f"type=oci,dest={second}")
-    assert len(server.gets(".apk")) == gets, f"packages downloaded again: {server.gets('.apk')[gets:]}"
+    assert len(server.gets(".apk")) == gets, f"packages downloaded again: {server.gets('.apk')[gets:]}\n{r.stderr}"
     assert oci_top_digest(first) == oci_top_digest(second), r.stderr[-3000:]

@@ -177,6 +177,30 @@ def test_fileop_inputs_base_then_sources_deduplicated():
     assert "file.symlink.create" in caps
 
 
+def test_actions_on_the_base_moved_onto_scratch():
+    """The frontend's expansion: the download is the FileOp's base (keyed by its own cache key,
+    not its content); the archive is unpacked from the previous action's result onto scratch."""
+    src = llb.http("https://repo.example/foo.apk", checksum=SHA, filename="foo.apk")
+    d = llb.marshal(src.file(llb.rm("/none", allow_not_found=True).unpack_previous("/foo.apk")
+                             .rm("/.*", allow_wildcard=True, allow_not_found=True)))
+    check_invariants(d)
+    (src_dg, _), (_, op), _ = llb.ops(d)
+    assert [i.digest for i in op.inputs] == [src_dg]
+    a0, a1, a2 = op.file.actions
+    assert (a0.input, a0.secondaryInput, a0.output) == (0, -1, -1)  # on the download itself
+    assert (a1.input, a1.secondaryInput, a1.output) == (-1, 1, -1)  # scratch ← action 0's result
+    assert a1.copy.attemptUnpackDockerCompatibility and a1.copy.src == "/foo.apk"
+    assert (a2.input, a2.output) == (2, 0)
+    # files made on a base and moved to scratch: a directory's contents, copied
+    d = llb.marshal(llb.image("alpine").file(llb.mkdir("/in", 0o755).mkfile("/in/a", 0o644, b"x")
+                                             .copy_previous("/in", "/")))
+    check_invariants(d)
+    op = next(op for op in op_map(d).values() if op.WhichOneof("op") == "file")
+    last = op.file.actions[-1]
+    assert (last.input, last.secondaryInput, last.output) == (-1, 2, 0)
+    assert last.copy.dirCopyContents and last.copy.src == "/in" and last.copy.mode == -1
+
+
 def test_empty_file_action_is_rejected():
     with pytest.raises(ValueError):
         llb.scratch().file(llb.FileAction())

@@ -5,8 +5,8 @@ Graph, per platform:
   B_p  FileOp based on A_p: unpack the .apk onto scratch (Dockerfile ADD rules extract the
        concatenated gzip tars), then remove the control files (`/.PKGINFO`, `/.SIGN.*`,
        scripts) — one layer, keyed by A_p's pin rather than its bytes (see package_nodes);
-  X    ExecOp running this frontend's own image (network none, read-only root, the YAML + lock
-       read-only, each A_p at /apk/NNNN, a tmpfs for scratch): the engine's `metadata` step
+  X    ExecOp running this frontend's own image (network none, the YAML + lock at /in, each
+       A_p at /apk/NNNN, a tmpfs for scratch, output /out): the engine's `metadata` step
        (`python3 -m distroless.steps metadata`), which verifies and expands the packages and
        writes the metadata layer as a tar, the image settings, the engine's warnings and the SBOM;
   M    FileOp on scratch unpacking X's `metadata.tar`: what the engine's root filesystem has that
@@ -240,15 +240,17 @@ def metadata_step(tool: llb.State, plat: llb.Platform, nodes: list[PackageNode],
     args += ["metadata", "--config", "/in/config.yaml", "--config-name", config_name, "--lock", "/in/lock.json",
              "--lock-name", lock_name, "--arch", arch, "--work", "/tmp", "--out", "/out"]
     args += [f"--config-arch={a}" for a in archs]
-    mounts = [llb.Mount("/in", inputs, readonly=True), llb.Mount("/tmp", kind="tmpfs"), llb.Mount("/out")]
+    # Every input is mounted writable although the step writes only /out: BuildKit keys a
+    # read-only mount by its content, so finding the step in a cache would need every input
+    # materialised (each download loaded or fetched again); a writable one is keyed by its
+    # node's own cache key (the downloads' pins, the image's digest), which costs nothing.
+    mounts = [llb.Mount("/in", inputs), llb.Mount("/tmp", kind="tmpfs"), llb.Mount("/out")]
     for i, n in enumerate(nodes):
-        # writable (the step writes nothing there) so that BuildKit keys the step by each
-        # download's pinned key, not its content: it never needs a package to find the step cached
         mounts.append(llb.Mount(f"/apk/{i:04d}", n.source))
     if nodes:
         args += ["--apk", *(f"/apk/{i:04d}/{n.filename}" for i, n in enumerate(nodes))]
     env = {"PYTHONPATH": os.environ.get("PYTHONPATH", ""), "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": "/tmp"}
-    run = tool.with_platform(plat).run(args, env=env, mounts=mounts, network="none", readonly_root=True,
+    run = tool.with_platform(plat).run(args, env=env, mounts=mounts, network="none",
                                        name=f"metadata step: {len(nodes)} packages ({arch})", ignore_cache=no_cache)
     return run.mount("/out")
 

@@ -135,13 +135,11 @@ class State:
     def run(self, args: Sequence[str], *, env: Mapping[str, str] | Sequence[str] = (), cwd: str = "/",
             user: str = "", mounts: Sequence[Mount] = (), network: NetworkMode = "none",
             hostname: str = "", valid_exit_codes: Sequence[int] = (), name: str | None = None,
-            ignore_cache: bool = False, location: SourceLocation | None = None,
-            readonly_root: bool = False) -> ExecState:
-        """Run a command with this state as `/` (ExecOp). Network defaults to none. A read-only
-        root has no output: only writable mounts do."""
+            ignore_cache: bool = False, location: SourceLocation | None = None) -> ExecState:
+        """Run a command with this state as `/` (ExecOp). Network defaults to none."""
         meta = OpMeta(name, ignore_cache, location)
         return _exec(self, args, _env_list(env), cwd, user, mounts, network, hostname,
-                     tuple(valid_exit_codes), meta, readonly_root)
+                     tuple(valid_exit_codes), meta)
 
     def marshal(self, platform: Platform | str | None = None) -> pb.Definition:
         return marshal(self, platform=platform)
@@ -457,9 +455,9 @@ class Mount:
 
 @dataclass(frozen=True)
 class ExecState:
-    """The outputs of a run: the new root (None when it was read-only) and every writable bind mount."""
+    """The outputs of a run: the new root and every writable bind mount."""
 
-    root: State | None
+    root: State
     mounts: Mapping[str, State] = field(default_factory=dict)
 
     def mount(self, dest: str) -> State:
@@ -496,13 +494,13 @@ def _mount_pb(m: Mount, inputs: _Inputs, output: int) -> tuple[pb.Mount, set[str
 
 def _exec(root: State, args: Sequence[str], env: tuple[str, ...], cwd: str, user: str,
           mounts: Sequence[Mount], network: NetworkMode, hostname: str,
-          valid_exit_codes: tuple[int, ...], meta: OpMeta, readonly_root: bool = False) -> ExecState:
+          valid_exit_codes: tuple[int, ...], meta: OpMeta) -> ExecState:
     if not args:
         raise ValueError("run(): args must not be empty")
     if any(m.dest == "/" for m in mounts):
         raise ValueError("run(): the state itself is mounted at /")
     # BuildKit validates one mount at "/"; sort by dest like the Go client so output order is stable.
-    all_mounts = sorted([Mount("/", root, readonly=readonly_root), *mounts], key=lambda m: m.dest)
+    all_mounts = sorted([Mount("/", root), *mounts], key=lambda m: m.dest)
     inputs = _Inputs()
     pb_mounts: list[pb.Mount] = []
     caps = {"exec.meta.base"}
@@ -526,7 +524,7 @@ def _exec(root: State, args: Sequence[str], env: tuple[str, ...], cwd: str, user
     vertex = Vertex(body, tuple(inputs.outputs), frozenset(caps), meta, wants_platform=True,
                     platform=root.platform)
     outputs = {dest: State(Output(vertex, i), root.platform) for i, dest in enumerate(writable)}
-    return ExecState(outputs.get("/"), {d: s for d, s in outputs.items() if d != "/"})
+    return ExecState(outputs["/"], {d: s for d, s in outputs.items() if d != "/"})
 
 
 # ---------------------------------------------------------------------------------------------
