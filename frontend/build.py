@@ -98,8 +98,8 @@ def site_packages(work: Path, pyver: str) -> Path:
 
 
 def app_tree(work: Path) -> Path:
-    app = work / "app"
-    shutil.rmtree(app, ignore_errors=True)
+    # one per run: builds from several checkouts may share the work folder
+    app = Path(tempfile.mkdtemp(prefix="app.", dir=work))
     shutil.copytree(ROOT / "distroless", app / "distroless",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return app
@@ -114,12 +114,15 @@ def build(work: Path) -> tuple[Path, str]:
     blobs = work / "blobs"
     blobs.mkdir(exist_ok=True)
     layers = []
-    for src, prefix in ((base, ""), (site, SITE), (app, APP)):
-        tree = import_dir(src, prefix=prefix, mtime=EPOCH)
-        for marker in (".complete",):
-            if tree.get(f"{prefix}/{marker}".strip("/")) is not None:
-                tree.remove(f"{prefix}/{marker}".strip("/"))
-        layers.append(write_layer(iter_tar(tree.walk(), {0: "root"}, {0: "root"}), blobs))
+    try:
+        for src, prefix in ((base, ""), (site, SITE), (app, APP)):
+            tree = import_dir(src, prefix=prefix, mtime=EPOCH)
+            for marker in (".complete",):
+                if tree.get(f"{prefix}/{marker}".strip("/")) is not None:
+                    tree.remove(f"{prefix}/{marker}".strip("/"))
+            layers.append(write_layer(iter_tar(tree.walk(), {0: "root"}, {0: "root"}), blobs))
+    finally:
+        shutil.rmtree(app, ignore_errors=True)
     plat = Platform.from_arch({"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()))
     labels = {"moby.buildkit.frontend.network.none": "true", "moby.buildkit.frontend.caps": CAPS}
     config = apko_config(
