@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import platform
 import shutil
@@ -26,12 +27,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from distroless.oci.image import Platform, apko_config, build_image, build_index, write_layer  # noqa: E402
+from distroless.fsutil import atomic_write  # noqa: E402
+from distroless.oci.image import Layer, Platform, apko_config, build_image, build_index, write_layer  # noqa: E402
 from distroless.oci.layout import write_layout  # noqa: E402
 from distroless.sign.push import push_layout  # noqa: E402
 from distroless.registry.reference import parse_reference  # noqa: E402
 from distroless.rootfs.importdir import import_dir  # noqa: E402
 from distroless.rootfs.layer import iter_tar  # noqa: E402
+from distroless.rootfs.tree import Tree  # noqa: E402
 
 DEPS = ["cryptography>=41", "requests>=2.31", "pyyaml>=6.0", "isal>=1.6", "zstandard>=0.22", "pynacl>=1.5",
         "pyelftools>=0.30", "grpcio>=1.60", "protobuf>=7.35.1"]
@@ -105,6 +108,38 @@ def app_tree(work: Path) -> Path:
     return app
 
 
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def layer_of(tree: Tree, blobs: Path) -> Layer:
+    """The tree's layer. The base and the wheels change rarely and take most of the compression
+    time, so a blob made earlier from the same tar (same diff_id) is reused; its bytes are
+    hashed again before they are trusted."""
+    def tar():
+        return iter_tar(tree.walk(), {0: "root"}, {0: "root"})
+
+    h = hashlib.sha256()
+    for chunk in tar():
+        h.update(chunk)
+    diff_id = "sha256:" + h.hexdigest()
+    record = blobs / f"diff-{diff_id[7:]}.json"
+    if record.exists():
+        known = json.loads(record.read_text())
+        blob = blobs / known["digest"][7:]
+        if blob.is_file() and blob.stat().st_size == known["size"] and _sha256_file(blob) == known["digest"]:
+            return Layer(known["digest"], known["size"], diff_id, blob, known["media_type"])
+    layer = write_layer(tar(), blobs)
+    assert layer.diff_id == diff_id, (layer.diff_id, diff_id)
+    atomic_write(record, json.dumps({"digest": layer.digest, "size": layer.size,
+                                     "media_type": layer.media_type}).encode())
+    return layer
+
+
 def build(work: Path) -> tuple[Path, str]:
     suite = codename()
     base = base_rootfs(work, suite)
@@ -120,7 +155,7 @@ def build(work: Path) -> tuple[Path, str]:
             for marker in (".complete",):
                 if tree.get(f"{prefix}/{marker}".strip("/")) is not None:
                     tree.remove(f"{prefix}/{marker}".strip("/"))
-            layers.append(write_layer(iter_tar(tree.walk(), {0: "root"}, {0: "root"}), blobs))
+            layers.append(layer_of(tree, blobs))
     finally:
         shutil.rmtree(app, ignore_errors=True)
     plat = Platform.from_arch({"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()))

@@ -20,6 +20,7 @@ import pytest
 from httpserver import StaticServer
 from imagerepo import image_yaml, make_repo
 from regression import check, tree_digest
+from sbomcheck import spdx_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = ("x86_64", "aarch64")
@@ -199,6 +200,8 @@ def test_multi_platform_index_and_sbom(tmp_path, frontend, repo, peers) -> None:
     assert len(sboms) == 2
     names = {p["name"] for p in sboms[0]["predicate"]["packages"]}
     assert {"busybox", "test-base"} <= names and sboms[0]["predicate"]["spdxVersion"] == "SPDX-2.3"
+    for statement in sboms:  # as BuildKit attached them, checked by SPDX's own tools
+        assert spdx_problems(json.dumps(statement["predicate"])) == []
 
 
 def test_yaml_error_shows_its_line(tmp_path, frontend, repo, peers) -> None:

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -28,6 +29,15 @@ def dl(*args: str, cwd: Path, sde: str = "1700000000") -> subprocess.CompletedPr
 def served(tmp_path_factory, peers):
     root = tmp_path_factory.mktemp("imgrepo")
     repo, pub = make_repo(root, peers.busybox)
+    server = StaticServer(repo).start()
+    yield server, pub
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def served_two_archs(tmp_path_factory, peers):
+    root = tmp_path_factory.mktemp("imgrepo2")
+    repo, pub = make_repo(root, peers.busybox, ("x86_64", "aarch64"))
     server = StaticServer(repo).start()
     yield server, pub
     server.stop()
@@ -77,6 +87,35 @@ def test_layout_read_by_skopeo_and_umoci(tmp_path, served, peers) -> None:
     sbom = json.loads((tmp_path / "sbom" / "sbom-x86_64.spdx.json").read_text())
     names = {p["name"] for p in sbom["packages"]}
     assert {"test-base", "busybox"} <= names
+
+
+def test_multi_arch_layout_copied_by_skopeo(tmp_path, served_two_archs, peers) -> None:
+    """skopeo reads and copies each platform of a two-arch layout, checking every blob against its
+    digest (containers/image verifies while copying). Our index.json lists the platform manifests
+    without names, as apko's does; Debian 12's skopeo cannot pick one by index, so a copy of the
+    layout names them (`org.opencontainers.image.ref.name`) and nothing else changes."""
+    server, pub = served_two_archs
+    yaml = image_yaml(server.url, pub, ["busybox"]).replace("archs: [x86_64]\n", "archs: [x86_64, aarch64]\n")
+    (tmp_path / "image.yaml").write_text(yaml)
+    (tmp_path / "layout").mkdir()
+    r = dl("image", "build", "image.yaml", "test/demo:latest", "layout", "--cache-dir", str(tmp_path / "cache"),
+           "--sbom-path", "sbom", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    named = tmp_path / "named"
+    shutil.copytree(tmp_path / "layout", named)
+    index = json.loads((named / "index.json").read_text())
+    archs = [m["platform"]["architecture"] for m in index["manifests"]]
+    assert archs == ["amd64", "arm64"]
+    for m in index["manifests"]:
+        m.setdefault("annotations", {})["org.opencontainers.image.ref.name"] = m["platform"]["architecture"]
+    (named / "index.json").write_text(json.dumps(index))
+    for arch in archs:
+        info = subprocess.run([peers.skopeo, "inspect", f"oci:{named}:{arch}"], capture_output=True, text=True)
+        assert info.returncode == 0, info.stderr
+        assert json.loads(info.stdout)["Architecture"] == arch
+        copy = subprocess.run([peers.skopeo, "copy", f"oci:{named}:{arch}", f"dir:{tmp_path / ('copy-' + arch)}"],
+                              capture_output=True, text=True)
+        assert copy.returncode == 0, copy.stderr
 
 
 def test_sboms_pass_independent_validators(tmp_path, served) -> None:

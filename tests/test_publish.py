@@ -11,6 +11,7 @@ import pytest
 
 from httpserver import StaticServer
 from imagerepo import image_yaml, make_repo
+from sbomcheck import spdx_problems
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +51,7 @@ def test_publish_signed_and_attested(tmp_path, served, peers) -> None:
     statement = json.loads(base64.b64decode(json.loads(a.stdout.splitlines()[0])["payload"]))
     assert statement["predicateType"] == "https://spdx.dev/Document"
     assert statement["predicate"]["spdxVersion"] == "SPDX-2.3"
+    assert spdx_problems(json.dumps(statement["predicate"])) == []  # SPDX's own validator
     # the image also runs where it was pushed: pull and run on dockerd 26
     d = peers.docker26
     try:
