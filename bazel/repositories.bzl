@@ -21,10 +21,11 @@ _OPTIONAL = [
     "charset_normalizer",
 ]
 
-# Run by the interpreter at fetch time: where each module lives, and the real interpreter.
+# Run by the interpreter at fetch time: its version and extension suffix (the ABI the compiled
+# modules need; actions check it), and where each module lives.
 _PROBE = """
-import importlib.util, os, sys
-print("python\\t" + os.path.realpath(sys.executable))
+import importlib.util, os, sys, sysconfig
+print("abi\\t%d.%d %s" % (sys.version_info[0], sys.version_info[1], sysconfig.get_config_var("EXT_SUFFIX")))
 for name in sys.argv[1:]:
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.origin:
@@ -45,12 +46,12 @@ def _python_repository_impl(rctx):
     res = rctx.execute([python, "-I", "probe.py"] + _REQUIRED + _OPTIONAL)
     if res.return_code != 0:
         fail("distroless: cannot run %s: %s" % (python, res.stderr))
-    interpreter = ""
+    abi = ""
     missing = []
     for line in res.stdout.splitlines():
         parts = line.split("\t")
-        if parts[0] == "python":
-            interpreter = parts[1]
+        if parts[0] == "abi":
+            abi = parts[1]
         elif parts[0] == "missing":
             missing.append(parts[1])
         elif parts[0] in ("dir", "file"):
@@ -60,12 +61,13 @@ def _python_repository_impl(rctx):
         fail("distroless: %s lacks %s; set DISTROLESS_PYTHON to a python3 (or venv) that has the " % (python, ", ".join(required_missing)) +
              "project's dependencies installed (`make test` creates .venv)")
 
-    # The fixed interpreter every action runs, isolated (-I) and without writing bytecode (-B).
-    rctx.file("python.sh", "#!/bin/sh\nexec %s -I -B \"$@\"\n" % interpreter, executable = True)
+    # No interpreter path is written anywhere: actions run the //bazel:python flag's interpreter
+    # (default `python3` on the executor's PATH) and check it against this ABI record first.
+    rctx.file("abi", abi + "\n")
     rctx.file("marker", "")
     rctx.file("BUILD.bazel", """package(default_visibility = ["//visibility:public"])
 
-exports_files(["python.sh", "marker"])
+exports_files(["abi", "marker"])
 
 filegroup(
     name = "site",
@@ -80,7 +82,7 @@ distroless_python_repository = repository_rule(
     },
     environ = ["DISTROLESS_PYTHON"],
     local = True,
-    doc = "Symlinks the engine's third-party modules from an installed interpreter into `site/`.",
+    doc = "Symlinks the engine's third-party modules from an installed interpreter into `site/`; records its ABI.",
 )
 
 def distroless_dependencies(python = ""):
