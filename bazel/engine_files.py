@@ -261,14 +261,29 @@ class Reach:
             return
 
 
+def step_node(g: Graph, func: str) -> Node:
+    """Where a step's function is defined: steps.py itself, or the module `build_parser` (or
+    steps.py's top level) imports it from."""
+    tree = g.tree(STEPS_MODULE)
+    if func in _top_defs(tree):
+        return (STEPS_MODULE, func)
+    parser = _top_defs(tree)["build_parser"]
+    binds = _bindings(g, _top_code(tree), STEPS_MODULE)
+    binds.update(_bindings(g, [parser], STEPS_MODULE))
+    mod, name = binds[func]
+    return (mod, name)
+
+
 def step_modules(g: Graph, func: str) -> set[str]:
     """Modules one step can load: steps.py's top level, `main`, the step's function and what
-    they reach."""
-    others = {(STEPS_MODULE, f) for f in step_functions(g).values() if f != func}
+    they reach (never another step's function, which `build_parser` names too)."""
+    mine = step_node(g, func)
+    others = {step_node(g, f) for f in step_functions(g).values()} - {mine}
     r = Reach(g, others)
     r.module(STEPS_MODULE)
+    r.module(mine[0])
     r.add((STEPS_MODULE, "main"))
-    r.add((STEPS_MODULE, func))
+    r.add(mine)
     return r.run()
 
 

@@ -36,12 +36,17 @@ for name in sys.argv[1:]:
         print("file\\t" + os.path.basename(spec.origin) + "\\t" + spec.origin)
 """
 
-def _python_repository_impl(rctx):
+def _fetch_python(rctx):
+    """The client interpreter repository rules run (never an action's)."""
     workspace = rctx.path(Label("//bazel:BUILD.bazel")).dirname.dirname  # this project's root
     python = rctx.os.environ.get("DISTROLESS_PYTHON", "") or rctx.attr.python
     if not python:
         venv = workspace.get_child(".venv").get_child("bin").get_child("python")
         python = str(venv) if venv.exists else "/usr/bin/python3"
+    return python
+
+def _python_repository_impl(rctx):
+    python = _fetch_python(rctx)
     rctx.file("probe.py", _PROBE)
     res = rctx.execute([python, "-I", "probe.py"] + _REQUIRED + _OPTIONAL)
     if res.return_code != 0:
@@ -85,6 +90,28 @@ distroless_python_repository = repository_rule(
     doc = "Symlinks the engine's third-party modules from an installed interpreter into `site/`; records its ABI.",
 )
 
+def _host_toolchain_impl(rctx):
+    # the engine's own definition of the identity (the melange step re-checks it at build time)
+    script = rctx.path(Label("//distroless:__init__.py")).dirname.get_child("melange").get_child("hostid.py")
+    res = rctx.execute([_fetch_python(rctx), "-I", "-B", str(script)])
+    if res.return_code != 0:
+        fail("distroless: cannot record the host toolchain: %s" % res.stderr)
+    rctx.file("identity.txt", res.stdout)
+    rctx.file("BUILD.bazel", """package(default_visibility = ["//visibility:public"])
+
+exports_files(["identity.txt"])
+""")
+
+distroless_host_toolchain_repository = repository_rule(
+    implementation = _host_toolchain_impl,
+    attrs = {"python": attr.string()},
+    environ = ["DISTROLESS_PYTHON"],
+    local = True,
+    configure = True,
+    doc = "The host toolchain's identity (cc --version, libc version, machine), an input of every " +
+          "`host_toolchain` package build so it is part of their action keys. `bazel sync --configure` re-records it.",
+)
+
 def distroless_dependencies(python = ""):
     """Declare what the rules need; nothing is downloaded.
 
@@ -94,6 +121,8 @@ def distroless_dependencies(python = ""):
     """
     if not native.existing_rule("distroless_python"):
         distroless_python_repository(name = "distroless_python", python = python)
+    if not native.existing_rule("distroless_host_toolchain"):
+        distroless_host_toolchain_repository(name = "distroless_host_toolchain", python = python)
 
     # Offline stand-ins for repositories Bazel 4.2.3 would otherwise try to download as soon
     # as a test rule or toolchain resolution needs them (reference notes, bazel.md §5).
