@@ -126,12 +126,28 @@ def distroless_dependencies(python = ""):
 
     # Offline stand-ins for repositories Bazel 4.2.3 would otherwise try to download as soon
     # as a test rule or toolchain resolution needs them (reference notes, bazel.md §5).
-    here = Label("//bazel:repositories.bzl")
-    root = "" if not here.workspace_root else here.workspace_root + "/"
-    for name in ("rules_java", "rules_cc", "remote_coverage_tools"):
+    for name, files in _STUBS.items():
         if not native.existing_rule(name):
-            native.local_repository(name = name, path = _stub_dir(root, name))
+            _stub_repository(name = name, stub = name, files = files)
 
-def _stub_dir(root, name):
-    # local_repository wants a path; relative paths are taken from the main workspace root.
-    return root + "bazel/stubs/" + name
+_STUBS = {
+    "rules_java": ["BUILD", "WORKSPACE", "java/BUILD", "java/defs.bzl"],
+    "rules_cc": ["BUILD", "WORKSPACE", "cc/BUILD", "cc/defs.bzl"],
+    "remote_coverage_tools": ["BUILD", "WORKSPACE", "coverage_report_generator.sh"],
+}
+
+def _stub_repository_impl(rctx):
+    # found from this file, so it works from the main workspace and as @distroless alike
+    # (a local_repository path would be taken relative to the main workspace)
+    src = rctx.path(Label("//bazel:repositories.bzl")).dirname.get_child("stubs").get_child(rctx.attr.stub)
+    for f in rctx.attr.files:
+        p = src
+        for part in f.split("/"):
+            p = p.get_child(part)
+        rctx.symlink(p, f)
+
+_stub_repository = repository_rule(
+    implementation = _stub_repository_impl,
+    attrs = {"stub": attr.string(mandatory = True), "files": attr.string_list(mandatory = True)},
+    doc = "One of bazel/stubs/ as a repository.",
+)

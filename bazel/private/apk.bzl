@@ -69,7 +69,7 @@ def _rel_path(f, root):
 
 def _apk_package_impl(ctx):
     name = ctx.attr.package_name or ctx.label.name
-    out = ctx.actions.declare_file("%s-%s.apk" % (name, ctx.attr.version))
+    out = ctx.actions.declare_file(ctx.attr.out or "%s-%s.apk" % (name, ctx.attr.version))
     root = ctx.attr.root if ctx.attr.root != "." else ctx.label.package
     args = ctx.actions.args()
     for f in ctx.files.srcs:
@@ -102,6 +102,7 @@ apk_package = rule(
         "root": attr.string(default = ".", doc = "workspace-relative directory the files are under ('.' = this package)"),
         "package_name": attr.string(doc = "default: the target name"),
         "version": attr.string(mandatory = True),
+        "out": attr.string(doc = "output path (default <name>-<version>.apk)"),
         "arch": attr.string(default = "x86_64"),
         "description": attr.string(),
         "license": attr.string(),
