@@ -248,14 +248,20 @@ def remove(path: Path) -> None:
     """Output bases are read-only trees: make them writable first."""
     for dirpath, dirnames, _ in os.walk(path):
         for d in dirnames:
-            with contextlib.suppress(OSError):
-                os.chmod(os.path.join(dirpath, d), 0o755, follow_symlinks=False)
+            if not os.path.islink(os.path.join(dirpath, d)):
+                with contextlib.suppress(OSError):
+                    os.chmod(os.path.join(dirpath, d), 0o755)
     shutil.rmtree(path, ignore_errors=True)
 
 
 def bazel_version() -> str:
+    """Debian's bazel-bootstrap says `bazel no_version`: ask dpkg then."""
     proc = subprocess.run(["bazel", "--version"], capture_output=True, text=True)
-    return proc.stdout.strip().removeprefix("bazel ")
+    version = proc.stdout.strip().removeprefix("bazel ")
+    if version in ("", "no_version"):
+        pkg = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "bazel-bootstrap"], capture_output=True, text=True)
+        version = f"{pkg.stdout.strip()} (bazel-bootstrap)" if pkg.returncode == 0 else "unknown"
+    return version
 
 
 if __name__ == "__main__":
