@@ -10,9 +10,11 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -65,9 +67,12 @@ def check_installed() -> None:
 
 
 class Postgres:
-    """A throwaway cluster owned by `postgres` (initdb refuses root), trust auth on loopback."""
+    """A throwaway cluster owned by `postgres` (initdb refuses root), trust auth on loopback. Its
+    directory is under /var/tmp, not pytest's 0700 /tmp/pytest-of-root (which a later pytest
+    session re-locks while this server still needs it)."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path | None = None):
+        root = root or Path(tempfile.mkdtemp(prefix="distroless-pg-", dir="/var/tmp"))
         self.root, self.port = root, free_port()
         self.data = root / "data"
         self.bin = Path(sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1])
@@ -87,9 +92,6 @@ class Postgres:
         self.root.mkdir(parents=True, exist_ok=True)
         pw = pwd.getpwnam("postgres")
         os.chown(self.root, pw.pw_uid, pw.pw_gid)
-        for parent in self.root.parents:  # postgres must reach its data directory
-            if str(parent).startswith("/tmp/") or parent == Path("/tmp"):
-                os.chmod(parent, os.stat(parent).st_mode | 0o011)
         proc = self._as_postgres(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
                                  "--auth=trust", "-E", "UTF8", "--no-sync")
         if proc.returncode:
@@ -110,8 +112,20 @@ class Postgres:
         return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/bgd"
 
     def stop(self) -> None:
-        if self.data.exists():
-            self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        """Immediate shutdown of the postmaster this started (by the pid in its pid file)."""
+        try:
+            pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pid = 0
+        if pid:
+            try:
+                os.kill(pid, signal.SIGQUIT)
+                for _ in range(100):
+                    os.kill(pid, 0)
+                    time.sleep(0.1)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 CONFIG = """
@@ -237,15 +251,13 @@ def stop(proc: subprocess.Popen | None) -> None:
 
 
 if __name__ == "__main__":  # manual use: start everything and wait (Ctrl-C or SIGTERM stops it)
-    import signal
-
     def _interrupt(*_):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _interrupt)
     check_installed()
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/distroless-rexec")
-    pg = Postgres(root / "pg").start()
+    pg = Postgres().start()
     bgd = BuildGrid(root / "bgd", pg.url).start()
     workers = [Worker(root / "workers", bgd.address, f"w{i}", ["/root", "/home"]).start() for i in range(2)]
     print(f"--remote_executor=grpc://{bgd.address} --remote_instance_name={INSTANCE}", flush=True)

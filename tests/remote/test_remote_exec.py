@@ -34,8 +34,9 @@ def grid(tmp_path_factory):
     root = tmp_path_factory.mktemp("rexec")
     started: list = []
     try:
-        pg = services.Postgres(root / "pg").start()
+        pg = services.Postgres()
         started.append(pg)
+        pg.start()
         bgd = services.BuildGrid(root / "bgd", pg.url).start()
         started.append(bgd)
         # the workers see neither the client's home nor its checkout (nor /tmp, where the test's
