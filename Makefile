@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-deps test peers peers-down frontend bench clean
+.PHONY: demo demo-deps test test-remote peers peers-down frontend bench bench-monorepo clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null \
@@ -30,8 +30,15 @@ peers:
 peers-down:
 	bash tests/peers/peers.sh down
 
+# tests/remote needs BuildGrid (a ~10-minute first install): `make test-remote`, not here.
 test: $(STAMP) peers
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q --durations=15 --ignore=tests/remote
+
+# The Bazel example through a real Remote Execution API service (BuildGrid + PostgreSQL + our
+# bubblewrap workers on loopback). First run ~10 min of install, then ~3 min of tests.
+test-remote: $(STAMP) peers
+	bash tests/remote/install.sh
+	$(PY) -m pytest -q tests/remote
 
 # The BuildKit frontend image, pushed to the loopback registry the peers script started.
 FRONTEND_WORK ?= /var/cache/distroless-frontend
@@ -41,6 +48,10 @@ frontend: $(STAMP) peers
 
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+# examples/monorepo at scale with Bazel (~10 min): cold, no-op, one-package bump, warm disk cache.
+bench-monorepo: $(STAMP)
+	$(PY) bench/monorepo.py
 
 clean:
 	rm -rf $(VENV) out

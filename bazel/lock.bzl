@@ -13,7 +13,10 @@ change alone does not refetch. Mirrors: `DISTROLESS_APK_MIRRORS` (space-separate
 tried first with the package URL's path) or the `mirrors` attribute.
 
 The hub `@<name>` has one target per architecture (`@demo_lock//:x86_64`) carrying the packages
-in lock order (`ApkLockInfo`), `:lock` (the lock file) and `:keys`.
+in lock order (`ApkLockInfo`), `:lock` (the lock file) and `:keys`. With `locks = [...]` (a
+lock-set, e.g. one lock per image of a monorepo) it has `:<lock stem>_<arch>` per lock, and a
+package that several locks pin (same name, version and sha256) is one repository, downloaded and
+expanded once for all of them.
 """
 
 _PRIVATE = "//bazel/private:apk.bzl"
@@ -37,35 +40,65 @@ def _url_path(url):
     rest = url.split("://", 1)[-1]
     return rest.split("/", 1)[1] if "/" in rest else rest
 
-def _apk_lock_repositories_impl(rctx):
-    text = rctx.read(rctx.attr.lock)
+def _stem(label):
+    name = label.name.split("/")[-1]
+    for suffix in (".lock.json", ".json"):
+        if name.endswith(suffix):
+            return name[:-len(suffix)]
+    return name
+
+def _read_lock(rctx, label):
+    text = rctx.read(label)
     lock = json.decode(text)
     if lock.get("version") != "v1":
-        fail("%s: not an apko lock v1" % rctx.attr.lock)
-    rctx.file("lock.json", text)  # a copy, not a symlink: the repo stays self-contained
-    contents = lock["contents"]
+        fail("%s: not an apko lock v1" % label)
+    for p in lock["contents"].get("packages", []):
+        if not p.get("sha256"):
+            fail("%s: %s-%s has no sha256; re-lock with `distroless image lock`" % (label, p["name"], p["version"]))
+    return text, lock
+
+def _apk_lock_repositories_impl(rctx):
     hub = rctx.attr.name
     rule = _label_str(_PRIVATE)
+    if bool(rctx.attr.lock) == bool(rctx.attr.locks):
+        fail("%s: give exactly one of lock or locks" % hub)
 
-    decls = []
-    by_arch = {}
-    for p in contents.get("packages", []):
-        if not p.get("sha256"):
-            fail("%s: %s-%s has no sha256; re-lock with `distroless image lock`" % (rctx.attr.lock, p["name"], p["version"]))
-        repo = _repo_name(hub, p)
-        decls.append(struct(repo = repo, pkg = p))
-        by_arch.setdefault(p["architecture"], []).append(repo)
+    # one repository per distinct package across every lock of the set: images whose locks share
+    # a package share its download and its expansion action
+    decls = {}
+    keys = {}
+    targets = []  # (target name, lock file in the hub, arch, [repo])
+    for label in ([rctx.attr.lock] if rctx.attr.lock else rctx.attr.locks):
+        text, lock = _read_lock(rctx, label)
+        single = bool(rctx.attr.lock)
+        lock_file = "lock.json" if single else _stem(label) + ".lock.json"
+        rctx.file(lock_file, text)  # a copy, not a symlink: the repo stays self-contained
+        contents = lock["contents"]
+        by_arch = {}
+        for p in contents.get("packages", []):
+            repo = _repo_name(hub, p)
+            seen = decls.get(repo)
+            if seen and seen["sha256"] != p["sha256"]:
+                fail("%s: %s-%s (%s) has sha256 %s here but %s in another lock of %s" % (
+                    label, p["name"], p["version"], p["architecture"], p["sha256"], seen["sha256"], hub))
+            decls[repo] = p
+            by_arch.setdefault(p["architecture"], []).append(repo)
+        for arch, repos in by_arch.items():
+            targets.append((arch if single else _stem(label) + "_" + arch, lock_file, arch, repos))
+        for k in contents.get("keyring", []):
+            if k.get("content"):
+                keys["keys/" + k["name"].split("/")[-1]] = k["content"]
 
     lines = [
-        '"""Generated from %s: one repository per locked APK."""' % rctx.attr.lock,
+        '"""Generated from %s: one repository per locked APK."""' % (rctx.attr.lock or ", ".join([str(l) for l in rctx.attr.locks])),
         'load("%s", "apk_archive")' % _label_str("//bazel:lock.bzl"),
         "",
         "def repositories(mirrors = []):",
     ]
-    for d in decls:
-        p = d.pkg
+    for repo in sorted(decls):
+        p = decls[repo]
         lines.append("    apk_archive(name = %r, url = %r, sha256 = %r, package_name = %r, version = %r, arch = %r, checksum = %r, mirrors = mirrors + %r)" % (
-            d.repo,
+            repo,
             p["url"],
             p["sha256"],
             p["name"],
@@ -77,25 +110,22 @@ def _apk_lock_repositories_impl(rctx):
     if not decls:
         lines.append("    pass")
     rctx.file("repositories.bzl", "\n".join(lines) + "\n")
-
-    keys = []
-    for k in contents.get("keyring", []):
-        if k.get("content"):
-            name = "keys/" + k["name"].split("/")[-1]
-            rctx.file(name, k["content"])
-            keys.append(name)
+    for name, content in keys.items():
+        rctx.file(name, content)
 
     build = [
         'load("%s", "apk_lock")' % rule,
         'package(default_visibility = ["//visibility:public"])',
-        'exports_files(["lock.json", "repositories.bzl"])',
-        'filegroup(name = "lock", srcs = ["lock.json"])',
-        "filegroup(name = \"keys\", srcs = %r)" % keys,
+        'exports_files(glob(["*.json"]) + ["repositories.bzl"])',
+        "filegroup(name = \"keys\", srcs = %r)" % sorted(keys),
     ]
-    for arch, repos in by_arch.items():
-        build.append("apk_lock(name = %r, arch = %r, lock = \"lock.json\", packages = %r)" % (
+    if rctx.attr.lock:
+        build.append('filegroup(name = "lock", srcs = ["lock.json"])')
+    for name, lock_file, arch, repos in targets:
+        build.append("apk_lock(name = %r, arch = %r, lock = %r, packages = %r)" % (
+            name,
             arch,
-            arch,
+            lock_file,
             ["@%s//:apk" % r for r in repos],
         ))
     rctx.file("BUILD.bazel", "\n".join(build) + "\n")
@@ -103,10 +133,11 @@ def _apk_lock_repositories_impl(rctx):
 apk_lock_repositories = repository_rule(
     implementation = _apk_lock_repositories_impl,
     attrs = {
-        "lock": attr.label(mandatory = True, allow_single_file = True),
+        "lock": attr.label(allow_single_file = True, doc = "one lock: targets `:<arch>`, `:lock`"),
+        "locks": attr.label_list(allow_files = True, doc = "a lock-set: targets `:<lock stem>_<arch>` over shared package repositories"),
         "mirrors": attr.string_list(doc = "base URLs tried before each package URL"),
     },
-    doc = "The hub of a lock file; call its repositories.bzl `repositories()` next.",
+    doc = "The hub of a lock file (or a set of them); call its repositories.bzl `repositories()` next.",
 )
 
 def _apk_archive_impl(rctx):

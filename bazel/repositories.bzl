@@ -21,10 +21,11 @@ _OPTIONAL = [
     "charset_normalizer",
 ]
 
-# Run by the interpreter at fetch time: where each module lives, and the real interpreter.
+# Run by the interpreter at fetch time: its version and extension suffix (the ABI the compiled
+# modules need; actions check it), and where each module lives.
 _PROBE = """
-import importlib.util, os, sys
-print("python\\t" + os.path.realpath(sys.executable))
+import importlib.util, os, sys, sysconfig
+print("abi\\t%d.%d %s" % (sys.version_info[0], sys.version_info[1], sysconfig.get_config_var("EXT_SUFFIX")))
 for name in sys.argv[1:]:
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.origin:
@@ -35,22 +36,27 @@ for name in sys.argv[1:]:
         print("file\\t" + os.path.basename(spec.origin) + "\\t" + spec.origin)
 """
 
-def _python_repository_impl(rctx):
+def _fetch_python(rctx):
+    """The client interpreter repository rules run (never an action's)."""
     workspace = rctx.path(Label("//bazel:BUILD.bazel")).dirname.dirname  # this project's root
     python = rctx.os.environ.get("DISTROLESS_PYTHON", "") or rctx.attr.python
     if not python:
         venv = workspace.get_child(".venv").get_child("bin").get_child("python")
         python = str(venv) if venv.exists else "/usr/bin/python3"
+    return python
+
+def _python_repository_impl(rctx):
+    python = _fetch_python(rctx)
     rctx.file("probe.py", _PROBE)
     res = rctx.execute([python, "-I", "probe.py"] + _REQUIRED + _OPTIONAL)
     if res.return_code != 0:
         fail("distroless: cannot run %s: %s" % (python, res.stderr))
-    interpreter = ""
+    abi = ""
     missing = []
     for line in res.stdout.splitlines():
         parts = line.split("\t")
-        if parts[0] == "python":
-            interpreter = parts[1]
+        if parts[0] == "abi":
+            abi = parts[1]
         elif parts[0] == "missing":
             missing.append(parts[1])
         elif parts[0] in ("dir", "file"):
@@ -60,12 +66,13 @@ def _python_repository_impl(rctx):
         fail("distroless: %s lacks %s; set DISTROLESS_PYTHON to a python3 (or venv) that has the " % (python, ", ".join(required_missing)) +
              "project's dependencies installed (`make test` creates .venv)")
 
-    # The fixed interpreter every action runs, isolated (-I) and without writing bytecode (-B).
-    rctx.file("python.sh", "#!/bin/sh\nexec %s -I -B \"$@\"\n" % interpreter, executable = True)
+    # No interpreter path is written anywhere: actions run the //bazel:python flag's interpreter
+    # (default `python3` on the executor's PATH) and check it against this ABI record first.
+    rctx.file("abi", abi + "\n")
     rctx.file("marker", "")
     rctx.file("BUILD.bazel", """package(default_visibility = ["//visibility:public"])
 
-exports_files(["python.sh", "marker"])
+exports_files(["abi", "marker"])
 
 filegroup(
     name = "site",
@@ -80,7 +87,29 @@ distroless_python_repository = repository_rule(
     },
     environ = ["DISTROLESS_PYTHON"],
     local = True,
-    doc = "Symlinks the engine's third-party modules from an installed interpreter into `site/`.",
+    doc = "Symlinks the engine's third-party modules from an installed interpreter into `site/`; records its ABI.",
+)
+
+def _host_toolchain_impl(rctx):
+    # the engine's own definition of the identity (the melange step re-checks it at build time)
+    script = rctx.path(Label("//distroless:__init__.py")).dirname.get_child("melange").get_child("hostid.py")
+    res = rctx.execute([_fetch_python(rctx), "-I", "-B", str(script)])
+    if res.return_code != 0:
+        fail("distroless: cannot record the host toolchain: %s" % res.stderr)
+    rctx.file("identity.txt", res.stdout)
+    rctx.file("BUILD.bazel", """package(default_visibility = ["//visibility:public"])
+
+exports_files(["identity.txt"])
+""")
+
+distroless_host_toolchain_repository = repository_rule(
+    implementation = _host_toolchain_impl,
+    attrs = {"python": attr.string()},
+    environ = ["DISTROLESS_PYTHON"],
+    local = True,
+    configure = True,
+    doc = "The host toolchain's identity (cc --version, libc version, machine), an input of every " +
+          "`host_toolchain` package build so it is part of their action keys. `bazel sync --configure` re-records it.",
 )
 
 def distroless_dependencies(python = ""):
@@ -92,15 +121,33 @@ def distroless_dependencies(python = ""):
     """
     if not native.existing_rule("distroless_python"):
         distroless_python_repository(name = "distroless_python", python = python)
+    if not native.existing_rule("distroless_host_toolchain"):
+        distroless_host_toolchain_repository(name = "distroless_host_toolchain", python = python)
 
     # Offline stand-ins for repositories Bazel 4.2.3 would otherwise try to download as soon
     # as a test rule or toolchain resolution needs them (reference notes, bazel.md §5).
-    here = Label("//bazel:repositories.bzl")
-    root = "" if not here.workspace_root else here.workspace_root + "/"
-    for name in ("rules_java", "rules_cc", "remote_coverage_tools"):
+    for name, files in _STUBS.items():
         if not native.existing_rule(name):
-            native.local_repository(name = name, path = _stub_dir(root, name))
+            _stub_repository(name = name, stub = name, files = files)
 
-def _stub_dir(root, name):
-    # local_repository wants a path; relative paths are taken from the main workspace root.
-    return root + "bazel/stubs/" + name
+_STUBS = {
+    "rules_java": ["BUILD", "WORKSPACE", "java/BUILD", "java/defs.bzl"],
+    "rules_cc": ["BUILD", "WORKSPACE", "cc/BUILD", "cc/defs.bzl"],
+    "remote_coverage_tools": ["BUILD", "WORKSPACE", "coverage_report_generator.sh"],
+}
+
+def _stub_repository_impl(rctx):
+    # found from this file, so it works from the main workspace and as @distroless alike
+    # (a local_repository path would be taken relative to the main workspace)
+    src = rctx.path(Label("//bazel:repositories.bzl")).dirname.get_child("stubs").get_child(rctx.attr.stub)
+    for f in rctx.attr.files:
+        p = src
+        for part in f.split("/"):
+            p = p.get_child(part)
+        rctx.symlink(p, f)
+
+_stub_repository = repository_rule(
+    implementation = _stub_repository_impl,
+    attrs = {"stub": attr.string(mandatory = True), "files": attr.string_list(mandatory = True)},
+    doc = "One of bazel/stubs/ as a repository.",
+)

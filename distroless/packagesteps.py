@@ -111,12 +111,26 @@ def _melange_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_host_identity(recorded: Path) -> None:
+    """A host-toolchain build's action key holds the toolchain identity recorded at fetch time;
+    building with another toolchain under that key would poison the cache."""
+    from distroless.melange.hostid import host_identity
+
+    want, have = recorded.read_text(), host_identity()
+    if want != have:
+        diff = "; ".join(f"{w.strip()} -> {h.strip()}" for w, h in zip(want.splitlines(), have.splitlines()) if w != h)
+        raise StepError(f"{recorded}: the host toolchain changed since it was recorded ({diff or 'differs'}); "
+                        "re-record it with `bazel sync --configure`")
+
+
 def cmd_melange(args: argparse.Namespace) -> int:
     """The engine's melange build over a source tree staged from `--file` pairs; the packages it
     writes are copied to the declared `--out APK` files (by file name)."""
     from distroless import hostenv
     from distroless.melange.build import BuildOptions, build
 
+    if args.host_identity:
+        check_host_identity(Path(args.host_identity))
     opts = _melange_parser().parse_args(args.rest)
     csv = lambda vs: tuple(v.strip() for item in vs for v in item.split(",") if v.strip())  # noqa: E731
     work = Path(tempfile.mkdtemp(prefix="melange-"))

@@ -647,6 +647,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--recipe", required=True)
     s.add_argument("--file", action="append", default=[], metavar="PATH=SRC")
     s.add_argument("--out", action="append", required=True, metavar="APK", help="declared outputs, by file name")
+    s.add_argument("--host-identity", default="", metavar="FILE",
+                   help="the host toolchain identity in the action key; refuse to build if this host differs")
     s.add_argument("rest", nargs=argparse.REMAINDER)
     s.set_defaults(func=cmd_melange)
 

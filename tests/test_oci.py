@@ -409,6 +409,28 @@ def test_layout_write_and_read_back(tmp_path):
     assert not [p for p in out.rglob("*.tmp")]
 
 
+def test_layout_from_symlinked_layer_blobs_holds_regular_files(tmp_path):
+    """A sandboxed build step sees its input blobs as symlinks into the output base: the layout
+    must hold the blob's bytes as a regular file, never a link(2) of the symlink itself."""
+    index = make_images(tmp_path, arches=("amd64",))
+    image = index.images[0]
+    links = tmp_path / "sandbox"
+    links.mkdir()
+    layers = []
+    for l in image.layers:
+        link = links / l.path.name
+        link.symlink_to(l.path.resolve())  # absolute, as linux-sandbox makes them
+        layers.append(im.Layer(l.digest, l.size, l.diff_id, link, l.media_type))
+    linked = im.build_image(im.apko_config(platform=image.platform, diff_ids=[l.diff_id for l in layers],
+                                           created=0, annotations={}), layers, {})
+    out = tmp_path / "layout"
+    layout.write_layout(out, im.build_index([linked], {}))
+    blobs = list((out / "blobs" / "sha256").iterdir())
+    assert blobs and all(p.is_file() and not p.is_symlink() for p in blobs), [p for p in blobs if p.is_symlink()]
+    for l in layers:
+        assert layout.blob_path(out, l.digest).read_bytes() == l.path.read_bytes()
+
+
 def test_layout_append_keeps_existing_entries(tmp_path):
     index = make_images(tmp_path, arches=("amd64", "arm64"))
     out = tmp_path / "layout"

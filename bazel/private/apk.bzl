@@ -69,7 +69,7 @@ def _rel_path(f, root):
 
 def _apk_package_impl(ctx):
     name = ctx.attr.package_name or ctx.label.name
-    out = ctx.actions.declare_file("%s-%s.apk" % (name, ctx.attr.version))
+    out = ctx.actions.declare_file(ctx.attr.out or "%s-%s.apk" % (name, ctx.attr.version))
     root = ctx.attr.root if ctx.attr.root != "." else ctx.label.package
     args = ctx.actions.args()
     for f in ctx.files.srcs:
@@ -102,6 +102,7 @@ apk_package = rule(
         "root": attr.string(default = ".", doc = "workspace-relative directory the files are under ('.' = this package)"),
         "package_name": attr.string(doc = "default: the target name"),
         "version": attr.string(mandatory = True),
+        "out": attr.string(doc = "output path (default <name>-<version>.apk)"),
         "arch": attr.string(default = "x86_64"),
         "description": attr.string(),
         "license": attr.string(),
@@ -158,19 +159,26 @@ def _melange_package_impl(ctx):
     for f in ctx.files.srcs:
         args.add("--file", "%s=%s" % (_rel_path(f, root), f.path))
     args.add("--out", out)
+    inputs = [ctx.file.recipe] + ctx.files.srcs
+
+    # the engine isolates the build in its own bubblewrap sandbox, which cannot be nested in
+    # Bazel's linux-sandbox (mounts fail with EINVAL); the action stays cacheable
+    requirements = {"no-sandbox": "1"}
+    if ctx.attr.host_toolchain:
+        # the host's compiler and libc are part of the result: their identity is an input (so in
+        # the action key; the step refuses a host that differs), and no other machine may run it
+        args.add("--host-identity", ctx.file._host_identity)
+        inputs.append(ctx.file._host_identity)
+        requirements["no-remote-exec"] = "1"
     args.add("--")
     args.add_all(["--arch", ctx.attr.arch, "--runner", ctx.attr.runner])
     if ctx.attr.host_toolchain:
         args.add("--host-toolchain")
-    inputs = [ctx.file.recipe] + ctx.files.srcs
     if ctx.file.signing_key:
         args.add("--signing-key", ctx.file.signing_key)
         inputs.append(ctx.file.signing_key)
     run_step(ctx, "melange", args, inputs, [out], "DistrolessMelange", "Building %s" % ctx.file.recipe.short_path,
-             source_date_epoch = ctx.attr.source_date_epoch,
-             # the engine isolates the build in its own bubblewrap sandbox, which cannot be nested
-             # in Bazel's linux-sandbox (mounts fail with EINVAL); the action stays cacheable
-             execution_requirements = {"no-sandbox": "1"})
+             source_date_epoch = ctx.attr.source_date_epoch, execution_requirements = requirements)
     return [
         DefaultInfo(files = depset([out])),
         ApkInfo(apk = out, package_name = name, version = ctx.attr.version, arch = ctx.attr.arch,
@@ -188,7 +196,9 @@ melange_package = rule(
         "out": attr.string(doc = "output path (default <name>-<version>.apk)"),
         "arch": attr.string(default = "x86_64"),
         "runner": attr.string(default = "bubblewrap", values = ["bubblewrap", "docker"]),
-        "host_toolchain": attr.bool(default = False, doc = "build with the host's /usr (offline; not hermetic)"),
+        "host_toolchain": attr.bool(default = False, doc = "build with the host's /usr (offline; not hermetic: " +
+                                                        "no-remote-exec, and the host compiler/libc identity is in the key)"),
+        "_host_identity": attr.label(default = "@distroless_host_toolchain//:identity.txt", allow_single_file = True),
         "signing_key": attr.label(allow_single_file = True),
         "source_date_epoch": attr.string(default = "0"),
     }),

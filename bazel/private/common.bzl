@@ -1,6 +1,34 @@
 """The single way every rule runs the engine: `python3 -I -B bootstrap.py --path ... -- STEP`."""
 
-load(":providers.bzl", "DistrolessToolInfo")
+load(":providers.bzl", "DistrolessToolInfo", "EngineStepsInfo", "PythonInfo")
+
+# The only environment an action gets: a fixed PATH (where `python3` is looked up on any worker)
+# and a UTF-8 locale. Nothing from the client.
+ACTION_ENV = {"LC_ALL": "C.UTF-8", "PATH": "/usr/local/bin:/usr/bin:/bin"}
+
+def _python_flag_impl(ctx):
+    value = ctx.build_setting_value
+    if not value or " " in value:
+        fail("--%s: expected an interpreter name on PATH or an absolute path, got %r" % (ctx.label, value))
+    return [PythonInfo(interpreter = value)]
+
+python_flag = rule(
+    implementation = _python_flag_impl,
+    build_setting = config.string(flag = True),
+    doc = "The interpreter every action runs (a name looked up on the action's PATH, or an absolute path on the executor).",
+)
+
+def _engine_steps_impl(ctx):
+    steps = {}
+    for target, step in ctx.attr.steps.items():
+        steps[step] = depset(target.files.to_list())
+    return [EngineStepsInfo(steps = steps)]
+
+engine_steps = rule(
+    implementation = _engine_steps_impl,
+    attrs = {"steps": attr.label_keyed_string_dict(allow_files = True, mandatory = True)},
+    doc = "Step name -> the engine files it imports (generated into distroless/BUILD.bazel).",
+)
 
 def _root_of(f, suffix, use_short_path):
     p = f.short_path if use_short_path else f.path
@@ -10,37 +38,46 @@ def _root_of(f, suffix, use_short_path):
     return root or "."
 
 def _distroless_tool_impl(ctx):
+    python = ctx.attr.python[PythonInfo].interpreter
     engine_root = _root_of(ctx.file.engine_init, "distroless/__init__.py", False)
     site_root = _root_of(ctx.file.site_marker, "marker", False) + "/site"
     run_engine_root = _root_of(ctx.file.engine_init, "distroless/__init__.py", True)
     run_site_root = _root_of(ctx.file.site_marker, "marker", True) + "/site"
-    inputs = depset(
-        [ctx.file.bootstrap, ctx.file.engine_init, ctx.file.site_marker],
-        transitive = [depset(ctx.files.engine), depset(ctx.files.site)],
+    common = depset(
+        [ctx.file.bootstrap, ctx.file.site_marker, ctx.file.abi],
+        transitive = [depset(ctx.files.site)],
     )
-    runfiles = ctx.runfiles(transitive_files = depset([ctx.executable.python], transitive = [inputs]))
+    steps = ctx.attr.steps[EngineStepsInfo].steps
+    all_engine = depset(transitive = steps.values())
+    runfiles = ctx.runfiles(transitive_files = depset([ctx.executable.wrapper], transitive = [common, all_engine]))
     return [
-        DefaultInfo(files = depset([ctx.executable.python]), runfiles = runfiles),
+        DefaultInfo(files = depset([ctx.executable.wrapper]), runfiles = runfiles),
         DistrolessToolInfo(
-            executable = ctx.executable.python,
-            inputs = inputs,
-            args = [ctx.file.bootstrap.path, "--path", site_root, "--path", engine_root, "--"],
-            run_args = [ctx.file.bootstrap.short_path, "--path", run_site_root, "--path", run_engine_root, "--"],
-            run_executable = ctx.executable.python.short_path,
+            executable = ctx.executable.wrapper,
+            python = python,
+            common = common,
+            steps = steps,
+            args = [python, ctx.file.bootstrap.path, "--abi", ctx.file.abi.path,
+                    "--path", site_root, "--path", engine_root, "--"],
+            run_args = [ctx.file.bootstrap.short_path, "--abi", ctx.file.abi.short_path,
+                        "--path", run_site_root, "--path", run_engine_root, "--"],
+            run_executable = ctx.executable.wrapper.short_path,
         ),
     ]
 
 distroless_tool = rule(
     implementation = _distroless_tool_impl,
     attrs = {
-        "python": attr.label(executable = True, cfg = "exec", allow_single_file = True, mandatory = True),
+        "wrapper": attr.label(executable = True, cfg = "exec", allow_single_file = True, mandatory = True),
+        "python": attr.label(providers = [PythonInfo], mandatory = True),
         "bootstrap": attr.label(allow_single_file = [".py"], mandatory = True),
-        "engine": attr.label(allow_files = True, mandatory = True),
+        "steps": attr.label(providers = [EngineStepsInfo], mandatory = True),
         "engine_init": attr.label(allow_single_file = True, mandatory = True),
+        "abi": attr.label(allow_single_file = True, mandatory = True),
         "site": attr.label(allow_files = True, mandatory = True),
         "site_marker": attr.label(allow_single_file = True, mandatory = True),
     },
-    doc = "The engine, its third-party modules and the fixed interpreter, as one tool.",
+    doc = "The engine (per step), its third-party modules and the interpreter choice, as one tool.",
 )
 
 TOOL_ATTR = {
@@ -51,8 +88,14 @@ TOOL_ATTR = {
     ),
 }
 
+def step_inputs(tool, step):
+    if step not in tool.steps:
+        fail("no file group for step %r in //distroless:steps (run `python3 bazel/engine_files.py`)" % step)
+    return depset(transitive = [tool.common, tool.steps[step]])
+
 def run_step(ctx, step, args, inputs, outputs, mnemonic, progress, source_date_epoch = "", execution_requirements = None):
-    """One engine step as one action. `args`: an Args object (after the step name)."""
+    """One engine step as one action. `args`: an Args object (after the step name). Its inputs
+    are the step's own engine files (not the whole engine) plus `inputs`."""
     tool = ctx.attr._tool[DistrolessToolInfo]
     lead = ctx.actions.args()
     lead.add_all(tool.args)
@@ -63,12 +106,11 @@ def run_step(ctx, step, args, inputs, outputs, mnemonic, progress, source_date_e
     ctx.actions.run(
         executable = tool.executable,
         arguments = [lead, args],
-        inputs = depset(inputs, transitive = [tool.inputs]),
+        inputs = depset(inputs, transitive = [step_inputs(tool, step)]),
         outputs = outputs,
         mnemonic = mnemonic,
         progress_message = progress,
-        # nothing from the client environment: the interpreter path is fixed and -I ignores PYTHON*
-        env = {"LC_ALL": "C.UTF-8"},
+        env = ACTION_ENV,
         execution_requirements = execution_requirements or {},
     )
 
@@ -77,8 +119,8 @@ def run_script(ctx, name, step, args, extra_runfiles, pre = []):
     quoted; `$R` is the runfiles workspace directory the script starts in."""
     tool = ctx.attr._tool[DistrolessToolInfo]
     script = ctx.actions.declare_file(name)
-    cmd = ['"$R/%s"' % tool.run_executable]
-    cmd += [a if a in ("--path", "--") else '"$R/%s"' % a for a in tool.run_args]
+    cmd = ['"$R/%s"' % tool.run_executable, shell_quote(tool.python)]
+    cmd += [a if a in ("--path", "--abi", "--") else '"$R/%s"' % a for a in tool.run_args]
     ctx.actions.write(
         script,
         "\n".join([

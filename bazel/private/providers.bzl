@@ -45,12 +45,24 @@ DistrolessImageInfo = provider(
 )
 
 DistrolessToolInfo = provider(
-    doc = "How to run `distroless.steps`: wrapper, inputs and leading arguments.",
+    doc = "How to run `distroless.steps`: wrapper, interpreter, inputs and leading arguments.",
     fields = {
-        "executable": "File: python wrapper (fixed interpreter, -I -B)",
-        "inputs": "depset of File: bootstrap, engine sources, third-party modules",
-        "args": "list of string: bootstrap and sys.path entries (exec-root relative)",
+        "executable": "File: bazel/private/python.sh (runs its first argument with -I -B)",
+        "python": "string: the interpreter (--@distroless//bazel:python; default python3 on PATH)",
+        "common": "depset of File: bootstrap, ABI record, third-party modules",
+        "steps": "dict: step name -> depset of File (the engine modules that step imports)",
+        "args": "list of string: interpreter, bootstrap, ABI and sys.path entries (exec-root relative)",
         "run_args": "list of string: the same relative to a runfiles workspace directory",
         "run_executable": "string: the wrapper's runfiles path",
     },
+)
+
+EngineStepsInfo = provider(
+    doc = "Per step of distroless.steps, the engine files it imports (generated: bazel/engine_files.py).",
+    fields = {"steps": "dict: step name -> depset of File"},
+)
+
+PythonInfo = provider(
+    doc = "The value of the //bazel:python flag.",
+    fields = {"interpreter": "string"},
 )

@@ -77,7 +77,10 @@ def _copy_layer(root: Path, layer: AnyLayer) -> None:
     try:
         try:
             os.unlink(tmp)
-            os.link(layer.path, tmp)  # same filesystem: share the (immutable) blob
+            # same filesystem: share the (immutable) blob. link(2) does not follow a symlink
+            # (a sandboxed input is one, pointing into the build's output base): link its target,
+            # so the layout always holds a regular file.
+            os.link(os.path.realpath(layer.path), tmp)
         except OSError:
             shutil.copyfile(layer.path, tmp)
             os.chmod(tmp, 0o644)
