@@ -25,7 +25,8 @@ FORBIDDEN = [
 # build sandbox, /root/linuxrc where busybox puts linuxrc inside an image.
 HOMES = [
     (re.compile(r"(?<![\w.])/(?:home|Users)/(?!build\b)[\w.-]+/"), "a home directory"),
-    (re.compile(r"(?<![\w.])/root/(?!linuxrc\b)"), "root's home directory"),
+    # (a bare "/root/" prefix, as a checker that forbids such paths lists it, names no file)
+    (re.compile(r"(?<![\w.])/root/(?!linuxrc\b)[\w.-]"), "root's home directory"),
 ]
 # Scripts and tables about paths inside the build sandbox or the image, never on the host.
 IN_SANDBOX = ("distroless/melange/pipelines/", "distroless/rootfs/busybox_paths.txt")
