@@ -15,6 +15,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import re2
+
 from distroless.errors import DistrolessError
 
 
@@ -290,79 +292,25 @@ def evaluate(expr: str, lookup: Lookup | Mapping[str, str] | None = None) -> boo
 
 # --- var-transforms: Go RE2 regexp + Regexp.Expand replacement -----------------------------
 
-_GO_FLAGS_RE = re.compile(r"\(\?([imsU]+)\)")
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # the error is raised with the recipe's location instead
 
 
-def go_regexp(pattern: str) -> re.Pattern[str]:
-    """Compile a Go RE2 pattern with Python's `re`, translating the spellings that differ:
-    `\\z` (end of text), `(?<name>…)` groups, and `$` outside (?m), which in Go means the
-    end of the text only (Python's `$` also matches before a final newline)."""
-    multiline = any("m" in m.group(1) for m in _GO_FLAGS_RE.finditer(pattern))
-    out: list[str] = []
-    i = 0
-    in_class = False
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "\\" and i + 1 < len(pattern):
-            nxt = pattern[i + 1]
-            if nxt == "z" and not in_class:
-                out.append(r"\Z")
-            elif nxt == "Q" and not in_class:
-                end = pattern.find(r"\E", i + 2)
-                literal = pattern[i + 2:] if end == -1 else pattern[i + 2:end]
-                out.append(re.escape(literal))
-                i = len(pattern) if end == -1 else end + 2
-                continue
-            else:
-                out.append(ch + nxt)
-            i += 2
-            continue
-        if in_class:
-            if ch == "]":
-                in_class = False
-            elif ch == "[" and pattern.startswith("[:", i):
-                end = pattern.find(":]", i + 2)
-                if end != -1:
-                    out.append(_POSIX_CLASSES.get(pattern[i + 2:end], pattern[i:end + 2]))
-                    i = end + 2
-                    continue
-            out.append(ch)
-        elif ch == "[":
-            in_class = True
-            out.append(ch)
-            # a leading ']' (or '^]') is literal in both dialects; copy it so it does not close
-            if pattern.startswith("^]", i + 1):
-                out.append("^]")
-                i += 2
-            elif pattern.startswith("]", i + 1):
-                out.append("]")
-                i += 1
-        elif ch == "(" and pattern.startswith("(?<", i) and not pattern.startswith(("(?<=", "(?<!"), i):
-            out.append("(?P<")
-            i += 3
-            continue
-        elif ch == "$" and not multiline:
-            out.append(r"\Z")
-        else:
-            out.append(ch)
-        i += 1
+def go_regexp(pattern: str) -> re2._Regexp:
+    """Compile a Go regexp with RE2 itself (Go's regexp is RE2's syntax and semantics): matching
+    is linear in the input, so a pattern such as `(a+)+$` cannot take exponential time, and a
+    construct RE2 refuses (backreferences, lookaround) is an error here as it is in melange."""
     try:
-        return re.compile("".join(out))
-    except re.error as exc:
-        raise TransformError(f"match value: {pattern} string does not compile into a regex: {exc}") from None
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        detail = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else exc
+        raise TransformError(f"match value: {pattern} string does not compile into a regex: {detail}") from None
 
-
-_POSIX_CLASSES = {
-    "alnum": "0-9A-Za-z", "alpha": "A-Za-z", "ascii": "\\x00-\\x7f", "blank": "\\t ",
-    "cntrl": "\\x00-\\x1f\\x7f", "digit": "0-9", "graph": "!-~", "lower": "a-z",
-    "print": " -~", "punct": "!-/:-@\\[-`{-~", "space": "\\t\\n\\v\\f\\r ", "upper": "A-Z",
-    "word": "0-9A-Za-z_", "xdigit": "0-9A-Fa-f",
-}
 
 _TEMPLATE_NAME_RE = re.compile(r"[A-Za-z0-9_]+")
 
 
-def go_expand(template: str, match: re.Match[str]) -> str:
+def go_expand(template: str, match) -> str:  # noqa: ANN001 (an re2 match)
     """Go's Regexp.Expand: `$1`, `$name`, `${1}`, `${name}` (the longest run of word
     characters after `$` is the name, so `$1x` is the group named `1x`), `$$` is `$`;
     unknown groups expand to nothing and a malformed `$` is kept literally."""
@@ -399,7 +347,7 @@ def go_expand(template: str, match: re.Match[str]) -> str:
     return "".join(out)
 
 
-def _group(match: re.Match[str], name: str) -> str:
+def _group(match, name: str) -> str:  # noqa: ANN001
     if name.isdigit():
         index = int(name)
         if index <= (match.re.groups or 0):
@@ -410,7 +358,7 @@ def _group(match: re.Match[str], name: str) -> str:
     return ""
 
 
-def go_replace_all(pattern: re.Pattern[str], text: str, template: str) -> str:
+def go_replace_all(pattern: re2._Regexp, text: str, template: str) -> str:
     """Go's ReplaceAllString: like re.sub, except that an empty match right after the
     previous match is skipped (Python ≥3.7 replaces it)."""
     out: list[str] = []
