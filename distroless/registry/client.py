@@ -221,6 +221,12 @@ class RegistryClient:
     def url(self, path: str) -> str:
         return self.base + path
 
+    def _same_origin(self, url: str) -> bool:
+        """Credentials and tokens are for this registry's scheme, host and port only: an upload
+        `Location` or redirect naming any other origin is followed without them."""
+        base, other = urlsplit(self.base), urlsplit(url)
+        return (other.scheme, other.netloc.lower()) == (base.scheme, base.netloc.lower())
+
     def _auth_header(self, scope: str) -> str | None:
         if scope in self._tokens:
             return "Bearer " + self._tokens[scope]
@@ -274,7 +280,7 @@ class RegistryClient:
         attempt = 0
         while True:
             h = dict(headers or {})
-            auth = self._auth_header(scope)
+            auth = self._auth_header(scope) if self._same_origin(url) else None
             if auth:
                 h["Authorization"] = auth
             try:
@@ -288,7 +294,7 @@ class RegistryClient:
                 raise RegistryError(f"{label}: {type(e).__name__}: {e}") from e
             if resp.status_code in ok:
                 return resp
-            if resp.status_code == 401 and not auth_tried:
+            if resp.status_code == 401 and not auth_tried and self._same_origin(url):
                 challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
                 if challenge is not None:
                     self._challenge = challenge
@@ -381,8 +387,9 @@ class RegistryClient:
         if resp.status_code == 201:
             return True
         try:  # the registry started a normal upload instead; don't leave it dangling
-            self.session.delete(self._location(resp, url), timeout=self.timeout,
-                                headers=self._auth_headers(self.push_scope(repo, from_repo)))
+            loc = self._location(resp, url)
+            headers = self._auth_headers(self.push_scope(repo, from_repo)) if self._same_origin(loc) else {}
+            self.session.delete(loc, timeout=self.timeout, headers=headers)
         except (requests.RequestException, RegistryError):
             pass
         return False
