@@ -16,7 +16,9 @@ from typing import Any
 
 from distroless.apk.package import ApkFile, Section, q1
 from distroless.errors import FormatError
-from distroless.fsutil import atomic_write
+from distroless.fsutil import atomic_write, read_regular
+
+LOCK_CAP = 64 << 20  # a lock lists packages, one short record each
 
 LOCK_VERSION = "v1"
 
@@ -225,7 +227,9 @@ def _checksum_from_control(value: str) -> str:
 def load(path: str | Path) -> Lock:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = read_regular(path, LOCK_CAP, "lock file").decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError(f"{path}: lock file is not UTF-8") from None
     except OSError as e:
         raise FormatError(f"{path}: cannot read lock file: {e.strerror}") from None
     return loads(text, str(path))

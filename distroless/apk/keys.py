@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
+from distroless.fsutil import KEY_CAP, atomic_write, read_regular
 from distroless.errors import FormatError
-from distroless.fsutil import atomic_write
 
 MIN_BITS = 2048
 DEFAULT_BITS = 4096
@@ -74,7 +74,7 @@ def load_private(path: Path) -> SigningKey:
     """Read a PKCS#1 or PKCS#8 RSA private key; its public name is `<basename>.pub` as in melange."""
     source = str(path)
     try:
-        data = Path(path).read_bytes()
+        data = read_regular(path, KEY_CAP, "key")
     except OSError as e:
         raise FormatError(f"{source}: cannot read signing key: {e.strerror}") from None
     try:
@@ -117,7 +117,7 @@ class Keyring:
             files = sorted(f for f in p.iterdir() if f.is_file()) if p.is_dir() else [p]
             for f in files:
                 try:
-                    data = f.read_bytes()
+                    data = read_regular(f, KEY_CAP, "key")
                 except OSError as e:
                     raise FormatError(f"{f}: cannot read key: {e.strerror}") from None
                 ring.add(f.name, data, str(f))

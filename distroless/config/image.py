@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from distroless.fsutil import CONFIG_CAP, read_regular
 from distroless.errors import ConfigError
 from distroless.config.model import (
     ALL_ARCHS,
@@ -219,7 +220,7 @@ def _load_chain(name: str, include_paths: tuple[str, ...], cwd: Path, hasher: An
     if len(chain) >= _MAX_INCLUDE_DEPTH:
         raise ConfigError(f"{origin}includes nest deeper than {_MAX_INCLUDE_DEPTH} files")
     try:
-        data = file.read_bytes()
+        data = read_regular(file, CONFIG_CAP, "configuration file")
     except OSError as exc:
         raise ConfigError(f"{origin}{shown}: {exc.strerror or exc}") from None
     # The checksum covers each file's bytes before its include, as apko hashes while parsing.

@@ -75,6 +75,8 @@ def go_yaml_int(text: str) -> int | None:
     Underscores are dropped, then Go's ParseInt(s, 0) applies (0x, 0o, 0b and a bare leading 0
     for octal); failing that, an integral float (`1e3`, `08`) still fits."""
     plain = text.replace("_", "")
+    if len(plain) > 128:  # far beyond int64 (Go: out of range); also below Python's int() limit
+        return None
     m = _GO_INT_RE.match(plain)
     if m:
         sign, body = m.groups()

@@ -41,8 +41,13 @@ _FLOAT_RE = re.compile(
 )
 _MERGE_RE = re.compile(r"^<<$")
 
-# Billion-laughs guard: aliases are expanded into plain containers, so cap the node count.
-DEFAULT_MAX_NODES = 1_000_000
+# Billion-laughs guards: aliases and merge keys are expanded into plain containers, so the
+# expansion is capped in nodes (each merged pair and merge source counts as one) and in scalar
+# text (each use of an aliased scalar counts again). Real recipes and images have a few hundred
+# nodes; 100,000 nodes cost about 100 MB here.
+DEFAULT_MAX_NODES = 100_000
+DEFAULT_MAX_TEXT = 16 << 20
+MAX_INT_DIGITS = 4300  # Python's int() limit; Go's int64 needs 19
 
 
 def _core_int(text: str) -> int:
@@ -87,6 +92,9 @@ class Core12Loader(yaml.SafeLoader):
 
     def construct_core_int(self, node: ScalarNode) -> int:
         value = self.construct_scalar(node)
+        if len(value) > MAX_INT_DIGITS:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"an integer of {len(value)} digits is too large", node.start_mark)
         if not _INT_RE.match(value):
             raise yaml.constructor.ConstructorError(
                 None, None, f"{value!r} is not a YAML 1.2 integer", node.start_mark)
@@ -219,6 +227,7 @@ Fields = dict[str, tuple[NodePath, Any]]
 # yaml.v3 keeps YAML 1.1's spellings for bool-typed struct fields (besides true/false)
 YAML11_TRUE = ("y", "Y", "yes", "Yes", "YES", "on", "On", "ON")
 YAML11_FALSE = ("n", "N", "no", "No", "NO", "off", "Off", "OFF")
+_SHOWABLE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 def struct_fields(loc: "Locator", value: Any, path: NodePath, allowed: tuple[str, ...], *,
@@ -238,6 +247,12 @@ def struct_fields(loc: "Locator", value: Any, path: NodePath, allowed: tuple[str
         if name not in allowed:
             if not strict:
                 continue
+            if not _SHOWABLE_KEY.fullmatch(name):
+                # Not a key anyone would write: likely a file that is not YAML at all (an
+                # `include: /etc/shadow`); its contents are not repeated in the error.
+                shown = format_path(path)
+                raise ConfigError(f"{loc.key_mark(sub)}: {shown + ': ' if shown else ''}unknown key (not shown; "
+                                  f"is this a YAML configuration?); valid keys: {', '.join(allowed)}")
             hint = difflib.get_close_matches(name, allowed, n=1)
             suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise loc.error(sub, f"unknown key {name!r}{suggestion}; valid keys: {', '.join(allowed)}", key=True)
@@ -256,7 +271,9 @@ class _Builder:
     locator: Locator
     scalars: ScalarMode
     max_nodes: int
+    max_text: int = DEFAULT_MAX_TEXT
     count: int = 0
+    text: int = 0
     active: set[int] = field(default_factory=set)
 
     def mark_of(self, node: Node) -> Mark:
@@ -276,16 +293,25 @@ class _Builder:
             return node.value  # unknown local tags (`!foo x`): keep the text, as yaml.v3 does
         try:
             return self.loader.construct_object(node, deep=True)
+        except ValueError as exc:  # Python's own int()/float() limits
+            raise ConfigError(f"{self.mark_of(node)}: {exc}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{self.mark_of(node)}: {getattr(exc, 'problem', exc)}") from None
 
-    def build(self, node: Node, path: NodePath, key_node: ScalarNode | None, key_mark: Mark | None) -> Any:
-        self.count += 1
+    def tick(self, node: Node, n: int = 1) -> None:
+        self.count += n
         if self.count > self.max_nodes:
             raise ConfigError(f"{self.mark_of(node)}: document expands to more than "
-                              f"{self.max_nodes} nodes (alias bomb?)")
+                              f"{self.max_nodes} nodes (alias or merge-key bomb?)")
+
+    def build(self, node: Node, path: NodePath, key_node: ScalarNode | None, key_mark: Mark | None) -> Any:
+        self.tick(node)
         key_info = self.info(key_node) if key_node is not None else None
         if isinstance(node, ScalarNode):
+            self.text += len(node.value)
+            if self.text > self.max_text:
+                raise ConfigError(f"{self.mark_of(node)}: document expands to more than "
+                                  f"{self.max_text} characters of text (alias bomb?)")
             self.locator._record(path, _Entry(self.mark_of(node), key_mark, self.info(node), key_info))
             return self.scalar_value(node)
         if id(node) in self.active:
@@ -336,6 +362,7 @@ class _Builder:
         for key_node, value_node in node.value:
             if isinstance(key_node, ScalarNode) and key_node.tag == MERGE_TAG:
                 for src in self.merge_sources(value_node):
+                    self.tick(src)
                     if id(src) in self.active:
                         raise ConfigError(f"{self.mark_of(src)}: recursive merge")
                     self.active.add(id(src))
@@ -343,6 +370,7 @@ class _Builder:
                         own, inherited = self.split_merges(src)
                     finally:
                         self.active.discard(id(src))
+                    self.tick(src, len(own) + len(inherited))
                     merged.extend(own + inherited)
             else:
                 explicit.append((key_node, value_node))

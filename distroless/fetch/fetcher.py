@@ -25,8 +25,8 @@ from distroless.store.cache import Cache
 from distroless.fetch.repository import Repository, is_remote, local_path
 from distroless.fetch.transport import Transport
 from distroless.limits import DEFAULT_LIMITS, Limits
+from distroless.fsutil import KEY_CAP, read_regular
 
-KEY_CAP = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +61,7 @@ class Fetcher:
                      if path.is_dir() else [(path, loc)])
             for f, shown in files:
                 try:
-                    out.append((f.name, shown, f.read_bytes()))
+                    out.append((f.name, shown, read_regular(f, KEY_CAP, "key")))
                 except OSError as e:
                     raise FetchError(f"{f}: cannot read key: {e.strerror}") from None
         return out

@@ -32,7 +32,8 @@ from distroless.store.cache import Cache
 from distroless.events import NULL, Events
 from distroless.fetch.fetcher import Fetcher
 from distroless.fetch.transport import BasicAuth, Transport
-from distroless.fsutil import atomic_write
+from distroless.fsutil import CONFIG_CAP, atomic_write, read_regular
+from distroless.config.yaml12 import load as load_yaml
 from distroless.melange import lint
 from distroless.melange import schema as s
 from distroless.melange.compile import ArchSkipped, CompiledRecipe, CompileOptions, PackageOutput, compile_recipe
@@ -148,7 +149,8 @@ def _ignore_patterns(source: Path) -> list[str]:
     f = source / ".melangeignore"
     if not f.is_file():
         return []
-    return [ln.strip() for ln in f.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    text = read_regular(f, CONFIG_CAP, ".melangeignore").decode("utf-8", "replace")
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
 
 
 def _ignored(rel: str, patterns: Sequence[str]) -> bool:
@@ -252,11 +254,12 @@ def _log(options: BuildOptions, text: str) -> None:
 def load_for_build(recipe_path: Path, options: BuildOptions) -> s.Recipe:
     vars_overrides = None
     if options.vars_file is not None:
-        import yaml
-        try:
-            data = yaml.load(options.vars_file.read_text(), Loader=yaml.BaseLoader) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{options.vars_file}: {exc}") from None
+        try:  # the same bounded YAML loader as recipes (alias bombs, size caps)
+            data, _ = load_yaml(read_regular(options.vars_file, CONFIG_CAP, "vars file"),
+                                str(options.vars_file), scalars="text")
+            data = data or {}
+        except OSError as exc:
+            raise ConfigError(f"{options.vars_file}: {exc.strerror or exc}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{options.vars_file}: expected a mapping of vars")
         vars_overrides = {str(k): str(v) for k, v in data.items()}
@@ -265,7 +268,8 @@ def load_for_build(recipe_path: Path, options: BuildOptions) -> s.Recipe:
         dotenv: dict[str, str] = {}
         for f in options.env_files:
             try:
-                dotenv.update(parse_dotenv(Path(f).read_text(), str(f)))
+                text = read_regular(f, CONFIG_CAP, "env file").decode("utf-8", "replace")
+                dotenv.update(parse_dotenv(text, str(f)))
             except OSError as exc:
                 raise ConfigError(f"{f}: {exc.strerror or exc}") from None
         recipe = with_env_file(recipe, dotenv)

@@ -21,7 +21,7 @@ from distroless.errors import ConfigError, DistrolessError
 from distroless.melange import schema as s
 from distroless.melange.pipeline import Compiler, PipelineLibrary, RunnableStep, flatten
 from distroless.melange.recipe import apply_build_options, apply_var_transforms
-from distroless.melange.subst import CondError, SubstError, evaluate, resolve_map, substitute, token
+from distroless.melange.subst import CondError, SubstError, evaluate, output_budget, resolve_map, substitute, token
 
 OUT_DIR = "/home/build/melange-out"
 
@@ -160,6 +160,14 @@ class CompileOptions:
 def compile_recipe(recipe: s.Recipe, options: CompileOptions = CompileOptions(),
                    library: PipelineLibrary | None = None) -> CompiledRecipe:
     """Compile `recipe` (from `load_recipe`) for `options.arch`."""
+    try:
+        with output_budget():
+            return _compile(recipe, options, library)
+    except SubstError as exc:
+        raise ConfigError(f"{recipe.filename}: {exc}") from None
+
+
+def _compile(recipe: s.Recipe, options: CompileOptions, library: PipelineLibrary | None) -> CompiledRecipe:
     if not builds_for_arch(recipe, options.arch):
         raise ArchSkipped(f"{recipe.filename}: {recipe.package.name} does not build for "
                           f"{options.arch} (target-architecture: "

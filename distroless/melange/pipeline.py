@@ -21,6 +21,7 @@ from typing import Any
 
 from distroless.config.yaml12 import load as load_yaml
 from distroless.errors import ConfigError
+from distroless.fsutil import CONFIG_CAP, read_regular
 from distroless.melange import schema as s
 from distroless.melange.reader import Reader, read_step
 from distroless.melange.subst import (
@@ -63,7 +64,11 @@ class PipelineLibrary:
         for d in self.dirs:
             path = d / rel
             if path.is_file():
-                return self._store(uses, path.read_bytes(), str(path))
+                try:
+                    data = read_regular(path, CONFIG_CAP, "pipeline definition")
+                except OSError as exc:
+                    raise ConfigError(f"{path}: {exc.strerror or exc}") from None
+                return self._store(uses, data, str(path))
         if self.builtin:
             ref = resources.files("distroless.melange").joinpath("pipelines", *rel.split("/"))
             if ref.is_file():

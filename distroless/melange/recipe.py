@@ -19,11 +19,12 @@ from typing import Any
 
 import distroless.config as apko
 from distroless.config.yaml12 import load as load_yaml
+from distroless.fsutil import CONFIG_CAP, read_regular
 from distroless.errors import ConfigError
 from distroless.melange import schema as s
 from distroless.melange.reader import Reader, read_recipe
 from distroless.melange.subst import (
-    SubstError, TransformError, apply_transform, replace_exact, substitute, token)
+    SubstError, TransformError, apply_transform, output_budget, replace_exact, substitute, token)
 
 BUILD_USER = "build"
 BUILD_UID = 1000
@@ -160,7 +161,7 @@ def load_recipe(path: str | os.PathLike[str], *, commit: str = "",
     """Read and parse-time-process a recipe file (see `prepare_recipe`)."""
     p = Path(path)
     try:
-        source = p.read_bytes()
+        source = read_regular(p, CONFIG_CAP, "recipe")
     except OSError as exc:
         raise ConfigError(f"{p}: {exc.strerror or exc}") from None
     return prepare_recipe(parse_recipe(source, str(p)), commit=commit, vars_overrides=vars_overrides)
@@ -175,6 +176,14 @@ def prepare_recipe(raw: s.Recipe, *, commit: str = "",
                    vars_overrides: Mapping[str, str] | None = None) -> s.Recipe:
     """Everything `ParseConfiguration` does after decoding. `commit` stands for
     `--git-commit` (used when the package sets none); `vars_overrides` for `--vars-file`."""
+    try:
+        with output_budget():
+            return _prepare(raw, commit, vars_overrides)
+    except SubstError as exc:  # only the output caps reach here; references are checked later
+        raise ConfigError(f"{raw.filename}: {exc}") from None
+
+
+def _prepare(raw: s.Recipe, commit: str, vars_overrides: Mapping[str, str] | None) -> s.Recipe:
     recipe = raw
     if vars_overrides:
         recipe = replace(recipe, vars=s.fmap({**recipe.vars, **vars_overrides}))
@@ -355,7 +364,7 @@ def validate(recipe: s.Recipe) -> None:
 
 def _check_priorities(deps: s.Dependencies, fail: Callable[[str], ConfigError]) -> None:
     for value in (deps.provider_priority, deps.replaces_priority):
-        if value and not re.fullmatch(r"[-+]?[0-9]+", value):
+        if value and not re.fullmatch(r"[-+]?[0-9]{1,18}", value):  # an int64, as in Go
             raise fail(f"priority must convert to integer, got {value!r}")
 
 

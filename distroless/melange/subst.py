@@ -12,7 +12,9 @@ Two substitution flavours exist in melange and both are reproduced here:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import re2
@@ -33,6 +35,48 @@ class TransformError(DistrolessError):
 
 
 Lookup = Callable[[str], str]
+
+# Substitution output is bounded: variables that refer to each other can double a value at each
+# step (2^30 bytes from a 30-line `vars:`), so one result is capped, and so is the total that one
+# recipe's preparation or compilation may produce (`output_budget`).
+MAX_SUBST_OUTPUT = 1 << 20
+MAX_SUBST_TOTAL = 64 << 20
+_budget: ContextVar[list[int] | None] = ContextVar("subst_budget", default=None)
+
+
+@contextmanager
+def output_budget(total: int = MAX_SUBST_TOTAL) -> Iterator[None]:
+    """Every substitution made inside the block draws from one budget of `total` bytes."""
+    handle = _budget.set([total])
+    try:
+        yield
+    finally:
+        _budget.reset(handle)
+
+
+class _Output:
+    """A string being assembled, refused as soon as it outgrows the caps."""
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.size = 0
+
+    def add(self, text: str) -> None:
+        self.size += len(text)
+        if self.size > MAX_SUBST_OUTPUT:
+            raise SubstError(f"a substituted value exceeds {MAX_SUBST_OUTPUT} characters "
+                             f"(variables that expand each other?)")
+        self.parts.append(text)
+
+    def done(self) -> str:
+        budget = _budget.get()
+        if budget is not None:
+            budget[0] -= self.size
+            if budget[0] < 0:
+                raise SubstError(f"substitutions produce more than {MAX_SUBST_TOTAL} characters in total")
+        return "".join(self.parts)
 
 _WS = " \t\r\n"
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
@@ -107,15 +151,15 @@ def substitute(text: str, lookup: Lookup | Mapping[str, str], *, quote: bool = F
             except KeyError:
                 raise SubstError(f"variable {name} not defined") from None
 
-    out: list[str] = []
+    out = _Output()
     pos = 0
     while (start := text.find("${{", pos)) != -1:
-        out.append(text[pos:start])
+        out.add(text[pos:start])
         name, pos = _scan_reference(text, start)
         value = lookup(name)
-        out.append(go_quote(value) if quote else value)
-    out.append(text[pos:])
-    return "".join(out)
+        out.add(go_quote(value) if quote else value)
+    out.add(text[pos:])
+    return out.done()
 
 
 def replace_exact(text: str, table: Mapping[str, str]) -> str:
@@ -124,7 +168,16 @@ def replace_exact(text: str, table: Mapping[str, str]) -> str:
     if "${{" not in text or not table:
         return text
     pattern = _exact_pattern(tuple(sorted(table, key=len, reverse=True)))
-    return pattern.sub(lambda m: table[m.group(0)], text)
+    out = _Output()
+    pos = 0
+    for m in pattern.finditer(text):
+        out.add(text[pos:m.start()])
+        out.add(table[m.group(0)])
+        pos = m.end()
+    if not pos:
+        return text
+    out.add(text[pos:])
+    return out.done()
 
 
 _PATTERN_CACHE: dict[tuple[str, ...], re.Pattern[str]] = {}
@@ -361,7 +414,7 @@ def _group(match, name: str) -> str:  # noqa: ANN001
 def go_replace_all(pattern: re2._Regexp, text: str, template: str) -> str:
     """Go's ReplaceAllString: like re.sub, except that an empty match right after the
     previous match is skipped (Python ≥3.7 replaces it)."""
-    out: list[str] = []
+    out = _Output()
     pos = 0
     last_end = -1
     search_at = 0
@@ -372,13 +425,13 @@ def go_replace_all(pattern: re2._Regexp, text: str, template: str) -> str:
         if m.start() == m.end() and m.start() == last_end:
             search_at = m.start() + 1
             continue
-        out.append(text[pos:m.start()])
-        out.append(go_expand(template, m))
+        out.add(text[pos:m.start()])
+        out.add(go_expand(template, m))
         pos = m.end()
         last_end = m.end()
         search_at = m.end() + 1 if m.start() == m.end() else m.end()
-    out.append(text[pos:])
-    return "".join(out)
+    out.add(text[pos:])
+    return out.done()
 
 
 def apply_transform(value: str, match: str, replace: str) -> str:

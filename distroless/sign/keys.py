@@ -22,6 +22,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from distroless.fsutil import KEY_CAP, read_regular
 from distroless.errors import KeyFileError
 
 LABEL_SIGSTORE = "ENCRYPTED SIGSTORE PRIVATE KEY"  # cosign >= 2.0.1 writes this
@@ -210,9 +211,9 @@ def read_private_key(path: str | os.PathLike[str], password: bytes | PasswordSou
     """Read `path`; a password source (the front door's) is called only when the file is encrypted."""
     source = str(path)
     try:
-        data = Path(path).read_bytes()
+        data = read_regular(path, KEY_CAP, "key")
     except OSError as e:
-        raise KeyFileError(f"{source}: cannot read key file: {e.strerror or e}") from e
+        raise KeyFileError(f"{source}: cannot read key file: {e.strerror or e}") from None
     if callable(password):
         password = password(f"Enter password for private key {source}: ") if key_is_encrypted(data, source) else None
     return load_private_key(data, password, source)
@@ -234,9 +235,9 @@ def load_public_key(data: bytes, source: str = "<public key>") -> ec.EllipticCur
 
 def read_public_key(path: str | os.PathLike[str]) -> ec.EllipticCurvePublicKey:
     try:
-        data = Path(path).read_bytes()
+        data = read_regular(path, KEY_CAP, "key")
     except OSError as e:
-        raise KeyFileError(f"{path}: cannot read public key: {e.strerror or e}") from e
+        raise KeyFileError(f"{path}: cannot read public key: {e.strerror or e}") from None
     return load_public_key(data, str(path))
 
 

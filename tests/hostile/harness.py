@@ -52,7 +52,7 @@ def _limits(mem_mb: int, cpu_s: int) -> None:
 
 
 def run_bounded(argv: list[str] | str, *, mem_mb: int, cpu_s: int, cwd: Path | None = None,
-                env: dict[str, str] | None = None, wall_s: float = 300) -> Outcome:
+                env: dict[str, str] | None = None, wall_s: float = 120) -> Outcome:
     """`argv` is a command, or Python source (run with the repo's interpreter). The child gets
     `mem_mb` MiB of address space and `cpu_s` seconds of CPU."""
     if isinstance(argv, str):
@@ -77,4 +77,4 @@ def run_bounded(argv: list[str] | str, *, mem_mb: int, cpu_s: int, cwd: Path | N
 
 
 def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "distroless.cli", *args]
+    return [sys.executable, "-m", "distroless", *args]
