@@ -318,6 +318,8 @@ def _read_path(r: _Reader, value: Any, path: NodePath) -> PathMutation:
     )
     if not mutation.path:
         raise r.fail(path, "path mutation has no path")
+    if ".." in mutation.path.split("/"):
+        raise r.fail(path + ("path",), f"path {mutation.path!r} contains '..'; paths are inside the image")
     if mutation.type not in PATH_TYPES:
         raise r.fail(type_path if "type" in f else path,
                      f"unknown path type {mutation.type!r}; valid types: {', '.join(PATH_TYPES)}")

@@ -146,16 +146,42 @@ def _pump(proc: subprocess.Popen[bytes], sink: TextIO | None, deadline: float | 
 
 # --- bubblewrap ------------------------------------------------------------------------
 
+def resolve_in_root(root: Path, target: str) -> Path:
+    """`target` as the sandbox will see it, resolved inside `root` as if it were `/`: symlinks
+    in the tree (even absolute ones, such as a package's `home -> /etc`) are followed within
+    the tree and never on the host; `..` stops at the root. The result has no symlink in it."""
+    parts = [p for p in target.split("/") if p and p != "."]
+    done: list[str] = []
+    links = 0
+    while parts:
+        name = parts.pop(0)
+        if name == "..":
+            if done:
+                done.pop()
+            continue
+        here = root.joinpath(*done, name)
+        if here.is_symlink():
+            links += 1
+            if links > 40:
+                raise RunnerError(f"/{target.lstrip('/')}: too many levels of symbolic links in the build environment")
+            link = os.readlink(here)
+            if link.startswith("/"):
+                done = []
+            parts = [p for p in link.split("/") if p and p != "."] + parts
+            continue
+        done.append(name)
+    return root.joinpath(*done)
+
+
 def _ensure_point(root: Path, target: str, *, directory: bool) -> None:
-    """Create a mount point inside the root directory (the sandbox's / is read-only)."""
-    path = root / target.lstrip("/")
-    if path.is_symlink():
-        return
+    """Create a mount point inside the root directory (the sandbox's / is read-only), where
+    the sandbox will look for it: through the tree's own symlinks, never out of the tree."""
+    path = resolve_in_root(root, target)
     if directory:
         path.mkdir(parents=True, exist_ok=True)
-    elif not path.exists():
+    elif not os.path.lexists(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch()
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,9 +20,13 @@ class ExportError(DistrolessError):
     pass
 
 
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def _write_content(node: Node, dest: Path) -> None:
+    # O_EXCL|O_NOFOLLOW: a new file at exactly this name, never through a link placed there.
     content = node.content
-    with open(dest, "wb") as out:
+    with os.fdopen(os.open(dest, _CREATE, 0o600), "wb") as out:
         if isinstance(content, TarRef):
             with open(content.path, "rb") as src:
                 src.seek(content.offset)
@@ -42,37 +46,57 @@ def _owner(path: Path, node: Node, chown: bool) -> None:
         os.chown(path, node.uid, node.gid, follow_symlinks=False)
 
 
+def _regular(path: Path, node: Node, chown: bool) -> None:
+    _write_content(node, path)
+    os.chmod(path, node.mode)  # the regular file just created: no link to follow
+    _owner(path, node, chown)
+    os.utime(path, (node.mtime, node.mtime), follow_symlinks=False)
+
+
 def export_tree(tree: Tree, dest: str | os.PathLike[str], *, chown: bool | None = None) -> Path:
-    """Write `tree` under `dest` (created; must be empty or absent). Returns `dest`."""
+    """Write `tree` under `dest` (created; must be empty or absent). Returns `dest`.
+
+    Nothing is resolved through the exported files: the tree's paths name real directories this
+    function created (no `..`, parents before children), symlinks are written but never
+    followed, and a hard link is made to the exported file of its target *node*, never to its
+    link name (which may pass through a symlink that points out of the tree)."""
     root = Path(dest)
     root.mkdir(parents=True, exist_ok=True)
     if any(root.iterdir()):
         raise ExportError(f"{root}: export target is not empty")
     chown = os.geteuid() == 0 if chown is None else chown
     dirs: list[tuple[Path, Node]] = []
+    written: dict[int, Path] = {}  # regular-file node -> where it was exported
+    links: list[tuple[str, Node]] = []
     for rel, node in tree.walk():
+        if any(part in ("", ".", "..") for part in rel.split("/")):
+            raise ExportError(f"/{rel}: not a plain path inside the tree")
         path = root / rel
         if node.type == "dir":
             path.mkdir()
             dirs.append((path, node))  # modes and times after the children are written
         elif node.type == "reg":
-            _write_content(node, path)
-            os.chmod(path, node.mode)
-            _owner(path, node, chown)
-            os.utime(path, (node.mtime, node.mtime))
+            _regular(path, node, chown)
+            written.setdefault(id(node), path)
         elif node.type == "sym":
             os.symlink(node.linkname, path)
             _owner(path, node, chown)
             os.utime(path, (node.mtime, node.mtime), follow_symlinks=False)
         elif node.type == "lnk":
-            target = root / node.linkname.lstrip("/")
-            if not target.exists():
-                raise ExportError(f"/{rel}: hard link to missing /{node.linkname}")
-            os.link(target, path)
+            links.append((rel, node))  # after every regular file exists
         elif node.type == "fifo":
             os.mkfifo(path, node.mode)
             _owner(path, node, chown)
         # chr/blk: skipped on purpose (see module docstring)
+    for rel, node in links:
+        target = node.target
+        if target is None or target.type != "reg":
+            raise ExportError(f"/{rel}: hard link to missing /{node.linkname}")
+        source = written.get(id(target))
+        if source is None:  # the target was replaced in the tree since: keep the contents
+            _regular(root / rel, target, chown)
+        else:
+            os.link(source, root / rel, follow_symlinks=False)
     for path, node in reversed(dirs):
         os.chmod(path, node.mode)
         _owner(path, node, chown)

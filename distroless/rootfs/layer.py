@@ -82,11 +82,34 @@ def header(path: str, node: Node, users: dict[int, str], groups: dict[int, str])
     return h
 
 
+def _link_entry(path: str, node: Node, written: dict[int, str]) -> Node:
+    """What a hard link becomes in the tar: a link naming the real in-image path of its target
+    when that target is an earlier entry of this tar, else a copy of the target as a regular
+    file (a link's tar name as packaged may pass through symlinks, or precede its target)."""
+    target = node.target
+    if target is None or target.type != "reg":
+        raise OSError(f"/{path}: hard link without a regular-file target in the image")
+    earlier = written.get(id(target))
+    if earlier is not None:
+        return Node("lnk", node.mode, uid=node.uid, gid=node.gid, mtime=node.mtime, linkname=earlier,
+                    target=target, xattrs=node.xattrs)
+    written[id(target)] = path
+    return Node("reg", node.mode, uid=node.uid, gid=node.gid, mtime=node.mtime, size=target.size,
+                content=target.content, sha1=target.sha1, xattrs=node.xattrs)
+
+
 def iter_tar(entries: list[tuple[str, Node]], users: dict[int, str], groups: dict[int, str]) -> Iterator[bytes]:
     """The tar of `entries` as a stream of chunks (headers, contents, padding, end blocks)."""
     contents = _Contents()
+    seen: dict[int, str] = {}  # regular-file node -> its path in this tar
     try:
         for path, node in entries:
+            if ".." in path.split("/") or path.startswith("/"):
+                raise OSError(f"{path}: a layer entry must be a relative path inside the root")
+            if node.type == "lnk":
+                node = _link_entry(path, node, seen)
+            elif node.type == "reg":
+                seen.setdefault(id(node), path)
             yield encode_header(header(path, node, users, groups))
             if node.type == "reg":
                 written = 0

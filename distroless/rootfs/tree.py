@@ -118,6 +118,8 @@ class Tree:
         parts = split(path)
         if not parts:
             raise TreeError("cannot replace the root directory")
+        if ".." in parts:  # every name in the tree is a real name inside the root
+            raise TreeError(f"/{path.strip('/')}: a path inside the image cannot contain '..'")
         parent = self._resolve_parent(parts, parents_mode)
         assert parent.children is not None
         if node.type == "dir" and node.children is None:
