@@ -2,44 +2,146 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
+import fnmatch
 import os
+import shutil
 import stat
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
 
+# Leftovers of a killed process (temp files, work directories) are removed at the next start,
+# but only when old enough and not locked: every live writer holds an flock on its temp file or
+# work directory for as long as it works.
+STALE_AGE = 60.0
+
+
+def hold(fd: int) -> None:
+    """Mark an open temp file or directory (by descriptor) as in use until it is closed."""
+    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+
+
+@contextmanager
+def held_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Hold a work directory (created by the caller) for the block."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        hold(fd)
+        yield Path(path)
+    finally:
+        os.close(fd)
+
+
+def _in_use(path: str) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return True  # vanished or unreadable: leave it alone
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def clean_stale(directory: str | os.PathLike[str], patterns: tuple[str, ...], *,
+                min_age: float = STALE_AGE) -> list[str]:
+    """Remove entries of `directory` matching `patterns` that are older than `min_age` seconds
+    and held by no live process. Returns the names removed."""
+    removed: list[str] = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not any(fnmatch.fnmatchcase(entry.name, p) for p in patterns):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if now - st.st_mtime < min_age or _in_use(entry.path):
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            _rmtree(entry.path)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+        removed.append(entry.name)
+    return removed
+
+
+def _rmtree(path: str) -> None:
+    def fix(func, p, _exc):  # type: ignore[no-untyped-def]  # modes inside may deny deletion
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(p), 0o700)
+            func(p)
+    shutil.rmtree(path, onerror=fix)
+
+
+_cleaned: set[str] = set()
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS)
+
+
+def _named(e: OSError, name: Path) -> OSError:
+    """The same error, naming the file being written (a bare ENOSPC names nothing)."""
+    if e.filename is not None or e.errno not in _WRITE_ERRNOS:
+        return e
+    return OSError(e.errno, e.strerror or str(e), str(name))
+
+
 @contextmanager
 def staged_output(directory: str | os.PathLike[str], mode: int = 0o644) -> Iterator[tuple[BinaryIO, Callable[[str], Path]]]:
     """A temp file in `directory` and `place(name)`, which moves it to `directory/name` — for
-    outputs named by their own content. A file never placed is removed."""
+    outputs named by their own content. A file never placed is removed. The first use of a
+    directory in a process removes stale temp files a killed run left there."""
     directory = Path(directory)
+    key = os.path.abspath(directory)
+    if key not in _cleaned:
+        _cleaned.add(key)
+        clean_stale(directory, (".staged.*.tmp",))
     fd, tmp = tempfile.mkstemp(prefix=".staged.", suffix=".tmp", dir=directory)
+    hold(fd)
     placed: list[Path] = []
-    with os.fdopen(fd, "wb") as f:
-        def place(name: str) -> Path:
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            final = directory / name
-            os.replace(tmp, final)
-            placed.append(final)
-            return final
-        try:
-            yield f, place
-        finally:
-            if not placed:
-                Path(tmp).unlink(missing_ok=True)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            def place(name: str) -> Path:
+                f.flush()
+                os.fchmod(f.fileno(), mode)
+                final = directory / name
+                os.replace(tmp, final)
+                placed.append(final)
+                return final
+            try:
+                yield f, place
+            finally:
+                if not placed:
+                    Path(tmp).unlink(missing_ok=True)
+    except OSError as e:  # also a failed flush on close: it would otherwise name no file
+        raise _named(e, Path(tmp)) from None
 
 
 @contextmanager
 def atomic_output(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[BinaryIO]:
     """A file object whose contents appear at `path` only if the block completes."""
     path = Path(path)
-    with staged_output(path.parent if str(path.parent) else ".", mode) as (f, place):
-        yield f
-        place(path.name)
+    try:
+        with staged_output(path.parent if str(path.parent) else ".", mode) as (f, place):
+            yield f
+            place(path.name)
+    except OSError as e:
+        if e.filename and os.path.basename(str(e.filename)).startswith(".staged."):
+            raise OSError(e.errno, e.strerror, str(path)) from None  # name the output, not its temp
+        raise
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from distroless import epoch
-from distroless.errors import KeyFileError
-from distroless.fetch.transport import BasicAuth, parse_http_auth
+from distroless.errors import FormatError, KeyFileError
+from distroless.fetch.transport import DOWNLOAD_DEADLINE, BasicAuth, parse_http_auth
 from distroless.oci.gojson import rfc3339
 
 
@@ -36,6 +36,18 @@ def cache_root(environ: Mapping[str, str] | None = None) -> Path:
 def http_auth(environ: Mapping[str, str] | None = None) -> list[BasicAuth]:
     """`HTTP_AUTH=basic:HOST:USER:PASSWORD` (melange's and apko's variable); [] when unset."""
     return parse_http_auth((os.environ if environ is None else environ).get("HTTP_AUTH"))
+
+
+def download_deadline(environ: Mapping[str, str] | None = None) -> float:
+    """`DISTROLESS_DOWNLOAD_DEADLINE` (seconds each download may take overall), else the default."""
+    value = (os.environ if environ is None else environ).get("DISTROLESS_DOWNLOAD_DEADLINE", "")
+    try:
+        seconds = float(value) if value else DOWNLOAD_DEADLINE
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise FormatError(f"DISTROLESS_DOWNLOAD_DEADLINE: expected a number of seconds, got {value!r}")
+    return seconds
 
 
 def docker_config(environ: Mapping[str, str] | None = None) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 from distroless.cli.image import add_config_flags, fetcher_for, load, package_set
 from distroless.config import host_architecture, parse_architecture
 from distroless.errors import ConfigError, DistrolessError
-from distroless.fsutil import atomic_output, atomic_write
+from distroless.fsutil import atomic_output, atomic_write, held_dir
 
 # The engine is imported inside the commands: registering them (for `image show-packages` or
 # `--help`) must not load it (see distroless/cli/__init__.py).
@@ -92,8 +92,9 @@ def built_images(args: argparse.Namespace, *, name: str, sbom_formats: tuple[str
     rootfs = build_rootfs(loaded, ps, fetcher, keep_owners=args.keep_owners, jobs=args.jobs, events=fetcher.events)
     staging = Path(tempfile.mkdtemp(dir=fetcher.cache.root / "tmp", prefix="build-"))
     try:
-        yield imagebuild.build(loaded, rootfs, staging, imagebuild.Options(
-            compression=args.compression, sbom_formats=sbom_formats, name=name))
+        with held_dir(staging):  # a live build: the next run's cleanup leaves it alone
+            yield imagebuild.build(loaded, rootfs, staging, imagebuild.Options(
+                compression=args.compression, sbom_formats=sbom_formats, name=name))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -89,7 +89,8 @@ def load(args: argparse.Namespace) -> LoadedConfig:
 
 
 def fetcher_for(args: argparse.Namespace) -> Fetcher:
-    return Fetcher(Cache(args.cache_dir or hostenv.cache_root()), Transport(auth=hostenv.http_auth()),
+    transport = Transport(auth=hostenv.http_auth(), deadline=hostenv.download_deadline())
+    return Fetcher(Cache(args.cache_dir or hostenv.cache_root()), transport,
                    offline=args.offline, jobs=args.jobs, events=events_of(args), limits=limits_of(args))
 
 

@@ -7,6 +7,7 @@ never branch on where bytes come from.
 from __future__ import annotations
 
 import io
+import time
 from dataclasses import dataclass
 from typing import BinaryIO, Callable
 from urllib.parse import urlsplit
@@ -16,6 +17,9 @@ from distroless.fetch.repository import is_remote, local_path
 
 HTTP_RESPONSE_CAP = 8 << 30  # apko's default --max-http-response-size
 _CHUNK = 1 << 20
+# Every download must finish within this many seconds, however slowly a server drips bytes
+# (the per-read timeout alone never fires while a byte arrives every few seconds).
+DOWNLOAD_DEADLINE = 900.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +46,9 @@ def parse_http_auth(value: str | None) -> list[BasicAuth]:
 
 class Transport:
     def __init__(self, *, timeout: float = 30.0, retries: int = 4, backoff: float = 0.5,
-                 pool: int = 8, auth: list[BasicAuth] | None = None):
+                 pool: int = 8, auth: list[BasicAuth] | None = None, deadline: float = DOWNLOAD_DEADLINE):
         self.timeout = timeout
+        self.deadline = deadline
         self.auth = auth or []  # credentials come from the front door (HTTP_AUTH), per host
         self._retry = (retries, backoff, pool)
         self._session = None  # made on the first remote request: local builds never load requests
@@ -86,7 +91,7 @@ class Transport:
                         n += len(chunk)
                         if n > cap:
                             raise LimitError(f"{location}: larger than the cap of {cap} bytes")
-                        out.write(chunk)
+                        _write(out, chunk, location)
                         if on_bytes:
                             on_bytes(len(chunk))
                     return n
@@ -95,27 +100,46 @@ class Transport:
             except OSError as e:
                 raise FetchError(f"{location}: {e.strerror}") from None
         import requests
+        import urllib3
 
+        end = time.monotonic() + self.deadline
         try:
             with self.session.get(location, stream=True, timeout=self.timeout, auth=self._auth_for(location)) as r:
                 if r.status_code != 200:
                     raise FetchError(f"{location}: HTTP {r.status_code} {r.reason}")
                 n = 0
-                for chunk in r.iter_content(_CHUNK):
+                while True:
+                    # read1: whatever has arrived (up to a chunk), so the deadline is checked
+                    # between reads however few bytes each brings
+                    chunk = r.raw.read1(_CHUNK, decode_content=True)
+                    if not chunk:
+                        break
                     n += len(chunk)
                     if n > cap:
                         raise LimitError(f"{location}: response larger than the cap of {cap} bytes")
-                    out.write(chunk)
+                    _write(out, chunk, location)
                     if on_bytes:
                         on_bytes(len(chunk))
+                    if time.monotonic() > end:
+                        raise FetchError(f"{location}: download did not finish within the deadline of "
+                                         f"{self.deadline:g} s ({n} bytes received)")
                 return n
-        except requests.RequestException as e:
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
             raise FetchError(f"{location}: {type(e).__name__}: {_short(e)}") from None
 
     def get(self, location: str, cap: int = HTTP_RESPONSE_CAP) -> bytes:
         buf = io.BytesIO()
         self.download(location, buf, cap)
         return buf.getvalue()
+
+
+def _write(out: BinaryIO, data: bytes, location: str) -> None:
+    try:
+        out.write(data)
+    except OSError as e:  # disk full: say which file, and for which download
+        name = getattr(out, "name", None)
+        where = f"{name}" if isinstance(name, str) else "the output"
+        raise FetchError(f"{where}: writing {location}: {e.strerror or e}") from None
 
 
 def _short(e: Exception) -> str:

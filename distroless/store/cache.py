@@ -21,6 +21,7 @@ from distroless.apk.gzmember import MemberReader
 from distroless.apk.package import CONTROL_CAP, q1_to_hex
 from distroless.apk.signature import is_signature_tar
 from distroless.errors import DistrolessError
+from distroless.fsutil import clean_stale, hold
 
 
 class Cache:
@@ -28,6 +29,8 @@ class Cache:
         self.root = Path(root)  # the front door chooses it (hostenv.cache_root by default)
         for d in ("blobs/sha256", "refs/apk", "refs/index", "tmp"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
+        # What a killed run left: downloads, expansions and image staging directories.
+        clean_stale(self.root / "tmp", ("dl-*", "ref-*", "expand-*", "build-*"))
 
     def blob(self, sha256: str) -> Path:
         return self.root / "blobs" / "sha256" / sha256
@@ -38,7 +41,9 @@ class Cache:
         fd, name = tempfile.mkstemp(dir=self.root / "tmp", prefix="dl-")
         path = Path(name)
         try:
-            with os.fdopen(fd, "w+b") as f:
+            with open(name, "w+b") as f:  # by name, so that errors (disk full) name the file
+                os.close(fd)
+                hold(f.fileno())  # a live download: the next run's cleanup leaves it alone
                 yield f, path
         finally:
             path.unlink(missing_ok=True)

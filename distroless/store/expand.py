@@ -20,6 +20,7 @@ from distroless.apk.package import ApkFile, Entry, Section
 from distroless.apk.signature import Signature
 from distroless.store.cache import Cache
 from distroless.limits import DEFAULT_LIMITS, Limits
+from distroless.fsutil import held_dir
 
 _META_VERSION = 1
 
@@ -65,7 +66,7 @@ def expand(apk_path: Path, cache: Cache, *, expected_checksum: str | None = None
             return hit
     work = Path(tempfile.mkdtemp(dir=cache.root / "tmp", prefix="expand-"))
     try:
-        with open(work / "data.tar", "wb") as sink:
+        with held_dir(work), open(work / "data.tar", "wb") as sink:
             apk = package.read(apk_path, expected_checksum=expected_checksum, expected_sha256=expected_sha256,
                                data_sink=sink, source=source,
                                control_cap=limits.apk_control, data_cap=limits.apk_data)

@@ -1,0 +1,115 @@
+"""Item 8: an overall deadline per download, stale leftovers of killed runs cleaned at start
+(only old ones that no live process holds), and disk-full errors naming the file."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from httpserver import free_port
+from imagerepo import image_yaml, make_repo
+from hostile.harness import ROOT, cli, run_bounded
+
+HOUR_AGO = time.time() - 3600
+
+
+@pytest.fixture()
+def drip_server():
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("drip.py")), str(port), "1"],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_a_dripping_server_hits_the_download_deadline(tmp_path: Path, drip_server: str) -> None:
+    # the key is the first download; an index or package dripping goes through the same call
+    (tmp_path / "image.yaml").write_text(image_yaml(drip_server, f"{drip_server}/key.rsa.pub", ["busybox"]))
+    out = run_bounded(cli("image", "show-packages", "image.yaml", "--cache-dir", str(tmp_path / "cache")),
+                      mem_mb=600, cpu_s=30, cwd=tmp_path, env={"DISTROLESS_DOWNLOAD_DEADLINE": "3"}, wall_s=60)
+    out.assert_one_line_error(f"{drip_server}/key.rsa.pub", "deadline of 3 s")
+    assert not list((tmp_path / "cache" / "tmp").iterdir())  # the partial download is gone
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, peers):
+    root = tmp_path_factory.mktemp("repo")
+    return make_repo(root, peers.busybox)
+
+
+def _old(path: Path) -> Path:
+    os.utime(path, (HOUR_AGO, HOUR_AGO), follow_symlinks=False)
+    return path
+
+
+def test_stale_leftovers_are_cleaned_but_live_ones_kept(tmp_path: Path, repo) -> None:
+    repo_dir, pub = repo
+    tmp = tmp_path / "cache" / "tmp"
+    tmp.mkdir(parents=True)
+    stale_build = tmp / "build-killed"
+    (stale_build / "blobs").mkdir(parents=True)
+    (stale_build / "blobs" / "layer").write_bytes(b"x" * 4096)
+    _old(stale_build)
+    (tmp / "dl-killed").write_bytes(b"partial")
+    _old(tmp / "dl-killed")
+    (tmp / "dl-recent").write_bytes(b"maybe another run")  # too young to judge
+    live = tmp / "build-live"
+    live.mkdir()
+    _old(live)
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); "
+        "fcntl.flock(fd, fcntl.LOCK_SH); print('held', flush=True); time.sleep(120)"), str(live)],
+        stdout=subprocess.PIPE, text=True)
+    stale_staged = tmp_path / ".staged.killed.tmp"
+    stale_staged.write_bytes(b"half a rootfs")
+    _old(stale_staged)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        (tmp_path / "image.yaml").write_text(image_yaml(str(repo_dir), pub, ["busybox"]))
+        out = run_bounded(cli("image", "build-minirootfs", "image.yaml", "rootfs.tar", "--cache-dir",
+                              str(tmp_path / "cache")), mem_mb=800, cpu_s=60, cwd=tmp_path)
+        assert out.status == 0, out.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    left = sorted(p.name for p in tmp.iterdir())
+    assert "build-killed" not in left and "dl-killed" not in left
+    assert "dl-recent" in left and "build-live" in left
+    assert not stale_staged.exists() and (tmp_path / "rootfs.tar").exists()
+
+
+def _in_tiny_fs(mount: Path, command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run `command` in a private mount namespace where `mount` is a 256 KiB tmpfs."""
+    mount.mkdir(exist_ok=True)
+    script = (f"mount -t tmpfs -o size=256k tmpfs {shlex.quote(str(mount))} && "
+              f"cd {shlex.quote(str(cwd))} && {shlex.join(command)}; rc=$?; "
+              f"ls -A {shlex.quote(str(mount))} >&2; exit $rc")
+    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_disk_full_errors_name_the_file(tmp_path: Path, repo) -> None:
+    repo_dir, pub = repo
+    (tmp_path / "image.yaml").write_text(image_yaml(str(repo_dir), pub, ["busybox"]))
+    full = tmp_path / "full"
+    r = _in_tiny_fs(full, cli("image", "build-minirootfs", "image.yaml", str(full / "rootfs.tar"),
+                              "--cache-dir", str(tmp_path / "cache")), tmp_path)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 1, r.stderr
+    assert lines == [f"distroless: error: {full}/rootfs.tar: No space left on device"], r.stderr
+    # the cache itself on a full disk: the download's file is named
+    r = _in_tiny_fs(full, cli("image", "build-minirootfs", "image.yaml", str(tmp_path / "rootfs.tar"),
+                              "--cache-dir", str(full / "cache")), tmp_path)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 1, r.stderr
+    assert "No space left on device" in lines[0] and str(full / "cache") in lines[0], r.stderr
+    assert lines[1:] == ["cache"], r.stderr  # nothing but the (cleaned) cache left on the full disk
