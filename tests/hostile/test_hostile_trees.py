@@ -64,7 +64,7 @@ def test_environment_package_cannot_link_or_mkdir_on_the_host(tmp_path: Path, ho
               cat /zz > ${{{{targets.destdir}}}}/leak
         """))
     out = tmp_path / "out"
-    build(recipe, BuildOptions(out_dir=out, host_toolchain=True, log=io.StringIO()))
+    build(recipe, BuildOptions(out_dir=out, host_toolchain=True, log=io.StringIO(), apk_cache_dir=tmp_path / "cache"))
     with tarfile.open(out / "x86_64" / "probe-1.0.0-r0.apk") as tar:
         leaked = tar.extractfile("leak").read()
     assert leaked == b"PACKAGE-COPY\n"  # the tree's own file, not the host's
