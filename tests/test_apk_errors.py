@@ -41,7 +41,8 @@ def expect_clean_error(result: subprocess.CompletedProcess, *needles: str) -> No
 def test_truncated_gzip(tmp_path) -> None:
     f = tmp_path / "t.apk"
     f.write_bytes((APK / "packages" / "hello-wolfi-2.12.1-r0.apk").read_bytes()[:30000])
-    expect_clean_error(run("package", "verify", str(f)), "data member", "truncated gzip member")
+    # the data member's bytes are hashed before they are decompressed: a cut file is refused there
+    expect_clean_error(run("package", "verify", str(f)), "data member", "datahash mismatch", "truncated or replaced")
 
 
 def test_member_that_is_not_a_tar(tmp_path) -> None:

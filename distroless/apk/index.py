@@ -16,10 +16,12 @@ from pathlib import Path
 from distroless.apk import keys, signature
 from distroless.apk.gzmember import gzip_member, inflate_members
 from distroless.apk.model import Package
-from distroless.errors import FormatError, VerificationError
+from distroless.errors import FormatError, LimitError, VerificationError
 from distroless.tarball import END_OF_ARCHIVE, Header, encode_header, padding
 
 INDEX_CAP = 300 << 20  # apko's default decompressed-index limit
+# Each record becomes a Package (about 1 KB): bound their number whatever the key that signed it.
+MAX_INDEX_PACKAGES = 1_000_000
 
 # Letters apk-tools understands; an unknown upper-case letter would make apk-tools 2 mark the
 # package uninstallable, so the writer emits only these, in apk-tools' order.
@@ -127,6 +129,10 @@ def read(
             raise VerificationError(f"{source}: index is not signed (use --ignore-signatures to accept it)")
         verified = signature.verify(sigs, keyring or keys.Keyring(), digests, source)
     text, description = _read_tar(b"".join(m for _, m in members), source)
+    del members
+    records = text.count("\nP:") + text.startswith("P:")
+    if records > MAX_INDEX_PACKAGES:
+        raise LimitError(f"{source}: {records} package records, more than the cap of {MAX_INDEX_PACKAGES}")
     return Index(parse_text(text, source, repository, pin), description, sigs, verified)
 
 

@@ -23,11 +23,17 @@ from distroless.apk import pkginfo, signature
 from distroless.apk.gzmember import MemberReader
 from distroless.apk.keys import Keyring
 from distroless.apk.model import Package
-from distroless.errors import FormatError, VerificationError
+from distroless.errors import FormatError, LimitError, VerificationError
 from distroless.tarball import APK_CHECKSUM_SHA1, check_member_name
 
 CONTROL_CAP = 10 << 20  # apko's default control-section limit
 DATA_CAP = 16 << 30  # apko's default data-section limit
+# Per-entry state is bounded, whoever signed the package: the number of entries (each is kept
+# as metadata), one PAX header and all of them together, and GNU long names (PATH_MAX).
+MAX_ENTRIES = 1 << 18
+PAX_CAP = 1 << 20
+PAX_TOTAL_CAP = 64 << 20
+LONGNAME_CAP = 4096
 _READ = 1 << 16
 
 _TYPES = {
@@ -202,6 +208,7 @@ def read(
                         on_entry=on_entry, data_sink=data_sink, data_cap=data_cap, source=source or str(src),
                         control_cap=control_cap)
     source = source or getattr(src, "name", "<package>")
+    start = _position(src)
     whole = hashlib.sha256()
     reader = MemberReader(src, source)
 
@@ -242,6 +249,13 @@ def read(
 
     if not pkg.datahash:
         raise VerificationError(f"{source}: control member: .PKGINFO has no datahash, so the data cannot be verified")
+    if start is not None:
+        # A file: hash the data member's bytes first (no decompression, no parsing, constant
+        # memory), so a swapped data member is refused before any of it is expanded or kept.
+        _check_datahash(src, start + offset, pkg.datahash, source)
+        src.seek(start + offset)
+        reader = MemberReader(src, source)
+        reader.index = 2 if sig_section else 1
     data_hash = hashlib.sha256()
     data = reader.next("data member", data_cap, whole, data_hash)
     entries = _read_data(_Tee(data, data_sink) if data_sink else data, source, on_entry)
@@ -262,6 +276,54 @@ def read(
     pkg.size = file_size
     return ApkFile(pkg, info_text, sigs, verified, sig_section, control_section, data_section,
                    sha256, file_size, scripts, entries)
+
+
+def _position(src: BinaryIO) -> int | None:
+    """Where the package starts in `src`, when `src` can seek (a file); None for a stream."""
+    try:
+        return src.tell() if src.seekable() else None
+    except (OSError, AttributeError):
+        return None
+
+
+def _check_datahash(src: BinaryIO, data_start: int, datahash: str, source: str) -> None:
+    src.seek(data_start)
+    h = hashlib.sha256()
+    while chunk := src.read(1 << 20):
+        h.update(chunk)
+    if h.hexdigest() != datahash.lower():
+        raise VerificationError(
+            f"{source}: data member: datahash mismatch (.PKGINFO says {datahash}, "
+            f"the bytes after the control member hash to {h.hexdigest()}: truncated or replaced?)"
+        )
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """tarfile reads a PAX or GNU long-name header whole into memory: refuse oversized ones
+    before they are read, and keep a per-archive budget for all PAX headers together."""
+
+    def _proc_pax(self, tarfile_):  # type: ignore[no-untyped-def]
+        _charge_pax(tarfile_, self.size, self.name)
+        return super()._proc_pax(tarfile_)  # type: ignore[misc]
+
+    def _proc_gnulong(self, tarfile_):  # type: ignore[no-untyped-def]
+        if self.size > LONGNAME_CAP:
+            raise LimitError(f"{_where(tarfile_)}: a GNU long-name header of {self.size} bytes "
+                             f"(the cap is {LONGNAME_CAP})")
+        return super()._proc_gnulong(tarfile_)  # type: ignore[misc]
+
+
+def _where(tf: tarfile.TarFile) -> str:
+    return getattr(tf.tarinfo, "where", "tar")
+
+
+def _charge_pax(tf: tarfile.TarFile, size: int, name: str) -> None:
+    if size > PAX_CAP:
+        raise LimitError(f"{_where(tf)}: a PAX header of {size} bytes (the cap is {PAX_CAP})")
+    left = getattr(tf, "distroless_pax_left", PAX_TOTAL_CAP) - size
+    if left < 0:
+        raise LimitError(f"{_where(tf)}: PAX headers exceed {PAX_TOTAL_CAP} bytes in total")
+    tf.distroless_pax_left = left  # type: ignore[attr-defined]
 
 
 def _read_control(data: bytes, source: str) -> tuple[str, list[tuple[Entry, bytes]]]:
@@ -295,40 +357,49 @@ def _read_data(member: BinaryIO, source: str, on_entry: OnEntry | None) -> list[
     entries: list[Entry] = []
     leading = True
     try:
-        with tarfile.open(fileobj=io.BufferedReader(member, _READ), mode="r|") as tf:  # type: ignore[arg-type]
-            for info in tf:
+        bounded = type("_Bounded", (_BoundedTarInfo,), {"where": where})  # errors name the package
+        with tarfile.open(fileobj=io.BufferedReader(member, _READ), mode="r|",  # type: ignore[arg-type]
+                          tarinfo=bounded) as tf:
+            while (info := tf.next()) is not None:
+                tf.members.clear()  # stream mode would otherwise keep every header in memory
                 # APK v1 compatibility: leading dot-files without a slash are metadata, not data.
                 if leading and info.name.startswith(".") and "/" not in info.name:
                     continue
                 leading = False
-                entry = _entry(info, where)
-                recorded = entry.pax.get(APK_CHECKSUM_SHA1)
-                want = _record_sha1(recorded, f"{where}: {entry.name}") if recorded else ""
-                if entry.type == "reg":
-                    f = tf.extractfile(info)
-                    assert f is not None
-                    stream = _HashingStream(f)  # type: ignore[arg-type]
-                    if on_entry:
-                        on_entry(entry, stream)  # type: ignore[arg-type]
-                    got = stream.finish()
-                elif entry.type == "sym":
-                    got = hashlib.sha1(entry.linkname.encode("utf-8", "surrogateescape")).hexdigest()
-                    if on_entry:
-                        on_entry(entry, None)
-                else:
-                    got = ""
-                    if on_entry:
-                        on_entry(entry, None)
-                if want:
-                    if got and got != want:
-                        raise VerificationError(
-                            f"{where}: {entry.name}: {APK_CHECKSUM_SHA1} mismatch (recorded {want}, content {got})"
-                        )
-                    entry.sha1 = want
-                entries.append(entry)
+                if len(entries) >= MAX_ENTRIES:
+                    raise LimitError(f"{where}: more than {MAX_ENTRIES} entries")
+                entries.append(_data_entry(tf, info, where, on_entry))
     except tarfile.TarError as e:
         raise FormatError(f"{where}: not a valid tar ({e})") from None
     return entries
+
+
+def _data_entry(tf: tarfile.TarFile, info: tarfile.TarInfo, where: str, on_entry: OnEntry | None) -> Entry:
+    entry = _entry(info, where)
+    recorded = entry.pax.get(APK_CHECKSUM_SHA1)
+    want = _record_sha1(recorded, f"{where}: {entry.name}") if recorded else ""
+    if entry.type == "reg":
+        f = tf.extractfile(info)
+        assert f is not None
+        stream = _HashingStream(f)  # type: ignore[arg-type]
+        if on_entry:
+            on_entry(entry, stream)  # type: ignore[arg-type]
+        got = stream.finish()
+    elif entry.type == "sym":
+        got = hashlib.sha1(entry.linkname.encode("utf-8", "surrogateescape")).hexdigest()
+        if on_entry:
+            on_entry(entry, None)
+    else:
+        got = ""
+        if on_entry:
+            on_entry(entry, None)
+    if want:
+        if got and got != want:
+            raise VerificationError(
+                f"{where}: {entry.name}: {APK_CHECKSUM_SHA1} mismatch (recorded {want}, content {got})"
+            )
+        entry.sha1 = want
+    return entry
 
 
 def verify_file(path: str | Path, keyring: Keyring | None, require_signature: bool = True) -> ApkFile:

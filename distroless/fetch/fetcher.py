@@ -134,7 +134,9 @@ class Fetcher:
         if self.offline and is_remote(location):
             raise FetchError(f"{location}: not in the cache and --offline was given")
         with self.cache.incoming() as (f, tmp):
-            self.transport.download(location, f, self.limits.http_response,
+            # The index's S: is the file's size: a response that outgrows it is cut off there.
+            cap = min(self.limits.http_response, pkg.size) if pkg.size and not sha256 else self.limits.http_response
+            self.transport.download(location, f, cap,
                                     on_bytes=(lambda n: progress.advance(0, n)) if progress else None)
             f.flush()
             # Verifying a package means decompressing it, so the expansion is kept from the same

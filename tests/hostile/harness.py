@@ -36,11 +36,14 @@ class Outcome:
         lines = [ln for ln in self.stderr.splitlines() if ln.strip()]
         return lines[-1] if lines else ""
 
-    def assert_one_line_error(self, *needles: str) -> str:
-        """Exit 1 with exactly one line on stderr (no traceback) containing every needle."""
-        lines = [ln for ln in self.stderr.splitlines() if ln.strip()]
+    def assert_one_line_error(self, *needles: str, stream: str = "stderr") -> str:
+        """Exit 1 with exactly one line on stderr (no traceback) containing every needle.
+        `stream="stdout"` for verbs that report per file on stdout (`package verify`)."""
+        text = self.stdout if stream == "stdout" else self.stderr
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        assert not self.stderr.strip() or stream == "stderr", self.stderr[-3000:]
         assert self.status == 1, f"exit {self.status}, stderr:\n{self.stderr[-3000:]}"
-        assert len(lines) == 1, f"expected a one-line error, got:\n{self.stderr[-3000:]}"
+        assert len(lines) == 1, f"expected a one-line error, got:\n{text[-3000:]}"
         for n in needles:
             assert n in lines[0], f"{n!r} not in {lines[0]!r}"
         return lines[0]
