@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # What the demo runs besides Python: the build sandbox and a C toolchain with static libc.
-DEMO_DEBS := bubblewrap gcc libc6-dev
+DEMO_DEBS := bubblewrap slirp4netns gcc libc6-dev
 demo-deps:
 	@missing=$$(for p in $(DEMO_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi

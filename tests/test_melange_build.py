@@ -370,40 +370,52 @@ def test_writes_outside_the_workspace_fail(tmp_path: Path) -> None:
         assert not Path(target).exists()
 
 
+def _host_address() -> str:
+    """The host's outbound (non-loopback) IPv4 address: what a network step reaches it by."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("10.255.255.255", 1))  # no packet is sent; this only picks the route
+        return s.getsockname()[0]
+
+
 def test_network_access_fails_unless_enabled(tmp_path: Path) -> None:
+    """Without the network a step reaches nothing; with it (its own namespace joined by
+    slirp4netns) it reaches other hosts' addresses but still not the host's loopback."""
     server = socket.socket()
-    server.bind(("127.0.0.1", 0))
+    server.bind(("0.0.0.0", 0))
     server.listen(8)
     port = server.getsockname()[1]
     accepted: list[bool] = []
 
     def serve() -> None:
         try:
-            conn, _ = server.accept()
-            accepted.append(True)
-            conn.close()
+            while True:
+                conn, _ = server.accept()
+                accepted.append(True)
+                conn.close()
         except OSError:
             pass
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    recipe = write_recipe(tmp_path, f"""\
-        package: {{name: net, version: 1.0.0, epoch: 0}}
-        pipeline:
-          - name: connect
-            runs: |
-              python3 -c 'import socket; socket.create_connection(("127.0.0.1", {port}), timeout=5); print("connected")'
-        """)
+
+    def recipe_for(host: str) -> Path:
+        return write_recipe(tmp_path, f"""\
+            package: {{name: net, version: 1.0.0, epoch: 0}}
+            pipeline:
+              - name: connect
+                runs: |
+                  python3 -c 'import socket; socket.create_connection(("{host}", {port}), timeout=5); print("connected")'
+            """)
     try:
-        with pytest.raises(StepFailed) as exc:
-            build(recipe, options(tmp_path / "out"))
-        assert "pipeline connect" in str(exc.value)
-        assert "connected" not in exc.value.tail
-        assert "Error" in exc.value.tail  # ConnectionRefused / Network is unreachable
+        for host, network in (("127.0.0.1", False), (_host_address(), False), ("127.0.0.1", True)):
+            with pytest.raises(StepFailed) as exc:
+                build(recipe_for(host), options(tmp_path / "out", network=network))
+            assert "pipeline connect" in str(exc.value)
+            assert "connected" not in exc.value.tail
+            assert "Error" in exc.value.tail  # ConnectionRefused / Network is unreachable
         assert not accepted
-        # control: the same step reaches the listener when the network is on
-        build(recipe, options(tmp_path / "out", network=True))
-        thread.join(5)
+        # control: with the network, the host's outbound address is reachable like any other's
+        build(recipe_for(_host_address()), options(tmp_path / "out", network=True))
         assert accepted == [True]
     finally:
         server.close()

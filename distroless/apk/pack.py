@@ -37,12 +37,13 @@ class Ownership:
 
     mode: str = "root"  # "root" | "keep"
     names: dict[int, str] | None = None  # uid/gid → name, from the guest's passwd/group
+    build_ids: frozenset[int] = frozenset({1000})  # the build user, and the host id it maps to
 
     def owner(self, st: os.stat_result) -> tuple[int, int]:
         if self.mode == "root":
             return 0, 0
-        uid = 0 if st.st_uid == 1000 else st.st_uid
-        gid = 0 if st.st_gid == 1000 else st.st_gid
+        uid = 0 if st.st_uid in self.build_ids else st.st_uid
+        gid = 0 if st.st_gid in self.build_ids else st.st_gid
         return uid, gid
 
     def name(self, ident: int) -> str:

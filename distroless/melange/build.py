@@ -39,6 +39,7 @@ from distroless.melange import schema as s
 from distroless.melange.compile import ArchSkipped, CompiledRecipe, CompileOptions, PackageOutput, compile_recipe
 from distroless.melange.recipe import load_recipe, with_env_file
 from distroless.melange.duration import parse_duration
+from distroless.melange import sandboxnet
 from distroless.melange.runner import (CACHE_MOUNT, Mount, SandboxSpec, check_runner, host_shell, make_runner,
                                        run_steps)
 from distroless.melange.sca import analyze, merge_metadata
@@ -403,7 +404,7 @@ def emit(pkg: PackageOutput, tree: Path, relatives: Sequence[Path], out_dir: Pat
                    replaces=list(meta.replaces), triggers=list(meta.triggers))
     path = out_dir / meta.filename
     built = pack(tree, meta, path, signing_key=key, scripts=dict(pkg.scriptlets), source_date_epoch=sde,
-                 ownership=Ownership("keep", users), melange_yaml=recipe_text, licenses=pkg.licenses)
+                 ownership=Ownership("keep", users, frozenset({1000, *sandboxnet.host_ids()})), melange_yaml=recipe_text, licenses=pkg.licenses)
     _log(options, f"wrote {path} ({built.size} bytes)")
     return BuiltPackage(pkg.name, path, built.package, built.sha256)
 

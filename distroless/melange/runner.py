@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Protocol, TextIO
 
 from distroless.errors import DistrolessError
+from distroless.melange import sandboxnet
 from distroless.melange.pipeline import RunnableStep
 from distroless.rootfs.importdir import import_dir
 from distroless.rootfs.layer import write_rootfs_tar
@@ -233,15 +234,35 @@ class BwrapSession:
     scratch: Path
     plan: HostPlan | None = None
     _staged: list[tuple[tuple[str, ...], str, str]] = field(default_factory=list)
+    resolv: Path | None = None  # the network step's /etc/resolv.conf (slirp's DNS forwarder)
+    _binds: dict[str, str] = field(default_factory=dict)  # host source -> its reachable bind point
+
+    def _src(self, path: Path) -> str:
+        return self._binds.get(str(path), str(path))
 
     def prepare(self) -> None:
         root = self.spec.root
-        for d in ("home/build", "tmp", "proc", "dev", "sys"):
+        for d in ("home/build", "tmp", "proc", "dev"):  # no /sys: the host's would show through
             _ensure_point(root, d, directory=True)
         for m in self.spec.mounts:
             _ensure_point(root, m.target, directory=m.source.is_dir())
-        if self.spec.network and Path("/etc/resolv.conf").exists():
+        if self.spec.network:
             _ensure_point(root, "etc/resolv.conf", directory=False)
+            self.resolv = sandboxnet.resolv_conf(self.scratch)
+        # The sandbox runs as an unprivileged host id: it owns the workspace and writable caches.
+        # Run by root, the directories it binds are first bind-mounted (by root, in a private
+        # mount namespace) under this 0711 scratch directory, so that the unprivileged id can
+        # reach them whatever the modes of their parents (root's home is 0700).
+        os.chmod(self.scratch, 0o711)
+        sandboxnet.give_to_sandbox(self.spec.workspace)
+        for m in self.spec.mounts:
+            if m.writable:
+                sandboxnet.give_to_sandbox(m.source)
+        if os.geteuid() == 0:
+            for i, src in enumerate([root, self.spec.workspace, *(m.source for m in self.spec.mounts)]):
+                staged = self.scratch / f"bind{i}"
+                staged.mkdir() if src.is_dir() else staged.touch()
+                self._binds[str(src)] = str(staged)
         if self.spec.host_toolchain:
             self.plan = plan_host(root)
             for i, (lowers, target) in enumerate(self.plan.overlays):
@@ -249,46 +270,67 @@ class BwrapSession:
                 staged.mkdir()
                 self._staged.append((lowers, target, str(staged)))
 
-    def argv(self, step: RunnableStep) -> list[str]:
+    def argv(self, step: RunnableStep, net: sandboxnet.StepNetwork | None = None) -> list[str]:
         spec = self.spec
         args = [self.bwrap, "--unshare-user", "--uid", str(spec.uid), "--gid", str(spec.gid),
                 "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
                 "--die-with-parent", "--new-session"]
-        if not spec.network:
-            args.append("--unshare-net")
-        args += ["--ro-bind", str(spec.root), "/"]
+        # Every step has its own network namespace; a network step's is joined to the outside
+        # by slirp4netns (outbound only, see sandboxnet).
+        args += net.bwrap_args() if net is not None else ["--unshare-net"]
+        args += ["--ro-bind", self._src(spec.root), "/"]
         if self.plan is not None:
             for host, target in self.plan.binds:
                 args += ["--ro-bind", host, target]
             for _lowers, target, staged in self._staged:
                 args += ["--ro-bind", staged, target]
-        args += ["--dev", "/dev", "--proc", "/proc", "--ro-bind", "/sys", "/sys", "--tmpfs", "/tmp",
-                 "--bind", str(spec.workspace), WORKSPACE]
+        args += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+                 "--bind", self._src(spec.workspace), WORKSPACE]
         for m in spec.mounts:
-            args += ["--bind" if m.writable else "--ro-bind", str(m.source), m.target]
-        if spec.network and Path("/etc/resolv.conf").exists():
-            args += ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
+            args += ["--bind" if m.writable else "--ro-bind", self._src(m.source), m.target]
+        if net is not None and self.resolv is not None:
+            args += ["--ro-bind", str(self.resolv), "/etc/resolv.conf"]
         args += ["--chdir", WORKSPACE, "--clearenv"]
         for key, value in sorted(step_environment(spec, step).items()):
             args += ["--setenv", key, value]
         args += [spec.shell, "-c", step.script]
-        if not self._staged:
+        # Overlays and bind points live in a private mount namespace that ends with the sandbox.
+        mounts = [f"mount -t overlay overlay -o ro,lowerdir={shlex.quote(':'.join(lowers))} {shlex.quote(staged)}"
+                  for lowers, _t, staged in self._staged]
+        mounts += [f"mount --rbind {shlex.quote(src)} {shlex.quote(staged)}" for src, staged in self._binds.items()]
+        if not mounts:
             return args
-        # Overlays live in a private mount namespace that ends with the sandbox.
-        mounts = " && ".join(
-            f"mount -t overlay overlay -o ro,lowerdir={shlex.quote(':'.join(lowers))} {shlex.quote(staged)}"
-            for lowers, _t, staged in self._staged)
+        # Mounting needs root; bubblewrap then starts as the unprivileged host id (dropped by a
+        # one-line Python exec, which keeps bwrap's --info-fd/--block-fd as they are).
+        drop = sandboxnet.drop_privileges_prefix() if os.geteuid() == 0 else ""
         return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
-                f'{mounts} && exec "$@"', "sh", *args]
+                f'{" && ".join(mounts)} && exec {drop}"$@"', "sh", *args]
 
     def run(self, step: RunnableStep) -> StepResult:
         try:
-            proc = subprocess.Popen(self.argv(step), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, umask=0o022)
-        except OSError as exc:
-            raise RunnerError(f"cannot start bubblewrap ({self.bwrap}): {exc.strerror or exc}") from None
-        tail = _pump(proc, self.sink, self.spec.deadline)
-        return StepResult(proc.returncode, tail)
+            net = sandboxnet.StepNetwork() if self.spec.network else None
+        except sandboxnet.NetworkSetupError as exc:
+            raise RunnerError(str(exc)) from None
+        try:
+            argv = self.argv(step, net)
+            try:
+                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, umask=0o022,
+                                        pass_fds=net.child_fds() if net else ())
+            except OSError as exc:
+                raise RunnerError(f"cannot start bubblewrap ({self.bwrap}): {exc.strerror or exc}") from None
+            if net is not None:
+                try:
+                    net.connect()
+                except sandboxnet.NetworkSetupError as exc:
+                    proc.kill()
+                    proc.wait()
+                    raise RunnerError(str(exc)) from None
+            tail = _pump(proc, self.sink, self.spec.deadline)
+            return StepResult(proc.returncode, tail)
+        finally:
+            if net is not None:
+                net.close()
 
 
 @dataclass(frozen=True, slots=True)

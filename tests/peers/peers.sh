@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Real peers for the test suite, on loopback: an OCI registry (distribution v2), dockerd 20.10
 # (BuildKit of the v0.8 era) and dockerd 26.1 (containerd image store, BuildKit v0.13, buildx 0.13),
-# plus cosign 2.5, skopeo, umoci, bubblewrap and Bazel.
+# plus cosign 2.5, skopeo, umoci, bubblewrap (with slirp4netns for network steps) and Bazel.
 #
 #   bash tests/peers/peers.sh up       install what is missing, start what is not running (idempotent)
 #   bash tests/peers/peers.sh down     stop everything `up` started
@@ -94,7 +94,7 @@ policy_rc_d_off() {
 }
 
 install_system_pkgs() {
-    local pkgs=(docker.io containerd runc docker-registry skopeo umoci bubblewrap bazel-bootstrap
+    local pkgs=(docker.io containerd runc docker-registry skopeo umoci bubblewrap slirp4netns bazel-bootstrap
         busybox-static iproute2 curl util-linux pigz nginx gcc libc6-dev mmdebstrap default-jdk-headless)
     if [ "$CODENAME" != bookworm ]; then
         # apt's own docker 26 + buildx + cosign; bookworm's dockerd 20.10 needs libdevmapper
