@@ -5,10 +5,12 @@ Both take a `SandboxSpec` (a root directory bound read-only as `/`, the workspac
 directories for `--host-toolchain`) and run one `/bin/sh -c` script per step.
 
 bubblewrap runs each step in a fresh sandbox: a user namespace mapping the build user
-(uid/gid 1000) to the invoking user, so files the build writes in the workspace belong to
-the invoker on the host (root here; pack() maps 1000 to 0 either way). Where the root tree
-and the host both have a system directory (`/usr` with package files plus the host's
-toolchain) the two are merged with a read-only overlayfs, mounted in a private mount
+(uid/gid 1000) to an unprivileged host id (the invoker's; `sandboxnet.SANDBOX_ID` when run as
+root), so root-only host files stay unreadable inside; no /sys; its own network namespace
+(outbound-only through slirp4netns for network steps, see `sandboxnet`). pack() maps the build
+ids to 0 either way. Where the root tree and the host both have a system directory (`/usr` with
+package files plus the host's toolchain) the two are merged with a read-only overlayfs, mounted
+(with the bind points that let the unprivileged id reach its directories) in a private mount
 namespace (`unshare`) so that it disappears with the sandbox.
 """
 
