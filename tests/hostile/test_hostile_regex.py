@@ -40,11 +40,11 @@ def _compile(tmp_path: Path, match: str, subject: str):
 
 
 def test_catastrophic_backtracking_pattern_is_linear(tmp_path: Path) -> None:
-    # Python's `re` takes ~2^n steps for (a+)+$ on "aaaa…ab"; n=40 would run for days.
+    # Python's `re` takes ~2^n steps for (a+)+$ on "aaaa…ab"; n=40 would run for days. The bound is
+    # the child's RLIMIT_CPU (20 s): past it the kernel kills the child and the status check fails.
     out = _compile(tmp_path, "(a+)+$", "a" * 40 + "b")
     assert out.status == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "echo " + "a" * 40 + "b"  # no match: RE2 says so at once
-    assert out.cpu_s < 20  # the kernel would have killed it otherwise (RLIMIT_CPU)
 
 
 def test_backreference_is_refused_as_melange_does(tmp_path: Path) -> None:
