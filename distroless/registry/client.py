@@ -13,6 +13,7 @@ Loopback registries (127.0.0.1, ::1, localhost) and `insecure=True` use plain ht
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
@@ -265,6 +266,7 @@ class RegistryClient:
         what: str = "",
         allow_redirects: bool = True,
         retry: bool = True,
+        stream: bool = False,
     ) -> requests.Response:
         """Send with auth and retries; return a response whose status is in `ok`, else raise.
         `retry=False` for requests that must not be replayed blindly (upload chunks)."""
@@ -279,7 +281,7 @@ class RegistryClient:
                 h["Authorization"] = auth
             try:
                 resp = self.session.request(method, url, headers=h, data=data, timeout=self.timeout,
-                                            allow_redirects=allow_redirects)
+                                            allow_redirects=allow_redirects, stream=stream)
             except requests.RequestException as e:
                 if retry and attempt < self.retries:
                     self._sleep(self.backoff * (2 ** attempt))
@@ -356,6 +358,30 @@ class RegistryClient:
         if sha256_digest(data) != digest:
             raise RegistryError(f"GET {url}: content does not match {digest}")
         return data
+
+    def download_blob(self, repo: str, desc: Descriptor, dest: Path) -> None:
+        """Stream a blob to `dest` (temp + rename), checking size and digest before it lands:
+        a layer never sits in memory and a wrong byte never gets the blob's name."""
+        url = self.url(f"/v2/{repo}/blobs/{desc.digest}")
+        resp = self.request("GET", url, scope=self.pull_scope(repo), stream=True)
+        h = hashlib.sha256()
+        n = 0
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+        try:
+            with resp, open(tmp, "wb") as out:
+                for chunk in resp.iter_content(1 << 20):
+                    n += len(chunk)
+                    if n > desc.size:
+                        raise RegistryError(f"GET {url}: more than the {desc.size} bytes its descriptor says")
+                    h.update(chunk)
+                    out.write(chunk)
+            if n != desc.size or f"sha256:{h.hexdigest()}" != desc.digest:
+                raise RegistryError(f"GET {url}: content does not match {desc.digest} ({n} bytes)")
+            os.replace(tmp, dest)
+        except requests.RequestException as e:
+            raise RegistryError(f"GET {url}: {type(e).__name__}: {e}") from e
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _location(self, resp: requests.Response, url: str) -> str:
         loc = resp.headers.get("Location")
