@@ -110,14 +110,11 @@ class Transport:
                         on_bytes(len(chunk))
                 return n
         except requests.RequestException as e:
-            raise FetchError(f"{location}: {type(e).__name__}: {_short(e)}") from None
+            from distroless import neterrors
+
+            raise FetchError(f"{location}: {neterrors.describe(e, location)}") from None
 
     def get(self, location: str, cap: int = HTTP_RESPONSE_CAP) -> bytes:
         buf = io.BytesIO()
         self.download(location, buf, cap)
         return buf.getvalue()
-
-
-def _short(e: Exception) -> str:
-    text = str(e)
-    return text if len(text) < 300 else text[:300] + "…"
