@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from distroless.cli.image import add_config_flags, fetcher_for, load, package_set
+from distroless.cli.image import add_config_flags, fetcher_for, load, package_set, print_json
 from distroless.config import host_architecture, parse_architecture
 from distroless.errors import ConfigError, DistrolessError
 from distroless.fsutil import atomic_output, atomic_write
@@ -29,6 +29,8 @@ def register(isub: argparse._SubParsersAction) -> None:
     b.add_argument("--compression", choices=("gzip", "zstd"), default="gzip")
     b.add_argument("--keep-owners", action="bool", help="keep package uid/gid instead of apko's 0:0")
     add_vcs_flag(b)
+    b.add_argument("--json", action="bool",
+                   help="print the result as JSON: index and image digests, reference, files written")
     add_config_flags(b)
     b.set_defaults(func=cmd_build)
 
@@ -103,6 +105,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from distroless.oci.layout import write_layout
 
     formats = sbom_formats_of(args)
+    check_output_parent(args.output)
     with built_images(args, name=args.tag, sbom_formats=formats) as built:
         if args.output.is_dir():
             write_layout(args.output, built.index)
@@ -110,12 +113,27 @@ def cmd_build(args: argparse.Namespace) -> int:
         else:
             write_docker_archive(args.output, built.index, [args.tag])
             kind = "docker archive"
+    files = [str(args.output)]
     if formats:
         write_sboms(args.sbom_path, built.sboms)
+        files += [str(args.sbom_path / name) for name in built.sboms]
+    if args.json:
+        print_json({"reference": args.tag, "output": str(args.output), "kind": kind,
+                    "index": built.index.digest,
+                    "images": [{"platform": i.platform.arch, "digest": i.digest} for i in built.images],
+                    "files": files})
+        return 0
     for image in built.images:
         print(f"{image.platform.arch}: {image.digest}")
     print(f"{args.output}: {kind}, index {built.index.digest}")
     return 0
+
+
+def check_output_parent(output: Path) -> None:
+    """Fail before the build, not after it: the output's directory must exist."""
+    parent = output if output.is_dir() else output.parent
+    if not parent.is_dir():
+        raise DistrolessError(f"{output}: output directory {parent} does not exist")
 
 
 def minirootfs_arch(build_arch: str, archs: list[str]) -> str:
@@ -136,6 +154,7 @@ def cmd_minirootfs(args: argparse.Namespace) -> int:
     from distroless.rootfs.layer import write_rootfs_tar
     from distroless.sbom import spdx
 
+    check_output_parent(args.output)
     args.arch = [minirootfs_arch(args.build_arch, args.arch)]
     loaded = load(args)
     if loaded.config.contents.baseimage is not None:

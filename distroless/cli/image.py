@@ -108,6 +108,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                          help="resolve and pin every package (apko.lock.json v1 + sha256); alias: resolve")
     lk.add_argument("config", type=Path)
     lk.add_argument("--output", type=Path, help="default: <config without extension>.lock.json")
+    lk.add_argument("--json", action="bool", help="print the result (lock file, package counts) as JSON")
     add_config_flags(lk, build=False)
     lk.set_defaults(func=cmd_lock)
 
@@ -134,9 +135,18 @@ def cmd_lock(args: argparse.Namespace) -> int:
     output = args.output or args.config.with_name(args.config.stem + ".lock.json")
     ps, lk = steps.resolve(loaded, fetcher, str(args.config), ignore_signatures=args.ignore_signatures)
     lockfile.write(lk, output)
+    if getattr(args, "json", False):
+        print_json({"lockfile": str(output), "files": [str(output)], "packages": len(lk.packages),
+                    "archs": {a: len(p) for a, p in ps.archs.items()}})
+        return 0
     counts = ", ".join(f"{a}: {len(p)}" for a, p in ps.archs.items())
     print(f"{output}: {len(lk.packages)} packages locked ({counts})")
     return 0
+
+
+def print_json(obj: object) -> None:
+    """`--json`: one JSON document on stdout, the command's whole result (for scripts and jq)."""
+    print(json.dumps(obj, indent=2))
 
 
 def cmd_show_packages(args: argparse.Namespace) -> int:
