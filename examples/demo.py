@@ -1,11 +1,11 @@
-"""`make demo`: the demo (see `distroless/demo.py`) on this checkout's examples; output in out/demo/."""
+"""`make demo`: the demo (see `distroless/cli/demo.py`) on this checkout's examples; output in out/demo/."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from distroless.demo import run_demo
+from distroless.cli.demo import run_demo
 from distroless.errors import DistrolessError
 
 HERE = Path(__file__).resolve().parent

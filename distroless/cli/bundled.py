@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from distroless import resources
-from distroless.demo import run_demo
+from distroless.cli.demo import run_demo
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
