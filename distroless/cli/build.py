@@ -95,7 +95,7 @@ def built_images(args: argparse.Namespace, *, name: str, sbom_formats: tuple[str
     staging = Path(tempfile.mkdtemp(dir=fetcher.cache.root / "tmp", prefix="build-"))
     try:
         yield imagebuild.build(loaded, rootfs, staging, imagebuild.Options(
-            compression=args.compression, sbom_formats=sbom_formats, name=name))
+            compression=args.compression, sbom_formats=sbom_formats, name=name), events=fetcher.events)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
