@@ -103,3 +103,27 @@ def test_rich_sink_keeps_finished_phases_as_lines():
     sink.close()
     assert re.search(r"distroless: fetching packages: 3/3, 3.0 kB in [\d.]+ s", buf.getvalue())
     assert isinstance(sink_for(io.StringIO(), live=False), LineSink)
+
+
+USERS = "accounts:\n  users:\n    - username: app\n      uid: 1000\n      gid: 1000\n"
+
+
+@pytest.mark.parametrize("package, extra, warned", [
+    ("clash", "", False),  # no base layout and no accounts: nothing to warn about
+    ("clash", USERS, True),  # users whose group is nowhere
+    ("clash", USERS + "  groups:\n    - groupname: app\n      gid: 1000\n", False),
+    ("busybox", USERS, False),  # its base layout ships /etc/group
+])
+def test_missing_group_file_warned_only_when_accounts_need_it(tmp_path, served, package, extra, warned):
+    server, pub = served
+    (tmp_path / "image.yaml").write_text(image_yaml(server.url, pub, [package], extra))
+    r = subprocess.run([sys.executable, "-m", "distroless", "image", "build", "image.yaml", "t:1", "out.tar",
+                        "--cache-dir", "cache", "--sbom-path", "sbom"], cwd=tmp_path, capture_output=True,
+                       text=True, env={**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}, timeout=300)
+    assert r.returncode == 0, r.stderr
+    warnings = [l for l in r.stderr.splitlines() if "warning" in l]
+    if warned:
+        assert warnings == ["distroless: warning: amd64: /etc/group is missing, but accounts.users need groups "
+                            "(gid 1000): add accounts.groups or a base layout package that ships /etc/group"]
+    else:
+        assert warnings == []

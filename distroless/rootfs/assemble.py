@@ -74,4 +74,4 @@ def assemble(
     post.devices(tree)
     post.ld_so_cache(tree)
     tree.write_file("etc/apk/repositories", _lines(loaded.runtime_repositories()))
-    return Rootfs(tree, config, installer, tuple(post.missing_files(tree)))
+    return Rootfs(tree, config, installer, tuple(post.missing_files(tree, config)))
