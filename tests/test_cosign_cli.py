@@ -37,7 +37,7 @@ def test_verify_prints_what_cosign_prints(peers, tmp_path, env, keypair, pushed)
     ref, digest, pub = _signed_twice(peers, tmp_path, env, keypair, pushed)
     for extra in ([], ["-o", "text"], ["-a", "team=qa"], ["--check-claims=false"]):
         theirs = cosign(peers, env, tmp_path, "verify", "--key", pub, TLOG, HTTP, *extra, str(ref))
-        mine = ours(env, tmp_path, "verify", "--offline", "--key", pub, TLOG, *extra, str(ref))
+        mine = ours(env, tmp_path, "verify", "--key", pub, TLOG, "--offline", *extra, str(ref))
         assert mine.stdout == theirs.stdout, extra  # the same bytes, hence the same `jq` results
         assert mine.stderr.strip("\n") == _cosign_header(theirs.stderr), extra
     arr = json.loads(mine.stdout)
@@ -47,6 +47,11 @@ def test_verify_prints_what_cosign_prints(peers, tmp_path, env, keypair, pushed)
     ours(env, tmp_path, "verify", "--key", pub, "--output-file", out, str(ref))
     assert json.loads(out.read_text()) == json.loads(cosign(peers, env, tmp_path, "verify", "--key", pub, TLOG,
                                                             HTTP, str(ref)).stdout)
+    quiet = ours(env, tmp_path, "verify", "-q", "--key", pub, str(ref))
+    assert quiet.stderr == "" and json.loads(quiet.stdout) == arr
+    # cobra booleans: a bare --offline or --insecure-ignore-tlog never takes REF as its value
+    bare = ours(env, tmp_path, "verify", "--key", pub, "--insecure-ignore-tlog", "--offline", str(ref))
+    assert json.loads(bare.stdout) == arr
 
 
 def test_local_image_save_load_both_ways(peers, tmp_path, env, keypair, pushed):

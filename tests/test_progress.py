@@ -49,6 +49,17 @@ def test_one_line_per_phase_in_a_log(tmp_path, served):
     assert "\r" not in r.stderr and "\x1b[" not in r.stderr  # no terminal control in a log
 
 
+def test_log_level_and_quiet_on_the_command_line(tmp_path, served):
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
+    args = _build_args(tmp_path, served)
+    warn = subprocess.run(args + ["--log-level", "warn"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert warn.returncode == 0 and warn.stderr == "", warn.stderr
+    quiet = subprocess.run(args[:3] + ["-q"] + args[3:], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    debug = subprocess.run(args + ["--log-level=debug"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert "distroless: fetching packages: started" in debug.stderr
+
+
 def test_live_bars_on_a_terminal(tmp_path, served):
     master, slave = pty.openpty()
     proc = subprocess.Popen(_build_args(tmp_path, served), cwd=tmp_path, stdin=slave, stdout=subprocess.PIPE,

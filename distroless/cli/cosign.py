@@ -9,7 +9,7 @@ import base64
 from pathlib import Path
 
 from distroless import hostenv
-from distroless.cli.sign import client_for, emit, go_flags, info, registry_flags
+from distroless.cli.sign import client_for, emit, info, registry_flags
 from distroless.errors import ConfigError, RegistryNotFoundError
 from distroless.fsutil import atomic_write
 from distroless.registry.reference import parse_reference
@@ -123,7 +123,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     for what, text in (("signature", "one JSON object per signature, cosign's shape"),
                        ("attestation", "each attestation's DSSE envelope, one per line"),
                        ("sbom", "the SBOM attached with the deprecated .sbom tag")):
-        p = go_flags(dsub.add_parser(what, help=text))
+        p = dsub.add_parser(what, help=text)
         p.add_argument("ref", metavar="REF", help="image reference")
         registry_flags(p)
         p.add_argument("--output-file", type=Path, metavar="FILE", help="write there instead of stdout")
@@ -131,19 +131,19 @@ def register(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--predicate-type", default=None, help="only this predicate type (name or URI)")
         p.set_defaults(func=cmd_download, what=what)
 
-    p = go_flags(sub.add_parser("tree", help="list an image's signatures, attestations and SBOMs"))
+    p = sub.add_parser("tree", help="list an image's signatures, attestations and SBOMs")
     p.add_argument("ref", metavar="REF", help="image reference")
     registry_flags(p)
     p.set_defaults(func=cmd_tree)
 
-    p = go_flags(sub.add_parser("triangulate", help="print the tag holding an image's signatures (or others)"))
+    p = sub.add_parser("triangulate", help="print the tag holding an image's signatures (or others)")
     p.add_argument("ref", metavar="REF", help="image reference")
     p.add_argument("--type", choices=sorted(inspect.TRIANGULATE_TYPES), default="signature",
                    help="which attachment: signature (.sig), attestation (.att) or sbom (.sbom)")
     registry_flags(p)
     p.set_defaults(func=cmd_triangulate)
 
-    p = go_flags(sub.add_parser("sign-blob", help="sign a file with a cosign key; prints the base64 signature"))
+    p = sub.add_parser("sign-blob", help="sign a file with a cosign key; prints the base64 signature")
     p.add_argument("blob", metavar="FILE", help="the file to sign (- for stdin)")
     p.add_argument("--key", required=True, help="cosign private key file (COSIGN_PASSWORD or prompt)")
     p.add_argument("--output-signature", "--output", type=Path, metavar="FILE",
@@ -153,7 +153,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tlog-upload", action="bool", help="accepted; no transparency log is used")
     p.set_defaults(func=cmd_sign_blob)
 
-    p = go_flags(sub.add_parser("verify-blob", help="verify a file's signature with a cosign public key"))
+    p = sub.add_parser("verify-blob", help="verify a file's signature with a cosign public key")
     p.add_argument("blob", metavar="FILE", help="the signed file (- for stdin)")
     p.add_argument("--key", required=True, help="cosign.pub (PEM public key)")
     p.add_argument("--signature", metavar="FILE|BASE64", help="the signature: a file or the base64 text")
@@ -162,12 +162,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--offline", action="bool", help="accepted; nothing is contacted anyway")
     p.set_defaults(func=cmd_verify_blob)
 
-    p = go_flags(sub.add_parser("public-key", help="print the public key of a cosign private key"))
+    p = sub.add_parser("public-key", help="print the public key of a cosign private key")
     p.add_argument("--key", required=True, help="cosign private key file (COSIGN_PASSWORD or prompt)")
     p.add_argument("--outfile", type=Path, metavar="FILE", help="write the PEM there instead of stdout")
     p.set_defaults(func=cmd_public_key)
 
-    p = go_flags(sub.add_parser("copy", help="copy an image with its signatures and attestations"))
+    p = sub.add_parser("copy", help="copy an image with its signatures and attestations")
     p.add_argument("source", metavar="SRC", help="source image reference")
     p.add_argument("destination", metavar="DST", help="destination reference (the source's tag if none)")
     p.add_argument("--only", action="list", default=[], metavar="KINDS",
@@ -177,13 +177,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     registry_flags(p)
     p.set_defaults(func=cmd_copy)
 
-    p = go_flags(sub.add_parser("save", help="save an image and its signatures to an OCI layout directory"))
+    p = sub.add_parser("save", help="save an image and its signatures to an OCI layout directory")
     p.add_argument("ref", metavar="REF", help="image reference")
     p.add_argument("--dir", type=Path, required=True, help="the layout directory to write")
     registry_flags(p)
     p.set_defaults(func=cmd_save)
 
-    p = go_flags(sub.add_parser("load", help="push a saved layout (image and signatures) to REF"))
+    p = sub.add_parser("load", help="push a saved layout (image and signatures) to REF")
     p.add_argument("ref", metavar="REF", help="destination image reference")
     p.add_argument("--dir", type=Path, required=True, help="the layout directory (from save or cosign save)")
     registry_flags(p)

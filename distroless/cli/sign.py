@@ -26,33 +26,6 @@ def _annotations(values: list[str]) -> dict[str, str]:
     return out
 
 
-def go_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """`action="bool"` / `action="list"` (the shared Go-style flag layer); until a parser class
-    provides them, plain store-true / append stand in."""
-    if p._registry_get("action", "bool") is None:
-        def _parse_bool(text: str) -> bool:
-            if text.lower() in ("1", "t", "true"):
-                return True
-            if text.lower() in ("0", "f", "false"):
-                return False
-            raise argparse.ArgumentTypeError(f"invalid boolean {text!r}")
-
-        class _Bool(argparse._StoreAction):
-            def __init__(self, option_strings, dest, default=False, **kw):  # noqa: ANN001
-                super().__init__(option_strings, dest, nargs="?", const=True, default=default,
-                                 type=_parse_bool, **kw)
-
-        class _List(argparse._AppendAction):
-            def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
-                items = list(getattr(namespace, self.dest, None) or [])
-                items.extend(v for v in str(values).split(",") if v)
-                setattr(namespace, self.dest, items)
-
-        p.register("action", "bool", _Bool)
-        p.register("action", "list", _List)
-    return p
-
-
 def registry_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-insecure-registry", action="bool",
                    help="plain http to the registry (loopback registries use http anyway)")
@@ -212,12 +185,12 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = go_flags(sub.add_parser("generate-key-pair", help="write cosign.key (encrypted) and cosign.pub"))
+    p = sub.add_parser("generate-key-pair", help="write cosign.key (encrypted) and cosign.pub")
     p.add_argument("--output-key-prefix", default="cosign", help="file name prefix (default cosign)")
     p.add_argument("--force", action="bool", help="overwrite existing files")
     p.set_defaults(func=cmd_generate_key_pair)
 
-    p = go_flags(sub.add_parser("sign", help="sign an image (registry .sig tag) or an OCI layout"))
+    p = sub.add_parser("sign", help="sign an image (registry .sig tag) or an OCI layout")
     _target(p)
     p.add_argument("--key", required=True, help="cosign private key file (COSIGN_PASSWORD or prompt)")
     p.add_argument("-a", "--annotations", action="list", default=[], metavar="KEY=VALUE",
@@ -228,7 +201,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tlog-upload", action="bool", help="accepted; no transparency log is used")
     p.set_defaults(func=cmd_sign)
 
-    p = go_flags(sub.add_parser("attest", help="attach a signed in-toto attestation (.att tag) to an image or layout"))
+    p = sub.add_parser("attest", help="attach a signed in-toto attestation (.att tag) to an image or layout")
     _target(p)
     p.add_argument("--key", required=True, help="cosign private key file (COSIGN_PASSWORD or prompt)")
     p.add_argument("--predicate", type=Path, metavar="FILE", help="the predicate document (an SBOM, provenance, ...)")
@@ -242,7 +215,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tlog-upload", action="bool", help="accepted; no transparency log is used")
     p.set_defaults(func=cmd_attest)
 
-    p = go_flags(sub.add_parser("verify", help="verify an image's (or layout's) signatures with a public key"))
+    p = sub.add_parser("verify", help="verify an image's (or layout's) signatures with a public key")
     _verify_flags(p)
     p.add_argument("-a", "--annotations", action="list", default=[], metavar="KEY=VALUE",
                    help="require these claims in the payload (repeatable, comma-separated)")
@@ -253,12 +226,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="json: one JSON array of the verified payloads (cosign's default); text: one per line")
     p.set_defaults(func=cmd_verify)
 
-    p = go_flags(sub.add_parser("verify-attestation", help="verify an image's (or layout's) attestations"))
+    p = sub.add_parser("verify-attestation", help="verify an image's (or layout's) attestations")
     _verify_flags(p)
     p.add_argument("--type", default=None, help="require this predicate type (name or URI); default any")
     p.set_defaults(func=cmd_verify_attestation)
 
-    p = go_flags(sub.add_parser("push", help="push an OCI layout (index or image, with signatures) to REF"))
+    p = sub.add_parser("push", help="push an OCI layout (index or image, with signatures) to REF")
     p.add_argument("layout_dir", type=Path, metavar="LAYOUT")
     p.add_argument("ref", metavar="REF")
     p.add_argument("--mount-from", action="list", default=[], metavar="REPO",
