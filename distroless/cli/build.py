@@ -22,11 +22,11 @@ OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"  # the minirootfs is an
 
 def register(isub: argparse._SubParsersAction) -> None:
     b = isub.add_parser("build", help="build an OCI image (layout directory or docker-archive tar)")
-    b.add_argument("config", type=Path)
+    b.add_argument("config", type=Path, help="the apko image configuration (YAML)")
     b.add_argument("tag", help="image reference recorded in the archive and the SBOM")
     b.add_argument("output", type=Path, help="an existing directory gets an OCI layout; otherwise a docker-archive tar")
     add_sbom_flags(b)
-    b.add_argument("--compression", choices=("gzip", "zstd"), default="gzip")
+    b.add_argument("--compression", choices=("gzip", "zstd"), default="gzip", help="layer compression (default gzip)")
     b.add_argument("--keep-owners", action="bool", help="keep package uid/gid instead of apko's 0:0")
     add_vcs_flag(b)
     b.add_argument("--json", action="bool",
@@ -35,8 +35,8 @@ def register(isub: argparse._SubParsersAction) -> None:
     b.set_defaults(func=cmd_build)
 
     mr = isub.add_parser("build-minirootfs", help="write the root filesystem as an uncompressed tar")
-    mr.add_argument("config", type=Path)
-    mr.add_argument("output", type=Path)
+    mr.add_argument("config", type=Path, help="the apko image configuration (YAML)")
+    mr.add_argument("output", type=Path, help="the root filesystem tar to write")
     mr.add_argument("--build-arch", default="", help="architecture (default: this machine's)")
     mr.add_argument("--keep-owners", action="bool", help="keep package uid/gid instead of apko's 0:0")
     mr.add_argument("--sbom-path", type=Path, default=None,

@@ -106,14 +106,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     lk = isub.add_parser("lock", aliases=["resolve"],
                          help="resolve and pin every package (apko.lock.json v1 + sha256); alias: resolve")
-    lk.add_argument("config", type=Path)
+    lk.add_argument("config", type=Path, help="the apko image configuration (YAML)")
     lk.add_argument("--output", type=Path, help="default: <config without extension>.lock.json")
     lk.add_argument("--json", action="bool", help="print the result (lock file, package counts) as JSON")
     add_config_flags(lk, build=False)
     lk.set_defaults(func=cmd_lock)
 
     sp = isub.add_parser("show-packages", help="print the resolved packages in install order")
-    sp.add_argument("config", type=Path)
+    sp.add_argument("config", type=Path, help="the apko image configuration (YAML)")
     sp.add_argument("--format", dest="show_format", default="name-version",
                     help=f"one of {', '.join(SHOW_FORMATS)}, json, or a Go template over .Name .Version .Source "
                          "(fields, if/else/with, eq/ne/not/and/or/printf)")

@@ -31,11 +31,11 @@ if TYPE_CHECKING:
 
 def register(isub: argparse._SubParsersAction) -> None:
     p = isub.add_parser("publish", help="build and push an image index; sign it and attest its SBOM")
-    p.add_argument("config", type=Path)
+    p.add_argument("config", type=Path, help="the apko image configuration (YAML)")
     p.add_argument("tags", nargs="+", help="registry references; the first receives the blobs")
     p.add_argument("--sign-key", type=Path, help="cosign key: sign the index and attach the SPDX SBOM")
     p.add_argument("--allow-insecure-registry", action="bool", help="plain HTTP (implied for loopback)")
-    p.add_argument("--compression", choices=("gzip", "zstd"), default="gzip")
+    p.add_argument("--compression", choices=("gzip", "zstd"), default="gzip", help="layer compression (default gzip)")
     p.add_argument("--keep-owners", action="bool", help="keep package uid/gid instead of apko's 0:0")
     p.add_argument("--image-refs", type=Path, help="write the pushed references (by digest) to this file")
     add_sbom_flags(p, sbom_path_default=None)

@@ -232,8 +232,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_verify_attestation)
 
     p = sub.add_parser("push", help="push an OCI layout (index or image, with signatures) to REF")
-    p.add_argument("layout_dir", type=Path, metavar="LAYOUT")
-    p.add_argument("ref", metavar="REF")
+    p.add_argument("layout_dir", type=Path, metavar="LAYOUT", help="the OCI layout directory to push")
+    p.add_argument("ref", metavar="REF", help="destination reference (registry/repo[:tag])")
     p.add_argument("--mount-from", action="list", default=[], metavar="REPO",
                    help="same-registry repositories to mount existing blobs from")
     registry_flags(p)
