@@ -154,3 +154,35 @@ def test_attest_statement_file(peers, tmp_path, env, keypair, pushed):
     both = ours(env, tmp_path, "attest", "--key", key, "--statement", "st.json", "--predicate", "st.json",
                 str(ref), check=False)
     assert_clean_failure(both, "exactly one of --predicate")
+
+
+def test_key_and_signature_forms_from_cosign_examples(peers, tmp_path, env, keypair, pushed):
+    """`--key https://…`, `--key env://VAR`, `--signature https://…`, several images at once
+    (examples in cosign 2.5's own `--help`); key stores are refused by name."""
+    from httpserver import StaticServer
+
+    key, pub = keypair
+    ref, digest = pushed
+    ours(env, tmp_path, "sign", "--key", key, str(ref))
+    other = f"{ref.name}@{digest}"
+    (tmp_path / "cosign.pub").write_bytes(pub.read_bytes())  # what the web server offers
+    blob = tmp_path / "msg"
+    blob.write_text("hello\n")
+    (tmp_path / "msg.sig").write_text(ours(env, tmp_path, "sign-blob", "--key", key, blob).stdout)
+    server = StaticServer(tmp_path).start()
+    try:
+        both = ours(env, tmp_path, "verify", "--key", f"{server.url}/cosign.pub", str(ref), other)
+        arrays = [json.loads(l) for l in both.stdout.split("\n") if l.strip()]
+        assert len(arrays) == 2 and both.stderr.count("Verification for") == 2
+        ours(env, tmp_path, "verify-blob", "--key", f"{server.url}/cosign.pub",
+             "--signature", f"{server.url}/msg.sig", blob)
+        missing = ours(env, tmp_path, "verify", "--key", f"{server.url}/nope.pub", str(ref), check=False)
+        assert_clean_failure(missing, f"{server.url}/nope.pub", "404")
+    finally:
+        server.stop()
+    envd = dict(env, DL_PUB=pub.read_text(), DL_KEY=key.read_text())
+    ours(envd, tmp_path, "verify", "--key", "env://DL_PUB", str(ref))
+    assert ours(envd, tmp_path, "public-key", "--key", "env://DL_KEY").stdout == pub.read_text()
+    kms = ours(env, tmp_path, "verify", "--key", "gcpkms://projects/p/locations/global/keyRings/r/cryptoKeys/k",
+               str(ref), check=False)
+    assert_clean_failure(kms, "key management services are not supported")

@@ -8,12 +8,11 @@ import argparse
 import base64
 from pathlib import Path
 
-from distroless import hostenv
-from distroless.cli.sign import client_for, emit, info, registry_flags
+from distroless.cli.sign import client_for, emit, fetch_small, info, private_key_arg, public_key_arg, registry_flags
 from distroless.errors import ConfigError, RegistryNotFoundError
 from distroless.fsutil import atomic_write
 from distroless.registry.reference import parse_reference
-from distroless.sign import attach, blob, dsse, inspect, keys, transfer
+from distroless.sign import attach, blob, dsse, inspect, transfer
 from distroless.sign.remote import fetch_attachments, resolve_digest
 
 
@@ -61,7 +60,7 @@ def cmd_triangulate(args: argparse.Namespace) -> int:
 
 def cmd_sign_blob(args: argparse.Namespace) -> int:
     data = blob.read_blob_arg(args.blob)
-    key = keys.read_private_key(args.key, hostenv.key_password)
+    key = private_key_arg(args.key)
     sig = blob.sign_blob(key.key, data)
     text = base64.b64encode(sig) if args.b64 else sig
     if args.output_signature:
@@ -75,14 +74,21 @@ def cmd_sign_blob(args: argparse.Namespace) -> int:
 def cmd_verify_blob(args: argparse.Namespace) -> int:
     if not args.signature:
         raise ConfigError("verify-blob needs --signature FILE|BASE64 (bundles are not supported)")
-    pub = keys.read_public_key(args.key)
-    blob.verify_blob(pub, blob.read_blob_arg(args.blob), blob.read_signature(args.signature), str(args.blob))
+    pub = public_key_arg(args.key)
+    blob.verify_blob(pub, blob.read_blob_arg(args.blob), _signature_arg(args.signature), str(args.blob))
     info(args, "Verified OK")
     return 0
 
 
+def _signature_arg(value: str) -> bytes:
+    """`--signature`: a file, an https URL, or the base64 text itself."""
+    if value.startswith(("https://", "http://")):
+        return blob.parse_signature(fetch_small(value, "--signature"), value)
+    return blob.read_signature(value)
+
+
 def cmd_public_key(args: argparse.Namespace) -> int:
-    pem = keys.read_private_key(args.key, hostenv.key_password).public_pem()
+    pem = private_key_arg(args.key).public_pem()
     if args.outfile:
         atomic_write(args.outfile, pem)
         info(args, f"Public key written to {args.outfile}")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -26,6 +27,58 @@ def _annotations(values: list[str]) -> dict[str, str]:
     return out
 
 
+KMS_SCHEMES = ("awskms://", "gcpkms://", "azurekms://", "hashivault://", "k8s://", "gitlab://", "pkcs11:")
+MAX_REMOTE_FILE = 1 << 20  # a key or a signature is a few hundred bytes
+
+
+def fetch_small(url: str, what: str) -> bytes:
+    """A key or signature named by URL (cosign's `--key https://…`, `--signature https://…`)."""
+    import requests
+
+    from distroless import neterrors
+
+    try:
+        with requests.get(url, timeout=30, stream=True) as r:
+            if r.status_code != 200:
+                raise ConfigError(f"{what} {url}: HTTP {r.status_code}")
+            data = r.raw.read(MAX_REMOTE_FILE + 1, decode_content=True)
+    except requests.RequestException as e:
+        raise ConfigError(f"{what} {url}: {neterrors.describe(e, url)}") from None
+    if len(data) > MAX_REMOTE_FILE:
+        raise ConfigError(f"{what} {url}: larger than {MAX_REMOTE_FILE} bytes")
+    return data
+
+
+def key_source(spec: str) -> tuple[bytes | None, str]:
+    """cosign's `--key` forms: a path (bytes None: read as a file), `https://…`, `env://VAR`;
+    KMS and other key stores are refused by name."""
+    if spec.startswith(KMS_SCHEMES):
+        raise ConfigError(f"--key {spec}: key management services are not supported; export the key "
+                          "(cosign public-key --key …) and pass the file")
+    if spec.startswith(("https://", "http://")):
+        return fetch_small(spec, "--key"), spec
+    if spec.startswith("env://"):
+        value = os.environ.get(spec[len("env://"):])
+        if value is None:
+            raise ConfigError(f"--key {spec}: the environment variable is not set")
+        return value.encode(), spec
+    return None, spec
+
+
+def public_key_arg(spec: str):  # noqa: ANN201
+    data, source = key_source(str(spec))
+    return keys.read_public_key(spec) if data is None else keys.load_public_key(data, source)
+
+
+def private_key_arg(spec: str) -> keys.PrivateKey:
+    data, source = key_source(str(spec))
+    if data is None:
+        return keys.read_private_key(spec, hostenv.key_password)
+    password = hostenv.key_password(f"Enter password for private key {source}: ") \
+        if keys.key_is_encrypted(data, source) else None
+    return keys.load_private_key(data, password, source)
+
+
 def registry_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-insecure-registry", action="bool",
                    help="plain http to the registry (loopback registries use http anyway)")
@@ -33,7 +86,10 @@ def registry_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _target(p: argparse.ArgumentParser, *, local_image: bool = False) -> None:
-    p.add_argument("ref", nargs="?", metavar="REF", help="image reference (registry/repo[:tag][@digest])")
+    if local_image:  # verify-style commands take several images, as cosign
+        p.add_argument("ref", nargs="*", metavar="REF", help="image references (registry/repo[:tag][@digest])")
+    else:
+        p.add_argument("ref", nargs="?", metavar="REF", help="image reference (registry/repo[:tag][@digest])")
     p.add_argument("--layout", type=Path, metavar="DIR", help="an OCI layout instead of a registry image")
     if local_image:
         p.add_argument("--local-image", action="bool",
@@ -42,13 +98,20 @@ def _target(p: argparse.ArgumentParser, *, local_image: bool = False) -> None:
 
 
 def _check_target(args: argparse.Namespace) -> Reference | None:
-    if getattr(args, "local_image", False):
-        if args.layout or not args.ref:
-            raise ConfigError("--local-image takes the layout directory as its one argument")
-        args.layout, args.ref = Path(args.ref), None
     if bool(args.ref) == bool(args.layout):
         raise ConfigError("give exactly one of REF or --layout DIR")
     return parse_reference(args.ref) if args.ref else None
+
+
+def _check_targets(args: argparse.Namespace) -> list[tuple[str, Reference | None]]:
+    """verify's targets: several images, or one layout (`--layout DIR` / `--local-image DIR`)."""
+    if args.local_image:
+        if args.layout or len(args.ref) != 1:
+            raise ConfigError("--local-image takes the layout directory as its one argument")
+        return [(args.ref[0], None)]
+    if bool(args.ref) == bool(args.layout):
+        raise ConfigError("give image references or --layout DIR, not both or neither")
+    return [(str(args.layout), None)] if args.layout else [(r, parse_reference(r)) for r in args.ref]
 
 
 def client_for(args: argparse.Namespace, ref: Reference) -> RegistryClient:
@@ -97,7 +160,7 @@ def cmd_generate_key_pair(args: argparse.Namespace) -> int:
 def cmd_sign(args: argparse.Namespace) -> int:
     ref = _check_target(args)
     annotations = _annotations(args.annotations)
-    key = keys.read_private_key(args.key, hostenv.key_password)
+    key = private_key_arg(args.key)
     if ref is None:
         subject, _ = layout.sign_layout(args.layout, key, identity=args.identity, annotations=annotations)
         print(f"Signed {args.layout} ({subject.digest})")
@@ -119,7 +182,7 @@ def cmd_attest(args: argparse.Namespace) -> int:
     else:
         predicate = dsse.predicate_for(args.type, _read_input(args.predicate, "predicate"), str(args.predicate),
                                        timestamp=hostenv.predicate_timestamp())
-    key = keys.read_private_key(args.key, hostenv.key_password)
+    key = private_key_arg(args.key)
     if ref is None:
         subject, layer = layout.attest_layout(args.layout, key, ptype, predicate, subject_name=args.subject_name or "",
                                               statement_version=args.statement_version, statement=statement)
@@ -139,35 +202,43 @@ def _read_input(path: Path, what: str) -> bytes:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """cosign's contract: the header on stderr, a JSON array of the verified payloads on stdout."""
-    ref = _check_target(args)
-    pub = keys.read_public_key(args.key)
+    """cosign's contract: per image, the header on stderr and a JSON array of the verified
+    payloads on stdout."""
+    targets = _check_targets(args)
+    pub = public_key_arg(args.key)
     annotations = _annotations(args.annotations)
-    if ref is None:
-        _, ok = layout.verify_layout(args.layout, pub, annotations=annotations, identity=args.identity,
-                                     check_claims=args.check_claims)
-        target = str(args.layout)
-    else:
-        _, ok = remote.verify_image(client_for(args, ref), ref, pub, annotations=annotations,
-                                    identity=args.identity, check_claims=args.check_claims)
-        target = args.ref
-    info(args, inspect.verification_header(target, claims=args.check_claims, annotations=bool(annotations)).rstrip("\n"))
-    emit(args, inspect.render_verified(ok, args.output))
+    out = b""
+    for target, ref in targets:
+        if ref is None:
+            _, ok = layout.verify_layout(Path(target), pub, annotations=annotations, identity=args.identity,
+                                         check_claims=args.check_claims)
+        else:
+            _, ok = remote.verify_image(client_for(args, ref), ref, pub, annotations=annotations,
+                                        identity=args.identity, check_claims=args.check_claims)
+        info(args, inspect.verification_header(target, claims=args.check_claims,
+                                               annotations=bool(annotations)).rstrip("\n"))
+        out += inspect.render_verified(ok, args.output)
+        if not args.output_file:
+            emit(args, out)
+            out = b""
+    if out:
+        emit(args, out)
     return 0
 
 
 def cmd_verify_attestation(args: argparse.Namespace) -> int:
-    ref = _check_target(args)
-    pub = keys.read_public_key(args.key)
+    targets = _check_targets(args)
+    pub = public_key_arg(args.key)
     ptype = dsse.predicate_type_uri(args.type) if args.type else None
-    if ref is None:
-        _, ok = layout.verify_layout_attestations(args.layout, pub, ptype)
-        target = str(args.layout)
-    else:
-        _, ok = remote.verify_image_attestations(client_for(args, ref), ref, pub, ptype)
-        target = args.ref
-    info(args, inspect.verification_header(target, claims=True, annotations=False).rstrip("\n"))
-    emit(args, inspect.render_verified_attestations(ok))
+    out = b""
+    for target, ref in targets:
+        if ref is None:
+            _, ok = layout.verify_layout_attestations(Path(target), pub, ptype)
+        else:
+            _, ok = remote.verify_image_attestations(client_for(args, ref), ref, pub, ptype)
+        info(args, inspect.verification_header(target, claims=True, annotations=False).rstrip("\n"))
+        out += inspect.render_verified_attestations(ok)
+    emit(args, out)
     return 0
 
 

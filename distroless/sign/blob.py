@@ -30,16 +30,21 @@ def read_signature(value: str) -> bytes:
     if path.is_file():
         if path.stat().st_size > MAX_SIGNATURE_FILE:
             raise ConfigError(f"{value}: {path.stat().st_size} bytes is too large for a signature file")
-        raw = path.read_bytes()
-        text = raw.strip()
-        try:
-            return base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            return raw  # --b64=false wrote the DER bytes
+        return parse_signature(path.read_bytes(), value)
     try:
         return base64.b64decode(value.strip(), validate=True)
     except (binascii.Error, ValueError):
         raise ConfigError(f"--signature {value!r}: neither a file nor base64 text") from None
+
+
+def parse_signature(raw: bytes, source: str) -> bytes:
+    """A signature file's bytes: base64 text (cosign's default) or the raw DER (`--b64=false`)."""
+    if len(raw) > MAX_SIGNATURE_FILE:
+        raise ConfigError(f"{source}: {len(raw)} bytes is too large for a signature")
+    try:
+        return base64.b64decode(raw.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return raw
 
 
 def verify_blob(pub: ec.EllipticCurvePublicKey, data: bytes, signature: bytes, what: str) -> None:
