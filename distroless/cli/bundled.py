@@ -38,6 +38,13 @@ def cmd_frontend_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_completion(args: argparse.Namespace) -> int:
+    import argcomplete
+
+    sys.stdout.write(argcomplete.shellcode(["distroless"], shell=args.shell))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="build, sign and verify the embedded example (packages, image) offline")
     p.add_argument("--dir", type=Path, default=Path("distroless-demo"),
@@ -51,3 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--work", type=Path, default=Path("/var/cache/distroless-frontend"),
                    help="work directory; the Debian base and wheels are cached there between builds")
     b.set_defaults(func=cmd_frontend_build)
+
+    c = sub.add_parser("completion", help="print the shell completion script (bash: source <(distroless completion bash))")
+    c.add_argument("shell", choices=("bash", "zsh", "fish", "tcsh", "powershell"), help="the shell to complete in")
+    c.set_defaults(func=cmd_completion)
