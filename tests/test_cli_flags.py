@@ -119,7 +119,7 @@ def test_the_reported_invocations():
                 "--version", "1-r0", "-o", "o.apk")
     assert ns.provides == ["a", "b", "c"]
     ns = _parse((), "verify", "--key", "k.pub", "--insecure-ignore-tlog", "REF")
-    assert ns.ref == "REF" and ns.insecure_ignore_tlog is True
+    assert ns.ref == ["REF"] and ns.insecure_ignore_tlog is True  # verify takes several images, as cosign
     ns = _parse((), "sign", "--key", "k", "-a", "k=v,k2=v2", "--tlog-upload", "--yes", "REF")
     assert ns.annotations == ["k=v", "k2=v2"] and ns.ref == "REF"
     ns = _parse((), "package", "build", "r.yaml", "--generate-index", "--empty-workspace=true")
