@@ -47,8 +47,9 @@ def test_verify_prints_what_cosign_prints(peers, tmp_path, env, keypair, pushed)
     ours(env, tmp_path, "verify", "--key", pub, "--output-file", out, str(ref))
     assert json.loads(out.read_text()) == json.loads(cosign(peers, env, tmp_path, "verify", "--key", pub, TLOG,
                                                             HTTP, str(ref)).stdout)
-    quiet = ours(env, tmp_path, "verify", "-q", "--key", pub, str(ref))
-    assert quiet.stderr == "" and json.loads(quiet.stdout) == arr
+    for flag in ("-q", "--log-level=warn"):
+        quiet = ours(env, tmp_path, "verify", flag, "--key", pub, str(ref))
+        assert quiet.stderr == "" and json.loads(quiet.stdout) == arr, flag
     # cobra booleans: a bare --offline or --insecure-ignore-tlog never takes REF as its value
     bare = ours(env, tmp_path, "verify", "--key", pub, "--insecure-ignore-tlog", "--offline", str(ref))
     assert json.loads(bare.stdout) == arr

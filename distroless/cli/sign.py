@@ -120,8 +120,9 @@ def client_for(args: argparse.Namespace, ref: Reference) -> RegistryClient:
 
 
 def info(args: argparse.Namespace, msg: str) -> None:
-    """Progress and notes go to stderr, silenced by -q (stdout stays for results)."""
-    if not getattr(args, "quiet", False):
+    """Headers and notes go to stderr at --log-level info or debug, never with -q (stdout stays
+    for results)."""
+    if not getattr(args, "quiet", False) and getattr(args, "log_level", "info") in ("info", "debug"):
         print(msg, file=sys.stderr)
 
 
