@@ -126,10 +126,6 @@ def info(args: argparse.Namespace, msg: str) -> None:
         print(msg, file=sys.stderr)
 
 
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr)
-
-
 def emit(args: argparse.Namespace, data: bytes) -> None:
     """A command's result: stdout, or `--output-file` (written whole, atomically)."""
     out = getattr(args, "output_file", None)
@@ -167,7 +163,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
         print(f"Signed {args.layout} ({subject.digest})")
         return 0
     digest, _ = remote.sign_image(client_for(args, ref), ref, key, identity=args.identity,
-                                  annotations=annotations, log=_log)
+                                  annotations=annotations, log=lambda m: info(args, m))
     print(f"Signed {ref.name}@{digest}")
     return 0
 
@@ -190,7 +186,7 @@ def cmd_attest(args: argparse.Namespace) -> int:
         print(f"Attested {args.layout} ({subject.digest}) with {layer.annotations[dsse.PREDICATE_TYPE_ANNOTATION]}")
         return 0
     digest, layer = remote.attest_image(client_for(args, ref), ref, key, ptype, predicate,
-                                        statement_version=args.statement_version, statement=statement, log=_log)
+                                        statement_version=args.statement_version, statement=statement, log=lambda m: info(args, m))
     print(f"Attested {ref.name}@{digest} with {layer.annotations[dsse.PREDICATE_TYPE_ANNOTATION]}")
     return 0
 
@@ -248,7 +244,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     insecure = True if (args.allow_insecure_registry or args.allow_http_registry) else None
     client = RegistryClient(ref.registry, insecure=insecure, docker_config=hostenv.docker_config())
     result = push_layout(args.layout_dir, ref, client=client, mount_from=tuple(args.mount_from),
-                         log=_log if args.verbose else (lambda _m: None))
+                         log=(lambda m: info(args, m)) if args.verbose else (lambda _m: None))
     print(f"{ref.name}@{result.digest}")
     return 0
 

@@ -117,4 +117,5 @@ def copy(src: RegistryClient, src_ref: Reference, dst: RegistryClient, dst_ref: 
     with tempfile.TemporaryDirectory(prefix="distroless-copy-") as work:
         subject = save(src, src_ref, work, log)
         load(work, dst_ref, client=dst, log=log)
-        return subject.digest
+    copy_attachments(src, src_ref, dst, dst_ref, subject.digest, ["sbom"], log)  # not part of a saved layout
+    return subject.digest
