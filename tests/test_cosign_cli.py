@@ -86,13 +86,14 @@ def test_copy_tree_triangulate_download_match_cosign(peers, tmp_path, env, keypa
     (tmp_path / "sbom.json").write_text(json.dumps(SPDX))
     cosign(peers, env, tmp_path, "attest", "--yes", "--key", keypair[0], "--tlog-upload=false", HTTP,
            "--type", "spdxjson", "--predicate", "sbom.json", str(ref))
+    cosign(peers, env, tmp_path, "attach", "sbom", HTTP, "--sbom", "sbom.json", "--type", "spdx", str(ref))
     dst = f"{ref.registry}/dl-cosign-cli/{uuid.uuid4().hex[:10]}:copied"
     out = ours(env, tmp_path, "copy", str(ref), dst)
     assert out.stdout.strip() == f"{parse_reference(dst).name}@{digest}"
     cosign(peers, env, tmp_path, "verify", "--key", pub, TLOG, HTTP, dst)
     for args in (["tree"], ["triangulate"], ["triangulate", "--type", "attestation"],
                  ["triangulate", "--type", "sbom"], ["download", "signature"], ["download", "attestation"],
-                 ["download", "attestation", "--predicate-type", "spdxjson"]):
+                 ["download", "attestation", "--predicate-type", "spdxjson"], ["download", "sbom"]):
         for target in (str(ref), dst):
             theirs = cosign(peers, env, tmp_path, *args, HTTP, target)
             mine = ours(env, tmp_path, *args, target)
@@ -104,8 +105,8 @@ def test_copy_tree_triangulate_download_match_cosign(peers, tmp_path, env, keypa
     assert "Signatures" in tree and "Attestations" in tree
     missing = ours(env, tmp_path, "verify", "--key", pub, f"{sig_only}:x", check=False)
     assert_clean_failure(missing, "x")
-    none = ours(env, tmp_path, "download", "sbom", str(ref), check=False)
-    assert_clean_failure(none, "no sbom attached")
+    none = ours(env, tmp_path, "download", "sbom", f"{sig_only}:x", check=False)
+    assert_clean_failure(none, "x")
 
 
 def test_blob_signatures_cross_both_ways(peers, tmp_path, env, keypair):
