@@ -42,10 +42,12 @@ def assemble_arch(loaded: LoadedConfig, ps: PackageSet, arch: str, expanded: lis
     bde = build_date_epoch(loaded, expanded, base)
     world = ps.pinned_world(arch) if lock_world else list(loaded.world())
     keys = {name: pem for name, (_, pem) in ps.key_sources.items()}
-    rootfs = assemble(loaded, arch, expanded, world=world, keys=keys, bde=bde,
-                      keep_owners=keep_owners, lock_world=lock_world,
-                      base_pins=base.pins() if base else (),
-                      base_records=[r.record for r in base.records] if base else None)
+    with events.phase(f"installing packages ({arch})", total=len(expanded)) as phase:
+        rootfs = assemble(loaded, arch, expanded, world=world, keys=keys, bde=bde,
+                          keep_owners=keep_owners, lock_world=lock_world,
+                          base_pins=base.pins() if base else (),
+                          base_records=[r.record for r in base.records] if base else None,
+                          on_installed=lambda exp: phase.advance(1, exp.apk.package.installed_size))
     for text in (base.warnings if base else ()) + rootfs.warnings:
         events.warning(f"{arch}: {text}")
     return ArchRootfs(arch, rootfs, expanded, bde, base)
@@ -60,10 +62,14 @@ def build_rootfs(loaded: LoadedConfig, ps: PackageSet, fetcher: Fetcher, *, keep
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         for arch, items in fetched.items():
             pins = ps.archs[arch]
-            expanded = list(pool.map(
-                lambda pf: expand(pf[1].path, fetcher.cache, expected_checksum=pf[0].package.checksum,
-                                  expected_sha256=pf[1].sha256, limits=fetcher.limits),
-                zip(pins, items)))
+            with events.phase(f"expanding packages ({arch})", total=len(pins)) as phase:
+                def one(pf):  # noqa: ANN001, ANN202
+                    exp = expand(pf[1].path, fetcher.cache, expected_checksum=pf[0].package.checksum,
+                                 expected_sha256=pf[1].sha256, limits=fetcher.limits)
+                    phase.advance(1, exp.tar.stat().st_size)
+                    return exp
+
+                expanded = list(pool.map(one, zip(pins, items)))
             out.append(assemble_arch(loaded, ps, arch, expanded, keep_owners=keep_owners, lock_world=lock_world,
                                      events=events))
     return out

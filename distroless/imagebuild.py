@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from distroless import layers as layering
+from distroless.events import NULL, Events
 from distroless.apk.model import Package
 from distroless.config import ImageConfig, LoadedConfig, image_environment
 from distroless import baseimage
@@ -83,14 +84,18 @@ def manifest_annotations(settings: dict[str, Any]) -> dict[str, str]:
     return image_annotations(settings["annotations"], settings["created"], settings["vcs_url"])
 
 
-def build_arch_image(loaded: LoadedConfig, arch_fs: ArchRootfs, blobs: Path, opts: Options) -> Image:
+def build_arch_image(loaded: LoadedConfig, arch_fs: ArchRootfs, blobs: Path, opts: Options,
+                     events: Events = NULL) -> Image:
     tree = arch_fs.rootfs.tree
     users, groups = owner_names(tree)
     built_layers = []
-    for entries in layer_groups(loaded, arch_fs):
-        # streamed: the tar is generated while earlier blocks are being compressed
-        built_layers.append(write_layer(iter_tar(entries, users, groups), blobs,
-                                        compression=opts.compression, level=opts.level))  # type: ignore[arg-type]
+    groups_ = layer_groups(loaded, arch_fs)
+    with events.phase(f"compressing layers ({arch_fs.arch})", total=len(groups_)) as phase:
+        for entries in groups_:
+            # streamed: the tar is generated while earlier blocks are being compressed
+            built_layers.append(write_layer(iter_tar(entries, users, groups), blobs,
+                                            compression=opts.compression, level=opts.level))  # type: ignore[arg-type]
+            phase.advance(1, built_layers[-1].size)
     settings = image_settings(arch_fs.rootfs.config, arch_fs.bde)
     if arch_fs.base is not None:
         return image_on_base(arch_fs, settings, built_layers)
@@ -151,10 +156,11 @@ def sbom_documents(archs: Sequence[ArchSbom], index: Index, *, name: str, vcs_ur
     return docs
 
 
-def build(loaded: LoadedConfig, rootfs: list[ArchRootfs], blobs: Path, opts: Options) -> Built:
+def build(loaded: LoadedConfig, rootfs: list[ArchRootfs], blobs: Path, opts: Options,
+          events: Events = NULL) -> Built:
     blobs.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=max(1, len(rootfs))) as pool:
-        images = list(pool.map(lambda a: build_arch_image(loaded, a, blobs, opts), rootfs))
+        images = list(pool.map(lambda a: build_arch_image(loaded, a, blobs, opts, events), rootfs))
     created = max(a.bde for a in rootfs)
     cfg = loaded.config
     index = build_index(images, image_annotations(dict(cfg.annotations), created, cfg.vcs_url))

@@ -8,7 +8,7 @@ The image runs `python3 -m distroless.buildkit.frontend`, declares no network an
 caps buildx forwards. Production images are built the same way (pointing `--suite`/`--mirror` at a
 pinned snapshot); see README "Build with docker buildx".
 
-Usage: python frontend/build.py --push 127.0.0.1:5000/distroless/frontend:dev [--work DIR]
+Usage: distroless frontend build --push (or python frontend/build.py --push) 127.0.0.1:5000/distroless/frontend:dev [--work DIR]
 """
 
 from __future__ import annotations
@@ -24,8 +24,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+try:  # installed (`distroless frontend build`), or run from a checkout
+    import distroless
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import distroless
 
 from distroless.fsutil import atomic_write  # noqa: E402
 from distroless.oci.image import Layer, Platform, apko_config, build_image, build_index, write_layer  # noqa: E402
@@ -103,8 +106,9 @@ def site_packages(work: Path, pyver: str) -> Path:
 def app_tree(work: Path) -> Path:
     # one per run: builds from several checkouts may share the work folder
     app = Path(tempfile.mkdtemp(prefix="app.", dir=work))
-    shutil.copytree(ROOT / "distroless", app / "distroless",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    # the package as installed (checkout or wheel), without the data the image does not need
+    shutil.copytree(Path(distroless.__file__).resolve().parent, app / "distroless",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "_data"))
     return app
 
 

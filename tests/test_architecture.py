@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "distroless"
 # Lowest first. A module may import modules of its own layer or of a lower one, never a higher one.
 # Units are the first component under `distroless` (a subpackage or a top-level module).
 LAYERS: list[tuple[str, frozenset[str]]] = [
-    ("basics", frozenset({"", "errors", "fsutil", "events", "epoch", "arch", "limits"})),
+    ("basics", frozenset({"", "errors", "fsutil", "events", "epoch", "arch", "limits", "neterrors"})),
     ("formats", frozenset({"tarball", "apk", "oci", "config", "lock", "sbom"})),
     ("store", frozenset({"store"})),
     ("fetch", frozenset({"fetch", "registry"})),
@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
     ("rootfs", frozenset({"rootfs"})),
     ("engine", frozenset({"packages", "assembly", "layers", "overlay", "imagebuild", "sign", "melange",
                          "baseimage"})),
-    ("front doors", frozenset({"cli", "buildkit", "steps", "packagesteps", "hostenv", "__main__"})),
+    ("front doors", frozenset({"cli", "buildkit", "steps", "packagesteps", "hostenv", "__main__", "resources"})),
 ]
 FRONT_DOORS = LAYERS[-1][1]
 # Pure layers: the root filesystem and the resolver work on bytes they are given, never fetch.

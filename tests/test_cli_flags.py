@@ -15,13 +15,13 @@ LEAVES = list(leaves(PARSER))
 
 
 def _positional_fill(p: argparse.ArgumentParser) -> list[str]:
-    """One word for each positional (two for nargs=2)."""
+    """One word for each positional (two for nargs=2); a positional with choices gets its first."""
     words: list[str] = []
     for a in p._actions:
         if a.option_strings or isinstance(a, argparse._SubParsersAction):
             continue
         if a.nargs in (None, "+", "*", "?", 1):
-            words.append(f"POS-{a.dest}")
+            words.append(list(a.choices)[0] if a.choices else f"POS-{a.dest}")
         elif isinstance(a.nargs, int):
             words += [f"POS-{a.dest}-{i}" for i in range(a.nargs)]
     return words
@@ -119,7 +119,7 @@ def test_the_reported_invocations():
                 "--version", "1-r0", "-o", "o.apk")
     assert ns.provides == ["a", "b", "c"]
     ns = _parse((), "verify", "--key", "k.pub", "--insecure-ignore-tlog", "REF")
-    assert ns.ref == "REF" and ns.insecure_ignore_tlog is True
+    assert ns.ref == ["REF"] and ns.insecure_ignore_tlog is True  # verify takes several images, as cosign
     ns = _parse((), "sign", "--key", "k", "-a", "k=v,k2=v2", "--tlog-upload", "--yes", "REF")
     assert ns.annotations == ["k=v", "k2=v2"] and ns.ref == "REF"
     ns = _parse((), "package", "build", "r.yaml", "--generate-index", "--empty-workspace=true")

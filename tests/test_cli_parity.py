@@ -1,5 +1,6 @@
 """docs/cli-parity.md is the data: every upstream flag has a row, every row behaves as it says,
-and the invocations copied from apko's and melange's docs run (end to end where marked)."""
+and the invocations copied from apko's, melange's and cosign's docs run (end to end where marked).
+cosign's flags are read from the real cosign 2.5 peer's `--help`."""
 
 from __future__ import annotations
 
@@ -81,8 +82,30 @@ COMMANDS: dict[str, tuple[list[str], list[str]]] = {
     "melange sign-index": (["package", "sign-index"], ["APKINDEX.tar.gz"]),
     "melange lint": (["package", "lint"], ["a.apk"]),
     "melange version": (["version"], []),
+    # cosign 2.5: required options go with the positionals so that every row parses on its own
+    "cosign sign": (["sign"], ["--key", "k", "reg.example/r:1"]),
+    "cosign attest": (["attest"], ["--key", "k", "reg.example/r:1"]),
+    "cosign verify": (["verify"], ["--key", "k.pub", "reg.example/r:1"]),
+    "cosign verify-attestation": (["verify-attestation"], ["--key", "k.pub", "reg.example/r:1"]),
+    "cosign generate-key-pair": (["generate-key-pair"], []),
+    "cosign sign-blob": (["sign-blob"], ["--key", "k", "f"]),
+    "cosign verify-blob": (["verify-blob"], ["--key", "k.pub", "f"]),
+    "cosign public-key": (["public-key"], ["--key", "k"]),
+    "cosign copy": (["copy"], ["reg.example/a:1", "reg.example/b:1"]),
+    "cosign save": (["save"], ["--dir", "d", "reg.example/r:1"]),
+    "cosign load": (["load"], ["--dir", "d", "reg.example/r:1"]),
+    "cosign tree": (["tree"], ["reg.example/r:1"]),
+    "cosign triangulate": (["triangulate"], ["reg.example/r:1"]),
+    "cosign download": (["download"], ["signature", "reg.example/r:1"]),
+    "cosign download signature": (["download", "signature"], ["reg.example/r:1"]),
+    "cosign download attestation": (["download", "attestation"], ["reg.example/r:1"]),
+    "cosign download sbom": (["download", "sbom"], ["reg.example/r:1"]),
+    "cosign version": (["version"], []),
+    "cosign completion": (["completion"], ["bash"]),
+    "melange completion": (["completion"], ["bash"]),
 }
-SAMPLE = {"--arch": "x86_64", "--build-date": "2024-01-01T00:00:00Z", "--timeout": "1m", "--format": "tar",
+TOOL_PREFIX = {"apko": ["image"], "melange": ["package"], "cosign": []}
+SAMPLE = {"--output": "json", "-o": "json", "--type": "signature", "--arch": "x86_64", "--build-date": "2024-01-01T00:00:00Z", "--timeout": "1m", "--format": "tar",
           "--sbom-formats": "spdx", "--runner": "bubblewrap", "--key-size": "4096", "--annotations": "a:b",
           "--build-arch": "x86_64", "--log-level": "info", "-a": "x86_64", "--lint-require": "dev",
           "--lint-warn": "strip"}
@@ -125,6 +148,8 @@ def test_every_upstream_flag_has_one_row() -> None:
     have: dict[str, set[str]] = {}
     for cmd, flag, _status, _text in FLAG_ROWS:
         longs = {s.lstrip("-") for s in spellings(flag) if s.startswith("--")}
+        if cmd.startswith("cosign "):
+            continue  # checked against the real cosign below
         assert cmd in UPSTREAM, cmd
         assert not longs & have.get(cmd, set()), f"{cmd} {flag}: two rows"
         have.setdefault(cmd, set()).update(longs)
@@ -133,6 +158,24 @@ def test_every_upstream_flag_has_one_row() -> None:
         assert not missing, f"{cmd}: no row for {sorted(missing)}"
     statuses = {r[2] for r in FLAG_ROWS} | {r[1] for r in COMMAND_ROWS}
     assert statuses <= {"supported", "accepted", "refused", "n/a"}, statuses
+
+
+def cosign_flags(peers, command: str) -> list[str]:
+    """The flags the real cosign 2.5 (the peer) lists for `command` (its own, not the global ones)."""
+    out = subprocess.run([peers.cosign, *command.split(), "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    section = out.split("\nFlags:", 1)[1].split("Global Flags:", 1)[0]
+    return [m.group(1) for m in re.finditer(r"^\s+(?:-\w, )?--([\w-]+)=", section, re.M) if m.group(1) != "help"]
+
+
+def test_every_cosign_flag_has_one_row(peers) -> None:
+    rows: dict[str, list[str]] = {}
+    for cmd, flag, _status, _text in FLAG_ROWS:
+        if cmd.startswith("cosign "):
+            rows.setdefault(cmd[len("cosign "):], []).extend(s.lstrip("-") for s in spellings(flag) if s.startswith("--"))
+    assert len(rows) >= 16
+    for command, flags in rows.items():
+        assert sorted(flags) == sorted(cosign_flags(peers, command)), command
 
 
 @pytest.mark.parametrize("cmd,flag,status,text", FLAG_ROWS, ids=[f"{r[0]} {r[1]}" for r in FLAG_ROWS])
@@ -165,8 +208,7 @@ def test_command_row(upstream: str, status: str, text: str) -> None:
         ns, err = parse([*path, *positionals])
         assert ns is not None and callable(ns.func), (upstream, err)
     elif status == "refused":
-        prefix = ["image"] if tool == "apko" else ["package"]
-        ns, err = parse([*prefix, verb])
+        ns, err = parse([*TOOL_PREFIX[tool], verb])
         assert ns is None and quoted(text) in err, err
 
 
@@ -176,7 +218,7 @@ def distroless_argv(invocation: str) -> list[str]:
     words = shlex.split(quoted(invocation))
     tool, verb, rest = words[0], words[1], words[2:]
     return [*COMMANDS[f"{tool} {verb}"][0], *rest] if f"{tool} {verb}" in COMMANDS else \
-        [("image" if tool == "apko" else "package"), verb, *rest]
+        [*TOOL_PREFIX[tool], verb, *rest]
 
 
 @pytest.fixture(scope="module")

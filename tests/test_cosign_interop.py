@@ -153,7 +153,7 @@ def test_our_attestation_verifies_with_cosign(peers, tmp_path, env, keypair, pus
                    "--allow-insecure-registry", "--type", "cyclonedx", f"{ref.name}@{digest}", check=False)
     assert wrong.returncode != 0  # cosign's type filter sees our predicateType exactly
     mine = ours(env, tmp_path, "verify-attestation", "--key", pub, "--type", "spdxjson", f"{ref.name}@{digest}")
-    assert "https://spdx.dev/Document" in mine.stdout
+    assert mine.stdout == out.stdout  # the verified envelopes, one per line, as cosign prints them
 
 
 @pytest.mark.parametrize("archs", [("amd64",), ("amd64", "arm64")])
@@ -198,7 +198,7 @@ def test_cosign_signature_verifies_with_ours(peers, tmp_path, env, pushed):
     _, raw = registry_get(ref.registry, f"/v2/{ref.repository}/manifests/{attach.attachment_tag(digest, 'sig')}")
     assert len(json.loads(raw)["layers"]) == 2
     out = ours(env, tmp_path, "verify", "--key", pub, f"{ref.name}@{digest}")
-    assert "2 valid signature(s)" in out.stdout
+    assert len(json.loads(out.stdout)) == 2
     cosign(peers, env, tmp_path, "verify", "--key", pub, "--insecure-ignore-tlog=true",
            "--allow-insecure-registry", f"{ref.name}@{digest}")
 

@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK (argcomplete: this entry point completes itself)
 """The `distroless` command line: a thin front door over the engine's steps."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Sequence
 
 from distroless import __version__
 from distroless.errors import ConfigError, DistrolessError
-from distroless.events import Events, TextSink
+from distroless.events import Events
 
 
 # Every top-level command, the module under distroless/cli that registers it, and its help, in
@@ -28,6 +29,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("sign", "verify an image's (or layout's) signatures with a public key"),
     "verify-attestation": ("sign", "verify an image's (or layout's) attestations"),
     "push": ("sign", "push an OCI layout (index or image, with signatures) to REF"),
+    "download": ("cosign", "print an image's signatures, attestations or SBOM"),
+    "tree": ("cosign", "list an image's signatures, attestations and SBOMs"),
+    "triangulate": ("cosign", "print the tag holding an image's signatures (or others)"),
+    "sign-blob": ("cosign", "sign a file with a cosign key; prints the base64 signature"),
+    "verify-blob": ("cosign", "verify a file's signature with a cosign public key"),
+    "public-key": ("cosign", "print the public key of a cosign private key"),
+    "copy": ("cosign", "copy an image with its signatures and attestations"),
+    "save": ("cosign", "save an image and its signatures to an OCI layout directory"),
+    "load": ("cosign", "push a saved layout (image and signatures) to REF"),
+    "demo": ("bundled", "build, sign and verify the embedded example (packages, image) offline"),
+    "frontend": ("bundled", "the BuildKit frontend image"),
+    "completion": ("bundled", "print the shell completion script (bash: source <(distroless completion bash))"),
 }
 
 
@@ -67,6 +80,10 @@ def _command_modules(argv: Sequence[str]) -> set[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None and "_ARGCOMPLETE" in os.environ:  # a shell asks for completions
+        import argcomplete
+
+        argcomplete.autocomplete(build_parser())
     words = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(words).parse_args(words)
     if not hasattr(args, "func"):  # a placeholder answered (a flag's value looked like a command)
@@ -74,10 +91,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command(args)
 
 
-def terminal_events() -> Events:
-    """What the engine reports, on stderr: warnings and notes as lines; progress as one
-    rewriting line only on a terminal."""
-    return Events(TextSink(sys.stderr, live=sys.stderr.isatty()))
+def progress_sink(args: argparse.Namespace | None = None):  # noqa: ANN201
+    """What the engine reports, on stderr: live `rich` bars on a terminal, one line per phase
+    elsewhere; filtered by `--log-level` and `-q` (see `distroless.cli.progress`)."""
+    from distroless.cli.progress import sink_for
+
+    return sink_for(sys.stderr, log_level=getattr(args, "log_level", None) or "info",
+                    quiet=bool(getattr(args, "quiet", False)))
+
+
+def terminal_events(args: argparse.Namespace | None = None) -> Events:
+    return Events(progress_sink(args))
 
 
 def events_of(args: argparse.Namespace) -> Events:
@@ -102,8 +126,10 @@ def cmd_version(args: argparse.Namespace) -> int:
 
 def run_command(args: argparse.Namespace) -> int:
     """Run a parsed command: bad input is a one-line `distroless: error: …` and exit 1."""
+    sink = None
     if getattr(args, "events", None) is None:
-        args.events = terminal_events()
+        sink = progress_sink(args)
+        args.events = Events(sink)
     try:
         if getattr(args, "workdir", None):  # apko's -C/--workdir: relative paths start there
             try:
@@ -120,6 +146,9 @@ def run_command(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        if sink is not None:
+            sink.close()  # a live bar must not outlive the command
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from distroless.cli.image import add_config_flags, fetcher_for, load, package_set
+from distroless.cli.image import add_config_flags, fetcher_for, load, package_set, print_json
 from distroless.config import host_architecture, parse_architecture
 from distroless.errors import ConfigError, DistrolessError
 from distroless.fsutil import atomic_output, atomic_write, held_dir
@@ -22,19 +22,21 @@ OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"  # the minirootfs is an
 
 def register(isub: argparse._SubParsersAction) -> None:
     b = isub.add_parser("build", help="build an OCI image (layout directory or docker-archive tar)")
-    b.add_argument("config", type=Path)
+    b.add_argument("config", type=Path, help="the apko image configuration (YAML)")
     b.add_argument("tag", help="image reference recorded in the archive and the SBOM")
     b.add_argument("output", type=Path, help="an existing directory gets an OCI layout; otherwise a docker-archive tar")
     add_sbom_flags(b)
-    b.add_argument("--compression", choices=("gzip", "zstd"), default="gzip")
+    b.add_argument("--compression", choices=("gzip", "zstd"), default="gzip", help="layer compression (default gzip)")
     b.add_argument("--keep-owners", action="bool", help="keep package uid/gid instead of apko's 0:0")
     add_vcs_flag(b)
+    b.add_argument("--json", action="bool",
+                   help="print the result as JSON: index and image digests, reference, files written")
     add_config_flags(b)
     b.set_defaults(func=cmd_build)
 
     mr = isub.add_parser("build-minirootfs", help="write the root filesystem as an uncompressed tar")
-    mr.add_argument("config", type=Path)
-    mr.add_argument("output", type=Path)
+    mr.add_argument("config", type=Path, help="the apko image configuration (YAML)")
+    mr.add_argument("output", type=Path, help="the root filesystem tar to write")
     mr.add_argument("--build-arch", default="", help="architecture (default: this machine's)")
     mr.add_argument("--keep-owners", action="bool", help="keep package uid/gid instead of apko's 0:0")
     mr.add_argument("--sbom-path", type=Path, default=None,
@@ -94,7 +96,7 @@ def built_images(args: argparse.Namespace, *, name: str, sbom_formats: tuple[str
     try:
         with held_dir(staging):  # a live build: the next run's cleanup leaves it alone
             yield imagebuild.build(loaded, rootfs, staging, imagebuild.Options(
-                compression=args.compression, sbom_formats=sbom_formats, name=name))
+                compression=args.compression, sbom_formats=sbom_formats, name=name), events=fetcher.events)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -104,6 +106,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from distroless.oci.layout import write_layout
 
     formats = sbom_formats_of(args)
+    check_output_parent(args.output)
     with built_images(args, name=args.tag, sbom_formats=formats) as built:
         if args.output.is_dir():
             write_layout(args.output, built.index)
@@ -111,12 +114,27 @@ def cmd_build(args: argparse.Namespace) -> int:
         else:
             write_docker_archive(args.output, built.index, [args.tag])
             kind = "docker archive"
+    files = [str(args.output)]
     if formats:
         write_sboms(args.sbom_path, built.sboms)
+        files += [str(args.sbom_path / name) for name in built.sboms]
+    if args.json:
+        print_json({"reference": args.tag, "output": str(args.output), "kind": kind,
+                    "index": built.index.digest,
+                    "images": [{"platform": i.platform.arch, "digest": i.digest} for i in built.images],
+                    "files": files})
+        return 0
     for image in built.images:
         print(f"{image.platform.arch}: {image.digest}")
     print(f"{args.output}: {kind}, index {built.index.digest}")
     return 0
+
+
+def check_output_parent(output: Path) -> None:
+    """Fail before the build, not after it: the output's directory must exist."""
+    parent = output if output.is_dir() else output.parent
+    if not parent.is_dir():
+        raise DistrolessError(f"{output}: output directory {parent} does not exist")
 
 
 def minirootfs_arch(build_arch: str, archs: list[str]) -> str:
@@ -137,6 +155,7 @@ def cmd_minirootfs(args: argparse.Namespace) -> int:
     from distroless.rootfs.layer import write_rootfs_tar
     from distroless.sbom import spdx
 
+    check_output_parent(args.output)
     args.arch = [minirootfs_arch(args.build_arch, args.arch)]
     loaded = load(args)
     if loaded.config.contents.baseimage is not None:

@@ -107,13 +107,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     lk = isub.add_parser("lock", aliases=["resolve"],
                          help="resolve and pin every package (apko.lock.json v1 + sha256); alias: resolve")
-    lk.add_argument("config", type=Path)
+    lk.add_argument("config", type=Path, help="the apko image configuration (YAML)")
     lk.add_argument("--output", type=Path, help="default: <config without extension>.lock.json")
+    lk.add_argument("--json", action="bool", help="print the result (lock file, package counts) as JSON")
     add_config_flags(lk, build=False)
     lk.set_defaults(func=cmd_lock)
 
     sp = isub.add_parser("show-packages", help="print the resolved packages in install order")
-    sp.add_argument("config", type=Path)
+    sp.add_argument("config", type=Path, help="the apko image configuration (YAML)")
     sp.add_argument("--format", dest="show_format", default="name-version",
                     help=f"one of {', '.join(SHOW_FORMATS)}, json, or a Go template over .Name .Version .Source "
                          "(fields, if/else/with, eq/ne/not/and/or/printf)")
@@ -135,9 +136,18 @@ def cmd_lock(args: argparse.Namespace) -> int:
     output = args.output or args.config.with_name(args.config.stem + ".lock.json")
     ps, lk = steps.resolve(loaded, fetcher, str(args.config), ignore_signatures=args.ignore_signatures)
     lockfile.write(lk, output)
+    if getattr(args, "json", False):
+        print_json({"lockfile": str(output), "files": [str(output)], "packages": len(lk.packages),
+                    "archs": {a: len(p) for a, p in ps.archs.items()}})
+        return 0
     counts = ", ".join(f"{a}: {len(p)}" for a, p in ps.archs.items())
     print(f"{output}: {len(lk.packages)} packages locked ({counts})")
     return 0
+
+
+def print_json(obj: object) -> None:
+    """`--json`: one JSON document on stdout, the command's whole result (for scripts and jq)."""
+    print(json.dumps(obj, indent=2))
 
 
 def cmd_show_packages(args: argparse.Namespace) -> int:

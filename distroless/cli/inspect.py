@@ -25,12 +25,12 @@ def register(isub: argparse._SubParsersAction) -> None:
     from distroless.cli.image import add_config_flags
 
     sc = isub.add_parser("show-config", help="print the configuration after includes, flags and defaults (YAML)")
-    sc.add_argument("config", type=Path)
+    sc.add_argument("config", type=Path, help="the apko image configuration (YAML)")
     add_config_flags(sc)
     sc.set_defaults(func=cmd_show_config)
 
     d = isub.add_parser("dot", help="print the resolved package graph as Graphviz DOT")
-    d.add_argument("config", type=Path)
+    d.add_argument("config", type=Path, help="the apko image configuration (YAML)")
     d.add_argument("-S", "--spanning-tree", action="bool", help="draw each dependency's incoming edge once")
     d.add_argument("--web", action="bool",
                    help="also write an HTML page (with an SVG when Graphviz `dot` is installed) instead of a browser")

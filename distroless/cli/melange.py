@@ -81,7 +81,7 @@ def register(psub: argparse._SubParsersAction) -> None:
     b.set_defaults(func=cmd_build)
 
     ln = psub.add_parser("lint", help="run melange's linters over .apk files")
-    ln.add_argument("files", nargs="+", type=Path, metavar="APK")
+    ln.add_argument("files", nargs="+", type=Path, metavar="APK", help="the packages to lint")
     add_lint_flags(ln)
     ln.add_argument("--persist-lint-results", action="bool",
                     help="also write <out-dir>/<arch>/lint-<name>-<version>.json (melange's shape)")

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from distroless import hostenv
-from distroless.cli.build import add_sbom_flags, add_vcs_flag, built_images, sbom_formats_of, write_sboms
-from distroless.cli.image import add_config_flags
+from distroless.cli.build import add_sbom_flags, add_vcs_flag, built_images, check_output_parent, sbom_formats_of, write_sboms
+from distroless.cli.image import add_config_flags, print_json
 from distroless.config import host_architecture
 from distroless.errors import DistrolessError
 
@@ -31,11 +31,11 @@ if TYPE_CHECKING:
 
 def register(isub: argparse._SubParsersAction) -> None:
     p = isub.add_parser("publish", help="build and push an image index; sign it and attest its SBOM")
-    p.add_argument("config", type=Path)
+    p.add_argument("config", type=Path, help="the apko image configuration (YAML)")
     p.add_argument("tags", nargs="+", help="registry references; the first receives the blobs")
     p.add_argument("--sign-key", type=Path, help="cosign key: sign the index and attach the SPDX SBOM")
     p.add_argument("--allow-insecure-registry", action="bool", help="plain HTTP (implied for loopback)")
-    p.add_argument("--compression", choices=("gzip", "zstd"), default="gzip")
+    p.add_argument("--compression", choices=("gzip", "zstd"), default="gzip", help="layer compression (default gzip)")
     p.add_argument("--keep-owners", action="bool", help="keep package uid/gid instead of apko's 0:0")
     p.add_argument("--image-refs", type=Path, help="write the pushed references (by digest) to this file")
     add_sbom_flags(p, sbom_path_default=None)
@@ -44,6 +44,8 @@ def register(isub: argparse._SubParsersAction) -> None:
                    help="load the image for this machine's architecture (or $GOARCH) into the local docker "
                         "daemon under the tags, instead of pushing")
     p.add_argument("--docker", default="docker", help="docker CLI for --local (DOCKER_HOST is honoured)")
+    p.add_argument("--json", action="bool",
+                   help="print the result as JSON: digest, references pushed, signed or not, files written")
     add_config_flags(p)
     p.set_defaults(func=cmd_publish)
 
@@ -77,6 +79,7 @@ def load_local(args: argparse.Namespace, index: Index, tags: list[str]) -> str:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    from distroless.fsutil import atomic_write
     from distroless.registry.client import RegistryClient
     from distroless.registry.push import write as registry_write
     from distroless.registry.reference import parse_reference
@@ -86,6 +89,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from distroless.sign.remote import attest_image, sign_image
 
     refs = [parse_reference(t, default_tag="latest") for t in args.tags]
+    if args.image_refs:
+        check_output_parent(args.image_refs)
     key = read_private_key(args.sign_key, hostenv.key_password) if args.sign_key else None  # ask for the password before building
     formats = sbom_formats_of(args)
     if args.local:
@@ -102,9 +107,11 @@ def cmd_publish(args: argparse.Namespace) -> int:
     # the SPDX index document is what the attestation carries, so it is built whenever signing
     wanted = tuple(dict.fromkeys(formats + (("spdx",) if key is not None and args.sbom else ())))
     with built_images(args, name=str(first), sbom_formats=wanted) as built:
+        files: list[str] = []
         if args.sbom_path is not None and formats:
-            write_sboms(args.sbom_path, {n: d for n, d in built.sboms.items()
-                                         if any(n.endswith(ext) for ext in _extensions(formats))})
+            docs = {n: d for n, d in built.sboms.items() if any(n.endswith(ext) for ext in _extensions(formats))}
+            write_sboms(args.sbom_path, docs)
+            files += [str(args.sbom_path / n) for n in docs]
         sbom = json.loads(built.sboms[spdx.sbom_filename(None)]) if key is not None and args.sbom else None
         digest = ""
         for ref in refs:
@@ -119,10 +126,16 @@ def cmd_publish(args: argparse.Namespace) -> int:
                 if sbom is not None:
                     attest_image(client, target, key, dsse.predicate_type_uri("spdxjson"), sbom)
     pushed = [str(r.with_digest(digest)) for r in refs]
+    if args.image_refs:
+        atomic_write(args.image_refs, "".join(line + "\n" for line in pushed).encode())
+        files.append(str(args.image_refs))
+    if args.json:
+        print_json({"digest": digest, "references": pushed, "signed": key is not None,
+                    "attestations": ["https://spdx.dev/Document"] if key is not None and args.sbom else [],
+                    "files": files})
+        return 0
     for line in pushed:
         print(line)
-    if args.image_refs:
-        args.image_refs.write_text("".join(line + "\n" for line in pushed))
     return 0
 
 

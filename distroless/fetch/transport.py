@@ -125,7 +125,9 @@ class Transport:
                                          f"{self.deadline:g} s ({n} bytes received)")
                 return n
         except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
-            raise FetchError(f"{location}: {type(e).__name__}: {_short(e)}") from None
+            from distroless import neterrors
+
+            raise FetchError(f"{location}: {neterrors.describe(e, location)}") from None
 
     def get(self, location: str, cap: int = HTTP_RESPONSE_CAP) -> bytes:
         buf = io.BytesIO()
@@ -140,8 +142,3 @@ def _write(out: BinaryIO, data: bytes, location: str) -> None:
         name = getattr(out, "name", None)
         where = f"{name}" if isinstance(name, str) else "the output"
         raise FetchError(f"{where}: writing {location}: {e.strerror or e}") from None
-
-
-def _short(e: Exception) -> str:
-    text = str(e)
-    return text if len(text) < 300 else text[:300] + "…"

@@ -13,10 +13,13 @@ Loopback registries (127.0.0.1, ::1, localhost) and `insecure=True` use plain ht
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
 import re
+import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +29,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
 
+from distroless import neterrors
 from distroless.errors import RegistryAuthError, RegistryError, RegistryNotFoundError
 from distroless.oci.image import Descriptor, sha256_digest
 from distroless.oci.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST  # noqa: F401
@@ -44,9 +48,16 @@ USER_AGENT = "distroless"
 class Credentials:
     username: str
     password: str = field(repr=False)  # never printed
+    identity_token: str = field(default="", repr=False)  # OAuth2 refresh token (docker's identitytoken)
 
     def basic(self) -> str:
         return "Basic " + base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+
+
+HUB_SERVER_URL = "https://index.docker.io/v1/"  # the key docker uses for Docker Hub
+TOKEN_USERNAME = "<token>"  # a helper's Username meaning "Secret is an identity token"
+HELPER_TIMEOUT = 30.0
+HELPER_MAX_OUTPUT = 1 << 20
 
 
 def _config_host(key: str) -> str:
@@ -56,22 +67,79 @@ def _config_host(key: str) -> str:
     return key.split("/", 1)[0]
 
 
+def _wanted_hosts(registry: str) -> set[str]:
+    return {registry} | ({"docker.io", "registry-1.docker.io"} if registry == DOCKER_HUB else set())
+
+
+def run_credential_helper(helper: str, server_url: str, source: str) -> Credentials | None:
+    """docker's credential-helper protocol: `docker-credential-<helper> get`, the server URL on
+    stdin, `{"ServerURL","Username","Secret"}` on stdout; "credentials not found" means none.
+    The helper's output is never echoed in errors (it may hold the secret)."""
+    exe = shutil.which(f"docker-credential-{helper}")
+    if exe is None:
+        raise RegistryError(f"{source}: credential helper docker-credential-{helper} is not on PATH")
+    try:
+        proc = subprocess.run([exe, "get"], input=server_url.encode(), capture_output=True,
+                              timeout=HELPER_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        raise RegistryError(f"docker-credential-{helper} get {server_url}: no answer in {HELPER_TIMEOUT:.0f} s") from None
+    except OSError as e:
+        raise RegistryError(f"docker-credential-{helper}: cannot run: {e.strerror or e}") from e
+    out = proc.stdout[:HELPER_MAX_OUTPUT]
+    if proc.returncode != 0:
+        if b"credentials not found" in out.lower() or b"credentials not found" in proc.stderr.lower():
+            return None
+        raise RegistryError(f"docker-credential-{helper} get {server_url}: exited {proc.returncode}")
+    try:
+        obj = json.loads(out)
+        user, secret = obj.get("Username", ""), obj.get("Secret", "")
+        if not isinstance(user, str) or not isinstance(secret, str):
+            raise ValueError
+    except (ValueError, AttributeError):
+        raise RegistryError(f"docker-credential-{helper} get {server_url}: answer is not "
+                            '{"Username","Secret"} JSON') from None
+    if user == TOKEN_USERNAME:
+        return Credentials("", "", identity_token=secret)
+    return Credentials(user, secret) if (user or secret) else None
+
+
+def _helper_server_urls(registry: str, config_keys: Iterable[str]) -> list[str]:
+    """What to ask a helper for: docker's key for Docker Hub, else the host, plus any config key
+    naming the same host (helpers store what `docker login` was given)."""
+    first = HUB_SERVER_URL if registry == DOCKER_HUB else registry
+    others = [k for k in config_keys if _config_host(k) in _wanted_hosts(registry) and k != first]
+    return [first, *others]
+
+
 def credentials_from_docker_config(registry: str, path: Path) -> Credentials | None:
-    """`auths` entries of docker's config.json (`auth` = base64 `user:password`, or the
-    `username`/`password` fields) at `path` (the front door finds it). Credential helpers are
-    not run."""
+    """docker's lookup order in the config.json at `path` (the front door finds it):
+    `credHelpers[host]`, else `credsStore` (both through the `docker-credential-*` protocol),
+    else `auths` (`auth` = base64 `user:password`, the `username`/`password` fields, or
+    `identitytoken`)."""
     try:
         obj = json.loads(path.read_bytes())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as e:
         raise RegistryError(f"{path}: cannot read docker config: {e}") from e
-    wanted = {registry}
-    if registry == DOCKER_HUB:
-        wanted |= {"docker.io", "registry-1.docker.io"}
-    for key, entry in (obj.get("auths") or {}).items():
+    if not isinstance(obj, dict):
+        raise RegistryError(f"{path}: docker config is not a JSON object")
+    auths = obj.get("auths") or {}
+    wanted = _wanted_hosts(registry)
+    helpers = obj.get("credHelpers") or {}
+    helper = next((h for k, h in helpers.items() if _config_host(k) in wanted), None) or obj.get("credsStore")
+    if helper:
+        if not isinstance(helper, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", helper):
+            raise RegistryError(f"{path}: credential helper name {helper!r} is not a plain name")
+        for url in _helper_server_urls(registry, auths):
+            found = run_credential_helper(helper, url, str(path))
+            if found is not None:
+                return found
+    for key, entry in auths.items():
         if _config_host(key) not in wanted or not isinstance(entry, dict):
             continue
+        if entry.get("identitytoken"):
+            return Credentials(str(entry.get("username") or ""), "", identity_token=str(entry["identitytoken"]))
         if entry.get("auth"):
             try:
                 user, _, pw = base64.b64decode(entry["auth"]).decode().partition(":")
@@ -81,6 +149,16 @@ def credentials_from_docker_config(registry: str, path: Path) -> Credentials | N
         if entry.get("username"):
             return Credentials(entry["username"], entry.get("password", ""))
     return None
+
+
+def _may_send_secret(realm: str, registry: str) -> bool:
+    """Secrets go over https, or plain http only to the registry's own host or loopback."""
+    parts = urlsplit(realm)
+    if parts.scheme == "https":
+        return True
+    host = parts.hostname or ""
+    return parts.scheme == "http" and (host in LOOPBACK or host.startswith("127.")
+                                       or host == registry.rsplit(":", 1)[0])
 
 
 # --------------------------------------------------------------------------- challenges
@@ -244,17 +322,32 @@ class RegistryClient:
         for s in scope.split(" "):
             if s:
                 query.append(("scope", s))
-        headers = {"Authorization": self.credentials.basic()} if self.credentials else {}
+        creds = self.credentials
+        if creds is not None and not _may_send_secret(realm, self.registry):
+            raise RegistryAuthError(f"{url}: the registry asks for credentials at {realm}, a plain-http "
+                                    "address off this host; refusing to send them there")
         try:
-            resp = self.session.get(realm, params=query, headers=headers, timeout=self.timeout)
+            if creds is not None and creds.identity_token:
+                # docker's identity-token flow: OAuth2 refresh-token grant (distribution token spec)
+                form = {"grant_type": "refresh_token", "refresh_token": creds.identity_token,
+                        "client_id": USER_AGENT, "scope": scope}
+                if challenge.params.get("service"):
+                    form["service"] = challenge.params["service"]
+                resp = self.session.post(realm, data=form, timeout=self.timeout)
+            else:
+                headers = {"Authorization": creds.basic()} if creds else {}
+                resp = self.session.get(realm, params=query, headers=headers, timeout=self.timeout)
         except requests.RequestException as e:
-            raise RegistryAuthError(f"token request to {realm} failed: {e}") from e
+            raise RegistryAuthError(f"token request to {realm}: {neterrors.describe(e, realm)}") from e
         if resp.status_code != 200:
             raise RegistryAuthError(
                 f"token request to {realm} for {scope!r}: {resp.status_code} {_error_detail(resp)}"
             )
-        body = resp.json()
-        token = body.get("token") or body.get("access_token")
+        try:
+            body = resp.json()
+            token = body.get("token") or body.get("access_token")
+        except (ValueError, AttributeError):
+            raise RegistryAuthError(f"token response from {realm} is not JSON with a token") from None
         if not token:
             raise RegistryAuthError(f"token response from {realm} has no token")
         self._tokens[scope] = token
@@ -271,6 +364,7 @@ class RegistryClient:
         what: str = "",
         allow_redirects: bool = True,
         retry: bool = True,
+        stream: bool = False,
     ) -> requests.Response:
         """Send with auth and retries; return a response whose status is in `ok`, else raise.
         `retry=False` for requests that must not be replayed blindly (upload chunks)."""
@@ -285,13 +379,13 @@ class RegistryClient:
                 h["Authorization"] = auth
             try:
                 resp = self.session.request(method, url, headers=h, data=data, timeout=self.timeout,
-                                            allow_redirects=allow_redirects)
+                                            allow_redirects=allow_redirects, stream=stream)
             except requests.RequestException as e:
                 if retry and attempt < self.retries:
                     self._sleep(self.backoff * (2 ** attempt))
                     attempt += 1
                     continue
-                raise RegistryError(f"{label}: {type(e).__name__}: {e}") from e
+                raise RegistryError(f"{label}: {neterrors.describe(e, url)}") from e
             if resp.status_code in ok:
                 return resp
             if resp.status_code == 401 and not auth_tried and self._same_origin(url):
@@ -338,7 +432,8 @@ class RegistryClient:
         try:
             resp = self.session.get(self.url("/v2/"), timeout=self.timeout)
         except requests.RequestException as e:
-            raise RegistryError(f"GET {self.url('/v2/')}: registry unreachable: {e}") from e
+            raise RegistryError(f"registry {self.registry} ({self.url('/v2/')}): "
+                                f"{neterrors.describe(e, self.base)}") from e
         if resp.status_code == 401:
             self._challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
             return
@@ -362,6 +457,30 @@ class RegistryClient:
         if sha256_digest(data) != digest:
             raise RegistryError(f"GET {url}: content does not match {digest}")
         return data
+
+    def download_blob(self, repo: str, desc: Descriptor, dest: Path) -> None:
+        """Stream a blob to `dest` (temp + rename), checking size and digest before it lands:
+        a layer never sits in memory and a wrong byte never gets the blob's name."""
+        url = self.url(f"/v2/{repo}/blobs/{desc.digest}")
+        resp = self.request("GET", url, scope=self.pull_scope(repo), stream=True)
+        h = hashlib.sha256()
+        n = 0
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+        try:
+            with resp, open(tmp, "wb") as out:
+                for chunk in resp.iter_content(1 << 20):
+                    n += len(chunk)
+                    if n > desc.size:
+                        raise RegistryError(f"GET {url}: more than the {desc.size} bytes its descriptor says")
+                    h.update(chunk)
+                    out.write(chunk)
+            if n != desc.size or f"sha256:{h.hexdigest()}" != desc.digest:
+                raise RegistryError(f"GET {url}: content does not match {desc.digest} ({n} bytes)")
+            os.replace(tmp, dest)
+        except requests.RequestException as e:
+            raise RegistryError(f"GET {url}: {neterrors.describe(e, url)}") from e
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _location(self, resp: requests.Response, url: str) -> str:
         loc = resp.headers.get("Location")

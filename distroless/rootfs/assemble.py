@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from distroless.config import ImageConfig, LoadedConfig, arch_to_apk, to_apko_json
@@ -37,6 +37,7 @@ def assemble(
     lock_world: bool = True,
     base_pins: Sequence[str] = (),
     base_records: Sequence[IdbRecord] | None = None,
+    on_installed: Callable[[Expanded], None] = lambda _e: None,
 ) -> Rootfs:
     """`world` is what /etc/apk/world holds: the pinned closure for `image build` (apko locks
     first) or the user's list for `build-minirootfs` (`lock_world=False`). On a base image
@@ -55,6 +56,7 @@ def assemble(
                           base_records=list(base_records or ()))
     for exp in expanded:
         installer.install(exp)
+        on_installed(exp)  # progress for the front door
     installer.finish()
 
     config = loaded.config
@@ -72,4 +74,4 @@ def assemble(
     post.devices(tree)
     post.ld_so_cache(tree)
     tree.write_file("etc/apk/repositories", _lines(loaded.runtime_repositories()))
-    return Rootfs(tree, config, installer, tuple(post.missing_files(tree)))
+    return Rootfs(tree, config, installer, tuple(post.missing_files(tree, config)))

@@ -286,7 +286,14 @@ def ld_so_cache(tree: Tree) -> None:
     write_ld_so_cache(tree)
 
 
-def missing_files(tree: Tree) -> list[str]:
-    """Warnings for files every image should have (the engine reports them as events)."""
-    return [f"/{path} is missing from the image" for path in ("etc/passwd", "etc/group", "etc/os-release")
-            if tree.get(path, follow=True) is None]
+def missing_files(tree: Tree, config: ImageConfig) -> list[str]:
+    """Warnings about files the image's own settings need (the engine reports them as events).
+    An image without a base layout is normal (a static binary needs none); only when
+    `accounts` declares users does a missing /etc/group matter: their primary gids resolve
+    nowhere, and tools that look groups up fail."""
+    acc = config.accounts
+    if not acc.users or tree.get("etc/group", follow=True) is not None:
+        return []
+    gids = sorted({u.primary_gid for u in acc.users})
+    return [f"/etc/group is missing, but accounts.users need groups (gid {', '.join(map(str, gids))}): "
+            "add accounts.groups or a base layout package that ships /etc/group"]

@@ -179,6 +179,16 @@ def parse_statement(data: bytes) -> Statement:
     return Statement(stype, ptype, tuple(digests), obj.get("predicate"), data)
 
 
+def check_statement_subject(data: bytes, image_digest: str, what: str) -> str:
+    """A user's statement file (`attest --statement`) is signed as is, but only about this
+    image: some subject must carry its digest. Returns the statement's predicate type."""
+    st = parse_statement(data)
+    algo, _, hexpart = image_digest.partition(":")
+    if not any(d.get(algo) == hexpart for d in st.subject_digests):
+        raise VerificationError(f"the statement's subjects do not include {what}'s digest {image_digest}")
+    return st.predicate_type
+
+
 def predicate_for(type_name: str, raw: bytes, source: str = "predicate", *, timestamp: str = "") -> Any:
     """The predicate cosign's `attest --type` builds from a file: cosign's own `custom` type wraps
     the text as `{"Data": text, "Timestamp": RFC 3339}`; `spdx` (tag-value) is the text itself;

@@ -79,7 +79,7 @@ def find_subject(root: str | os.PathLike[str]) -> LayoutSubject:
     return LayoutSubject(lay.root, subject, raw, by_kind.get(KIND_SIGS), by_kind.get(KIND_ATTS), entries)
 
 
-def _write_index(root: Path, entries: Sequence[Descriptor]) -> None:
+def write_index(root: Path, entries: Sequence[Descriptor]) -> None:
     """ggcr's layout index.json shape (3-space indent, no trailing newline)."""
     out: dict[str, Any] = {
         "schemaVersion": 2,
@@ -105,7 +105,7 @@ def adopt(root: str | os.PathLike[str]) -> LayoutSubject:
         return ls
     else:
         entries = [_with_annotation(d, KIND, kind) if d == ls.subject else d for d in ls.entries]
-    _write_index(ls.root, entries)
+    write_index(ls.root, entries)
     return find_subject(root)
 
 
@@ -122,7 +122,7 @@ def _add_attachment(ls: LayoutSubject, kind: str, existing: Descriptor | None, n
     write_blob(ls.root, am.manifest)
     desc = am.descriptor({KIND: kind})
     entries = [d for d in ls.entries if d.annotations.get(KIND) != kind] + [desc]
-    _write_index(ls.root, entries)
+    write_index(ls.root, entries)
     return desc
 
 
@@ -152,11 +152,15 @@ def sign_layout(
 
 def attest_layout(
     root: str | os.PathLike[str], key: PrivateKey, predicate_type: str, predicate: Any, *,
-    subject_name: str = "", statement_version: str = "v0.1",
+    subject_name: str = "", statement_version: str = "v0.1", statement: bytes | None = None,
 ) -> tuple[Descriptor, attach.Attachment]:
     ls = adopt(root)
-    name = subject_name or ls.subject.annotations.get(REF_NAME, "")
-    st = dsse.statement(name, ls.subject.digest, predicate_type, predicate, version=statement_version)
+    if statement is not None:
+        st = statement
+        predicate_type = dsse.check_statement_subject(statement, ls.subject.digest, str(ls.root))
+    else:
+        name = subject_name or ls.subject.annotations.get(REF_NAME, "")
+        st = dsse.statement(name, ls.subject.digest, predicate_type, predicate, version=statement_version)
     env = dsse.sign_envelope(key.key, st)
     layer = attach.attestation_attachment(env.to_json(), predicate_type)
     _add_attachment(ls, KIND_ATTS, ls.atts, layer)
@@ -172,7 +176,7 @@ def _layers(ls: LayoutSubject, desc: Descriptor | None) -> list[attach.Attachmen
 
 def verify_layout(
     root: str | os.PathLike[str], pub: ec.EllipticCurvePublicKey, *,
-    annotations: Mapping[str, str] | None = None, identity: str | None = None,
+    annotations: Mapping[str, str] | None = None, identity: str | None = None, check_claims: bool = True,
 ) -> tuple[Descriptor, list[payload.VerifiedSignature]]:
     """Like `cosign verify --local-image`: the subject is found by `kind`, its digest checked
     against the signatures of the `/sigs` entry."""
@@ -182,7 +186,7 @@ def verify_layout(
     ls.subject_bytes()  # the subject blob must be there and match its descriptor
     layers = [a.as_signature() for a in _layers(ls, ls.sigs)]
     ok = payload.verify(layers, pub, ls.subject.digest, annotations=annotations, identity=identity,
-                        what=f"{ls.root} ({ls.subject.digest})")
+                        check_claims=check_claims, what=f"{ls.root} ({ls.subject.digest})")
     return ls.subject, ok
 
 

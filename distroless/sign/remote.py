@@ -51,10 +51,15 @@ def sign_image(
 
 def attest_image(
     client: RegistryClient, ref: Reference, key: PrivateKey, predicate_type: str, predicate: Any, *,
-    statement_version: str = "v0.1", log: Log = lambda _m: None,
+    statement_version: str = "v0.1", statement: bytes | None = None, log: Log = lambda _m: None,
 ) -> tuple[str, attach.Attachment]:
+    """Attach a signed in-toto statement: built from the predicate, or (`statement`, cosign's
+    `--statement FILE`) given whole, signed as is once its subject names the image digest."""
     digest = resolve_digest(client, ref, must_exist=False)
-    st = dsse.statement(ref.name, digest, predicate_type, predicate, version=statement_version)
+    if statement is not None:
+        st, predicate_type = statement, dsse.check_statement_subject(statement, digest, str(ref))
+    else:
+        st = dsse.statement(ref.name, digest, predicate_type, predicate, version=statement_version)
     env = dsse.sign_envelope(key.key, st).to_json()
     layer = attach.attestation_attachment(env, predicate_type)
     push_attachments(client, ref.repository, digest, attach.ATT_SUFFIX,
@@ -74,12 +79,12 @@ def fetch_attachments(client: RegistryClient, ref: Reference, digest: str, suffi
 
 def verify_image(
     client: RegistryClient, ref: Reference, pub: ec.EllipticCurvePublicKey, *,
-    annotations: Mapping[str, str] | None = None, identity: str | None = None,
+    annotations: Mapping[str, str] | None = None, identity: str | None = None, check_claims: bool = True,
 ) -> tuple[str, list[payload.VerifiedSignature]]:
     digest = resolve_digest(client, ref)
     layers = [a.as_signature() for a in fetch_attachments(client, ref, digest, attach.SIG_SUFFIX)]
     ok = payload.verify(layers, pub, digest, annotations=annotations, identity=identity,
-                        what=str(ref.with_digest(digest)))
+                        check_claims=check_claims, what=str(ref.with_digest(digest)))
     return digest, ok
 
 
