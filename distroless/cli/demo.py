@@ -19,6 +19,7 @@ import shutil
 import time
 from pathlib import Path
 
+from distroless import epoch
 from distroless.errors import DistrolessError
 
 RECIPES = ["demo-baselayout", "ca-certificates-bundle", "demo-hello"]
@@ -36,7 +37,7 @@ def run_demo(examples: Path, workdir: Path) -> Path:
     """Run the demo on `examples` (recipes/, image.yaml); image.yaml's paths are relative to
     `workdir`, which receives `out/demo/`. Returns the output directory."""
     start = time.monotonic()
-    os.environ.setdefault("SOURCE_DATE_EPOCH", "1700000000")
+    os.environ.setdefault(epoch.NAME, "1700000000")
     os.environ.setdefault("COSIGN_PASSWORD", "demo")  # the demo's throwaway cosign key
     out = workdir / "out" / "demo"
     if out.exists():

@@ -10,6 +10,7 @@ which the README's security figures quote.
 from __future__ import annotations
 
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -40,7 +41,8 @@ class Outcome:
         """Exit 1 with exactly one line on stderr (no traceback) containing every needle.
         `stream="stdout"` for verbs that report per file on stdout (`package verify`)."""
         text = self.stdout if stream == "stdout" else self.stderr
-        lines = [ln for ln in text.splitlines() if ln.strip()]
+        # the per-phase progress lines the CLI writes to a non-terminal are not part of the error
+        lines = [ln for ln in text.splitlines() if ln.strip() and not PROGRESS_LINE.match(ln)]
         assert not self.stderr.strip() or stream == "stderr", self.stderr[-3000:]
         assert self.status == 1, f"exit {self.status}, stderr:\n{self.stderr[-3000:]}"
         assert len(lines) == 1, f"expected a one-line error, got:\n{text[-3000:]}"
@@ -77,6 +79,10 @@ def run_bounded(argv: list[str] | str, *, mem_mb: int, cpu_s: int, cwd: Path | N
         err.seek(0)
         return Outcome(proc.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"),
                        usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)
+
+
+# `distroless: fetching packages: 2/2, 1.0 MB in 0.1 s (12.6 MB/s)` (cli/progress.py's LineSink)
+PROGRESS_LINE = re.compile(r"^distroless: [^:]+: \d+(?:/\d+)?\b.* in \d+(?:\.\d+)? s\b")
 
 
 def cli(*args: str) -> list[str]:

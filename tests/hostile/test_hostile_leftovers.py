@@ -14,7 +14,7 @@ import pytest
 
 from httpserver import free_port
 from imagerepo import image_yaml, make_repo
-from hostile.harness import ROOT, cli, run_bounded
+from hostile.harness import PROGRESS_LINE, ROOT, cli, run_bounded
 
 HOUR_AGO = time.time() - 3600
 
@@ -103,13 +103,13 @@ def test_disk_full_errors_name_the_file(tmp_path: Path, repo) -> None:
     full = tmp_path / "full"
     r = _in_tiny_fs(full, cli("image", "build-minirootfs", "image.yaml", str(full / "rootfs.tar"),
                               "--cache-dir", str(tmp_path / "cache")), tmp_path)
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip() and not PROGRESS_LINE.match(ln)]
     assert r.returncode == 1, r.stderr
     assert lines == [f"distroless: error: {full}/rootfs.tar: No space left on device"], r.stderr
     # the cache itself on a full disk: the download's file is named
     r = _in_tiny_fs(full, cli("image", "build-minirootfs", "image.yaml", str(tmp_path / "rootfs.tar"),
                               "--cache-dir", str(full / "cache")), tmp_path)
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip() and not PROGRESS_LINE.match(ln)]
     assert r.returncode == 1, r.stderr
     assert "No space left on device" in lines[0] and str(full / "cache") in lines[0], r.stderr
     assert lines[1:] == ["cache"], r.stderr  # nothing but the (cleaned) cache left on the full disk
