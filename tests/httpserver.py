@@ -10,6 +10,17 @@ import urllib.request
 from pathlib import Path
 
 
+# python's http.server with a listen backlog for a build's parallel downloads (the default of 5
+# resets connections when BuildKit fetches a hundred packages at once); one log line per request
+_SERVER = """
+import functools, http.server, sys
+class Server(http.server.ThreadingHTTPServer):
+    request_queue_size = 512
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[2])
+Server(("127.0.0.1", int(sys.argv[1])), handler).serve_forever()
+"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -37,10 +48,8 @@ class StaticServer:
     def start(self) -> "StaticServer":
         log = open(self.access_log, "ab") if self.access_log else subprocess.DEVNULL
         try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-u", "-m", "http.server", str(self.port), "--bind", "127.0.0.1", "--directory",
-                 str(self.root)], stdout=subprocess.DEVNULL, stderr=log,
-            )
+            self.proc = subprocess.Popen([sys.executable, "-u", "-c", _SERVER, str(self.port), str(self.root)],
+                                         stdout=subprocess.DEVNULL, stderr=log)
         finally:
             if self.access_log:
                 log.close()
