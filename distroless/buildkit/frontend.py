@@ -259,9 +259,11 @@ METADATA_TAR = "/metadata.tar"
 
 
 def metadata_state(meta_out: llb.State) -> llb.State:
-    """The metadata layer: the step's tar unpacked onto an empty tree (device nodes included)."""
-    return llb.scratch().file(llb.copy(meta_out, METADATA_TAR, "/", unpack=True, create_dest_path=True),
-                              name="metadata layer: installed database, accounts, generated files")
+    """The metadata layer: the step's tar unpacked onto an empty tree (device nodes included).
+    The step's output is the FileOp's base, not a copy source: keyed by the step's cache key
+    (not the tar's bytes), the layer leads an exported cache to the step's own record."""
+    return meta_out.file(llb.rm(NOTHING, allow_not_found=True).unpack_previous(METADATA_TAR),
+                         name="metadata layer: installed database, accounts, generated files")
 
 
 def root_state(nodes: list[PackageNode], meta_out: llb.State, mergeop: bool) -> llb.State:
