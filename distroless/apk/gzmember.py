@@ -16,8 +16,8 @@ from isal import isal_zlib
 from distroless.errors import FormatError, LimitError
 
 _CHUNK = 1 << 16
-_BIG_RAW = 1 << 20  # copy_to: raw bytes read at once
-_BIG_OUT = 4 << 20  # copy_to: decompressed bytes per step (bounds memory whatever the ratio)
+_BIG_RAW = 1 << 18  # copy_to: raw bytes read at once
+_BIG_OUT = 1 << 20  # copy_to: decompressed bytes per step (bounds memory whatever the ratio)
 _GZIP_WBITS = 31  # gzip wrapper, maximum window
 
 
