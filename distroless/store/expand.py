@@ -90,9 +90,14 @@ def expand(apk_path: Path, cache: Cache, *, expected_checksum: str | None = None
     work = Path(tempfile.mkdtemp(dir=cache.root / "tmp", prefix="expand-"))
     try:
         with held_dir(work), open(work / "data.tar", "w+b") as sink:
-            apk = package.read(apk_path, expected_checksum=expected_checksum, expected_sha256=expected_sha256,
-                               data_sink=sink, source=source,
-                               control_cap=limits.apk_control, data_cap=limits.apk_data)
+            try:
+                apk = package.read(apk_path, expected_checksum=expected_checksum, expected_sha256=expected_sha256,
+                                   data_sink=sink, source=source,
+                                   control_cap=limits.apk_control, data_cap=limits.apk_data)
+            except OSError as e:
+                if e.filename is not None:
+                    raise
+                raise OSError(e.errno, e.strerror, sink.name) from None  # a full disk: name the file
         (work / "meta.json").write_text(json.dumps(_to_json(apk)))
         dest = root / apk.sha256
         try:
