@@ -22,7 +22,7 @@ from distroless.store.cache import Cache
 from distroless.limits import DEFAULT_LIMITS, Limits
 from distroless.fsutil import held_dir
 
-_META_VERSION = 2  # 2: entries and sections as lists, xattrs base64
+_META_VERSION = 2  # 2: entries and sections as lists, xattrs base64, no data-entry PAX records
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +43,15 @@ def _b64(data: bytes) -> str:
 
 def _entry_row(e: Entry) -> list:
     return [getattr(e, f) for f in _ENTRY_FIELDS] + [{k: _b64(v) for k, v in e.xattrs.items()}, e.pax]
+
+
+def _lean(apk: ApkFile) -> ApkFile:
+    """Drop the data entries' PAX records once they are verified: installing needs only their
+    fields, xattrs and SHA-1, and a build holds every entry of every package (memory)."""
+    for e in apk.entries:
+        if e.pax:
+            e.pax = {}
+    return apk
 
 
 def _entry_of(row: list) -> Entry:
@@ -98,7 +107,7 @@ def expand(apk_path: Path, cache: Cache, *, expected_checksum: str | None = None
                 if e.filename is not None:
                     raise
                 raise OSError(e.errno, e.strerror, sink.name) from None  # a full disk: name the file
-        (work / "meta.json").write_text(json.dumps(_to_json(apk)))
+        (work / "meta.json").write_text(json.dumps(_to_json(_lean(apk))))
         dest = root / apk.sha256
         try:
             os.rename(work, dest)
