@@ -64,8 +64,10 @@ def build_rootfs(loaded: LoadedConfig, ps: PackageSet, fetcher: Fetcher, *, keep
             pins = ps.archs[arch]
             with events.phase(f"expanding packages ({arch})", total=len(pins)) as phase:
                 def one(pf):  # noqa: ANN001, ANN202
-                    exp = expand(pf[1].path, fetcher.cache, expected_checksum=pf[0].package.checksum,
-                                 expected_sha256=pf[1].sha256, limits=fetcher.limits)
+                    # a download was expanded while it was verified: that expansion is used as it is
+                    exp = pf[1].expanded or expand(pf[1].path, fetcher.cache,
+                                                   expected_checksum=pf[0].package.checksum,
+                                                   expected_sha256=pf[1].sha256, limits=fetcher.limits)
                     phase.advance(1, exp.tar.stat().st_size)
                     return exp
 

@@ -21,7 +21,7 @@ from distroless.oci.image import (OCI_CONFIG, ConfigFile, Descriptor, Image, Ind
                                   build_index, history_comment, image_annotations, manifest_json, sha256_digest,
                                   write_layer)
 from distroless.assembly import ArchRootfs
-from distroless.rootfs.layer import iter_tar, owner_names
+from distroless.rootfs.layer import iter_tar_pieces, owner_names
 from distroless.rootfs.tree import Tree
 from distroless.sbom import cyclonedx, spdx
 from distroless.sbom.common import OSInfo, image_info, index_info
@@ -93,7 +93,7 @@ def build_arch_image(loaded: LoadedConfig, arch_fs: ArchRootfs, blobs: Path, opt
     with events.phase(f"compressing layers ({arch_fs.arch})", total=len(groups_)) as phase:
         for entries in groups_:
             # streamed: the tar is generated while earlier blocks are being compressed
-            built_layers.append(write_layer(iter_tar(entries, users, groups), blobs,
+            built_layers.append(write_layer(iter_tar_pieces(entries, users, groups), blobs,
                                             compression=opts.compression, level=opts.level))  # type: ignore[arg-type]
             phase.advance(1, built_layers[-1].size)
     settings = image_settings(arch_fs.rootfs.config, arch_fs.bde)

@@ -137,3 +137,47 @@ def test_pkcs8_private_key_accepted(tmp_path) -> None:
     (tmp_path / "p8.rsa").write_bytes(k.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     assert keys.load_private(tmp_path / "p8.rsa").pub_name == "p8.rsa.pub"
+
+
+def test_expansion_checks_the_datahash_before_parsing(tmp_path) -> None:
+    """A data member that is not the one .PKGINFO vouches for is refused as such, before any of
+    it is parsed (this tar's escaping name would otherwise be the error), and nothing is kept."""
+    from distroless.errors import VerificationError
+    from distroless.store.cache import Cache
+    from distroless.store.expand import expand
+
+    good = gzip_member(tar_entry("ok", b"fine") + END_OF_ARCHIVE)
+    evil = gzip_member(tar_entry("../escape", b"x") + END_OF_ARCHIVE)
+    info = f"pkgname = bad\npkgver = 1-r0\ndatahash = {hashlib.sha256(good).hexdigest()}\n".encode()
+    f = tmp_path / "t.apk"
+    f.write_bytes(gzip_member(tar_entry(".PKGINFO", info)) + evil)
+    cache = Cache(tmp_path / "cache")
+    with pytest.raises(VerificationError, match="datahash mismatch"):
+        expand(f, cache)
+    assert not any((cache.root / "tmp").iterdir())
+    assert not any((cache.root / "expanded").iterdir())
+    f.write_bytes(gzip_member(tar_entry(".PKGINFO", info)) + good)
+    assert [e.name for e in expand(f, cache).apk.entries] == ["ok"]
+
+
+def test_expansion_checks_every_file_sha1(tmp_path) -> None:
+    from distroless.errors import VerificationError
+    from distroless.store.cache import Cache
+    from distroless.store.expand import expand
+
+    def entry(data: bytes, sha1: str) -> bytes:
+        h = Header("f", mode=0o644, size=len(data), pax={"APK-TOOLS.checksum.SHA1": sha1})
+        return encode_header(h) + data + padding(len(data))
+
+    big = bytes(range(256)) * 9000  # several positioned reads
+    right = hashlib.sha1(big).hexdigest()
+    f = tmp_path / "t.apk"
+    f.write_bytes(craft_apk(entry(big, right) + END_OF_ARCHIVE))
+    exp = expand(f, Cache(tmp_path / "c1"))
+    assert exp.apk.entries[0].sha1 == right
+    with open(exp.tar, "rb") as t:
+        t.seek(exp.apk.entries[0].offset)
+        assert t.read(len(big)) == big
+    f.write_bytes(craft_apk(entry(big, "0" * 40) + END_OF_ARCHIVE))
+    with pytest.raises(VerificationError, match=f"f: APK-TOOLS.checksum.SHA1 mismatch \\(recorded 0{{40}}, content {right}\\)"):
+        expand(f, Cache(tmp_path / "c2"))

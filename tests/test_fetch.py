@@ -166,3 +166,23 @@ def test_resigned_package_is_not_served_from_an_older_copy(repo, tmp_path) -> No
     assert p0.checksum == first.package.checksum
     (again,) = f.packages([p0], ARCH)
     assert again.sha256 == hashlib.sha256(victim.read_bytes()).hexdigest() != first.sha256
+
+
+def test_local_download_is_a_kernel_copy_with_the_cap(tmp_path) -> None:
+    from distroless.errors import LimitError
+
+    src = tmp_path / "p.apk"
+    data = os.urandom(3 * (1 << 20) + 17)
+    src.write_bytes(data)
+    seen: list[int] = []
+    with open(tmp_path / "out", "w+b") as out:
+        assert Transport().download(str(src), out, on_bytes=seen.append) == len(data)
+        out.write(b"!")  # the file object's position follows what the kernel wrote
+    assert (tmp_path / "out").read_bytes() == data + b"!"
+    assert sum(seen) == len(data)
+    import io
+    buf = io.BytesIO()  # not a file: the copy goes through Python
+    assert Transport().download(str(src), buf) == len(data) and buf.getvalue() == data
+    for sink in (open(tmp_path / "capped", "w+b"), io.BytesIO()):
+        with sink, pytest.raises(LimitError, match="larger than the cap of 1000 bytes"):
+            Transport().download(str(src), sink, 1000)

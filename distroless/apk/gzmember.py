@@ -16,6 +16,8 @@ from isal import isal_zlib
 from distroless.errors import FormatError, LimitError
 
 _CHUNK = 1 << 16
+_BIG_RAW = 1 << 18  # copy_to: raw bytes read at once
+_BIG_OUT = 1 << 20  # copy_to: decompressed bytes per step (bounds memory whatever the ratio)
 _GZIP_WBITS = 31  # gzip wrapper, maximum window
 
 
@@ -48,33 +50,38 @@ class Member(io.RawIOBase):
         for h in self._hashers:
             h.update(data)
 
+    def _step(self, max_out: int, raw_size: int = _CHUNK) -> bytes:
+        """Feed the decompressor once; up to `max_out` decompressed bytes (possibly none)."""
+        if not self._pending:
+            self._pending = self._reader._read_raw(raw_size)
+            if not self._pending:
+                raise FormatError(f"{self._reader.source}: {self._label}: truncated gzip member")
+        fed = self._pending
+        try:
+            chunk = self._inflate.decompress(fed, max_out)
+        except isal_zlib.error as e:
+            raise FormatError(f"{self._reader.source}: {self._label}: not valid gzip ({e})") from None
+        if self._inflate.eof:
+            rest = self._inflate.unused_data
+            used = len(fed) - len(rest)
+            self._reader._push_back(rest)
+            self._pending = b""
+            self.done = True
+        else:
+            tail = self._inflate.unconsumed_tail
+            used = len(fed) - len(tail)
+            self._pending = tail
+        self._consume_raw(fed[:used] if used != len(fed) else fed)
+        self.size += len(chunk)
+        if self.size > self._limit:
+            raise LimitError(
+                f"{self._reader.source}: {self._label}: decompressed size exceeds the cap of {self._limit} bytes"
+            )
+        return chunk
+
     def _fill(self, want: int) -> None:
         while not self.done and len(self._out) - self._out_pos < want:
-            if not self._pending:
-                self._pending = self._reader._read_raw()
-                if not self._pending:
-                    raise FormatError(f"{self._reader.source}: {self._label}: truncated gzip member")
-            fed = self._pending
-            try:
-                chunk = self._inflate.decompress(fed, _CHUNK)
-            except isal_zlib.error as e:
-                raise FormatError(f"{self._reader.source}: {self._label}: not valid gzip ({e})") from None
-            tail = self._inflate.unconsumed_tail
-            if self._inflate.eof:
-                rest = self._inflate.unused_data
-                used = len(fed) - len(rest)
-                self._reader._push_back(rest)
-                self._pending = b""
-                self.done = True
-            else:
-                used = len(fed) - len(tail)
-                self._pending = tail
-            self._consume_raw(fed[:used] if used != len(fed) else fed)
-            self.size += len(chunk)
-            if self.size > self._limit:
-                raise LimitError(
-                    f"{self._reader.source}: {self._label}: decompressed size exceeds the cap of {self._limit} bytes"
-                )
+            chunk = self._step(_CHUNK)
             if self._out_pos:
                 self._out = self._out[self._out_pos:]
                 self._out_pos = 0
@@ -88,6 +95,18 @@ class Member(io.RawIOBase):
         buf[:k] = self._out[self._out_pos:self._out_pos + k]
         self._out_pos += k
         return k
+
+    def copy_to(self, sink: BinaryIO) -> None:
+        """Decompress the rest of the member into `sink` in large pieces: the inflate, the
+        hashing and the write each run in C without the GIL, so several packages expand in
+        parallel on as many cores."""
+        if self._out_pos < len(self._out):
+            sink.write(memoryview(self._out)[self._out_pos:])
+        self._out, self._out_pos = b"", 0
+        while not self.done:
+            chunk = self._step(_BIG_OUT, _BIG_RAW)
+            if chunk:
+                sink.write(chunk)
 
     def drain(self) -> None:
         """Read (and discard) the rest of the member, so its hashes and size are complete."""
@@ -106,11 +125,11 @@ class MemberReader:
         self._back = b""
         self.index = 0
 
-    def _read_raw(self) -> bytes:
+    def _read_raw(self, size: int = _CHUNK) -> bytes:
         if self._back:
             data, self._back = self._back, b""
             return data
-        return self._raw.read(_CHUNK)
+        return self._raw.read(size)
 
     def _push_back(self, data: bytes) -> None:
         self._back = data + self._back

@@ -14,6 +14,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import os
+import re
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,8 @@ PAX_CAP = 1 << 20
 PAX_TOTAL_CAP = 64 << 20
 LONGNAME_CAP = 4096
 _READ = 1 << 16
+_SHA1_PIECE = 1 << 20
+_HEX40 = re.compile("[0-9a-fA-F]{40}")
 
 _TYPES = {
     tarfile.REGTYPE: "reg", tarfile.AREGTYPE: "reg", tarfile.DIRTYPE: "dir", tarfile.SYMTYPE: "sym",
@@ -113,7 +117,7 @@ def _record_sha1(value: str, what: str) -> str:
     """The per-file checksum record is hex, or Q1+base64 (both are accepted by apko)."""
     if value.startswith("Q1"):
         return q1_to_hex(value, what)
-    if len(value) != 40 or any(c not in "0123456789abcdefABCDEF" for c in value):
+    if _HEX40.fullmatch(value) is None:
         raise FormatError(f"{what}: {APK_CHECKSUM_SHA1} {value!r} is not a SHA-1")
     return value.lower()
 
@@ -135,24 +139,6 @@ def _entry(info: tarfile.TarInfo, source: str) -> Entry:
         gname=info.gname, mtime=int(info.mtime), size=info.size, linkname=info.linkname,
         devmajor=info.devmajor, devminor=info.devminor, offset=info.offset_data, xattrs=xattrs, pax=pax,
     )
-
-
-class _Tee(io.RawIOBase):
-    """Passes reads through and copies every byte read to `sink` (the expanded data tar)."""
-
-    def __init__(self, src: BinaryIO, sink: BinaryIO):
-        super().__init__()
-        self._src = src
-        self._sink = sink
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf) -> int:  # type: ignore[override]
-        n = self._src.readinto(buf)  # type: ignore[attr-defined]
-        if n:
-            self._sink.write(memoryview(buf)[:n])
-        return n
 
 
 class _HashingStream(io.RawIOBase):
@@ -198,9 +184,12 @@ def read(
 
     `on_entry` receives each data entry and, for regular files, a stream of its contents that is
     hashed as it is read; a checksum mismatch raises after the callback returns, so a caller
-    that writes files must treat them as provisional until `read` returns. `data_sink` receives
-    the uncompressed data tar (entry offsets point into it), under the same proviso.
+    that writes files must treat them as provisional until `read` returns. `data_sink` (a file
+    open for reading and writing, instead of `on_entry`) receives the uncompressed data tar
+    (entry offsets point into it), under the same proviso.
     """
+    if data_sink is not None and on_entry is not None:
+        raise ValueError("read: data_sink and on_entry are exclusive")
     if isinstance(src, (str, Path)):
         with open(src, "rb") as f:
             return read(f, keyring=keyring, require_signature=require_signature,
@@ -249,7 +238,7 @@ def read(
 
     if not pkg.datahash:
         raise VerificationError(f"{source}: control member: .PKGINFO has no datahash, so the data cannot be verified")
-    if start is not None:
+    if start is not None and data_sink is None:
         # A file: hash the data member's bytes first (no decompression, no parsing, constant
         # memory), so a swapped data member is refused before any of it is expanded or kept.
         _check_datahash(src, start + offset, pkg.datahash, source)
@@ -258,8 +247,15 @@ def read(
         reader.index = 2 if sig_section else 1
     data_hash = hashlib.sha256()
     data = reader.next("data member", data_cap, whole, data_hash)
-    entries = _read_data(_Tee(data, data_sink) if data_sink else data, source, on_entry)
-    data.drain()
+    if data_sink is not None:
+        # Inflate into the sink first (one pass: each raw byte is hashed once for the datahash
+        # and once for the file's sha256, each data byte written once), and parse only what the
+        # datahash has vouched for; the sink's bytes are the caller's to discard on an error.
+        data.copy_to(data_sink)
+        data_sink.flush()
+    else:
+        entries = _read_data(data, source, on_entry)
+        data.drain()
     data_section = Section(offset, data.raw_size, data_hash.hexdigest())
     if not reader.at_end():
         raise FormatError(f"{source}: unexpected bytes after the data member")
@@ -268,6 +264,8 @@ def read(
             f"{source}: data member: datahash mismatch (.PKGINFO says {pkg.datahash}, "
             f"data member hashes to {data_section.digest})"
         )
+    if data_sink is not None:
+        entries = _scan_data(data_sink, source)
     file_size = offset + data.raw_size
     sha256 = whole.hexdigest()
     if expected_sha256 is not None and expected_sha256 != sha256:
@@ -400,6 +398,60 @@ def _data_entry(tf: tarfile.TarFile, info: tarfile.TarInfo, where: str, on_entry
             )
         entry.sha1 = want
     return entry
+
+
+def _scan_data(tar: BinaryIO, source: str) -> list[Entry]:
+    """The entries of a data tar already on disk (and vouched for by the datahash): headers are
+    parsed with seeks over the contents, and each file's SHA-1 is computed from positioned
+    reads of the file, in large pieces (no per-64 KiB Python loop through tarfile's stream)."""
+    where = f"{source}: data member"
+    entries: list[Entry] = []
+    leading = True
+    fd = tar.fileno()
+    tar.seek(0)
+    try:
+        bounded = type("_Bounded", (_BoundedTarInfo,), {"where": where})  # the same caps as streaming
+        with tarfile.open(fileobj=tar, mode="r:", tarinfo=bounded) as tf:  # type: ignore[call-overload]
+            while (info := tf.next()) is not None:
+                tf.members.clear()  # only the Entry list is kept
+                # APK v1 compatibility: leading dot-files without a slash are metadata, not data.
+                if leading and info.name.startswith(".") and "/" not in info.name:
+                    continue
+                leading = False
+                if len(entries) >= MAX_ENTRIES:
+                    raise LimitError(f"{where}: more than {MAX_ENTRIES} entries")
+                entry = _entry(info, where)
+                recorded = entry.pax.get(APK_CHECKSUM_SHA1)
+                want = _record_sha1(recorded, f"{where}: {entry.name}") if recorded else ""
+                if entry.type == "reg":
+                    got = _file_sha1(fd, entry.offset, entry.size, f"{where}: {entry.name}")
+                elif entry.type == "sym":
+                    got = hashlib.sha1(entry.linkname.encode("utf-8", "surrogateescape")).hexdigest()
+                else:
+                    got = ""
+                if want:
+                    if got and got != want:
+                        raise VerificationError(
+                            f"{where}: {entry.name}: {APK_CHECKSUM_SHA1} mismatch (recorded {want}, content {got})"
+                        )
+                    entry.sha1 = want
+                entries.append(entry)
+    except tarfile.TarError as e:
+        raise FormatError(f"{where}: not a valid tar ({e})") from None
+    return entries
+
+
+def _file_sha1(fd: int, offset: int, size: int, where: str) -> str:
+    h = hashlib.sha1()
+    pos, left = offset, size
+    while left:
+        chunk = os.pread(fd, min(left, _SHA1_PIECE), pos)
+        if not chunk:
+            raise FormatError(f"{where}: truncated (the tar ends inside the file)")
+        h.update(chunk)
+        pos += len(chunk)
+        left -= len(chunk)
+    return h.hexdigest()
 
 
 def verify_file(path: str | Path, keyring: Keyring | None, require_signature: bool = True) -> ApkFile:

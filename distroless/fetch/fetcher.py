@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlsplit
 
 from distroless.apk import index
 from distroless.apk.package import ApkFile
-from distroless.store.expand import expand
+from distroless.store.expand import Expanded, expand
 from distroless.apk.keys import Keyring
 from distroless.apk.model import Package
 from distroless.errors import FetchError, FormatError
@@ -35,6 +35,7 @@ class Fetched:
     path: Path
     sha256: str
     apk: ApkFile | None  # None when served from the cache (already verified on admission)
+    expanded: Expanded | None = None  # the expansion made while verifying a download (this run's)
 
 
 class Fetcher:
@@ -141,11 +142,11 @@ class Fetcher:
             f.flush()
             # Verifying a package means decompressing it, so the expansion is kept from the same
             # pass: installing it later is a cache hit, not a second decompression.
-            apk = expand(tmp, self.cache, expected_checksum=pkg.checksum, expected_sha256=sha256,
-                         source=location, limits=self.limits).apk
-            path = self.cache.admit(tmp, apk.sha256)
-        self.cache.record_apk(pkg.checksum, apk.sha256, apk.file_size)
-        return Fetched(pkg, path, apk.sha256, apk)
+            exp = expand(tmp, self.cache, expected_checksum=pkg.checksum, expected_sha256=sha256,
+                         source=location, limits=self.limits)
+            path = self.cache.admit(tmp, exp.apk.sha256)
+        self.cache.record_apk(pkg.checksum, exp.apk.sha256, exp.apk.file_size)
+        return Fetched(pkg, path, exp.apk.sha256, exp.apk, exp)
 
     def packages(self, pkgs: list[Package], arch: str, *, urls: dict[str, str] | None = None,
                  sha256s: dict[str, str] | None = None) -> list[Fetched]:

@@ -51,7 +51,19 @@ DEFAULT_LEVEL = {"zlib": 5, "isal": 2}
 DEFAULT_MEM_LEVEL = {"isal": 3, "zlib": 8}
 ZSTD_LEVEL = 3
 
-Source = BinaryIO | Iterable[bytes] | bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FileSpan:
+    """`size` bytes at `offset` of the open file `fd`, as a piece of a source: read straight
+    into the compressor's block buffers (no intermediate copy)."""
+
+    fd: int
+    offset: int
+    size: int
+
+
+Source = BinaryIO | Iterable[bytes | FileSpan] | bytes
 
 
 class CompressionError(DistrolessError):
@@ -92,7 +104,7 @@ def _check(engine: str, level: int, mem_level: int | None = None) -> None:
 
 
 def deflate_block(
-    block: bytes, tail: bytes, *, engine: Engine, level: int, mem_level: int | None = None
+    block: bytes | memoryview, tail: bytes, *, engine: Engine, level: int, mem_level: int | None = None
 ) -> bytes:
     """One pgzip piece: raw deflate of `block` primed with `tail`, ended by a sync flush."""
     if not block:
@@ -141,6 +153,52 @@ def iter_blocks(source: Source, size: int) -> Iterator[bytes]:
     yield bytes(pending)
 
 
+def ring_blocks(source: Iterable[bytes | FileSpan], size: int, ring: int) -> Iterator[memoryview]:
+    """Like `iter_blocks` for an iterable, but into `ring` reused buffers: a yielded block stays
+    valid until `ring - 1` more have been yielded (the caller keeps fewer in flight), so memory
+    is a fixed few MiB whatever the layer's size, and file spans are read in place."""
+    bufs: list[bytearray] = []
+    k, fill = 0, 0
+    bufs.append(bytearray(size))
+    buf = memoryview(bufs[0])
+
+    def advance() -> memoryview:
+        nonlocal k
+        k = (k + 1) % ring
+        if k == len(bufs):
+            bufs.append(bytearray(size))
+        return memoryview(bufs[k])
+
+    for piece in source:
+        if isinstance(piece, FileSpan):
+            pos, left = piece.offset, piece.size
+            while left:
+                got = os.preadv(piece.fd, [buf[fill:fill + min(left, size - fill)]], pos)
+                if not got:
+                    raise OSError(f"a file ends before the {piece.size} bytes at offset {piece.offset} it should hold")
+                fill, pos, left = fill + got, pos + got, left - got
+                if fill == size:
+                    yield buf
+                    buf, fill = advance(), 0
+            continue
+        data = memoryview(piece)
+        while data:
+            n = min(len(data), size - fill)
+            buf[fill:fill + n] = data[:n]
+            fill += n
+            data = data[n:]
+            if fill == size:
+                yield buf
+                buf, fill = advance(), 0
+    yield buf[:fill]
+
+
+def _blocks(source: Source, size: int, in_flight: int) -> Iterator[bytes | memoryview]:
+    if isinstance(source, (bytes, bytearray, memoryview)) or hasattr(source, "read"):
+        return iter_blocks(source, size)
+    return ring_blocks(source, size, in_flight + 2)  # type: ignore[arg-type]
+
+
 def gzip_compress(
     source: Source,
     out: BinaryIO,
@@ -179,23 +237,24 @@ def gzip_compress(
     emit(GZIP_HEADER)
     tail = b""
     if threads == 1:
-        for block in iter_blocks(source, block_size):
+        for block in _blocks(source, block_size, 1):
             raw_hash.update(block)
             crc = isal_zlib.crc32(block, crc)
             isize += len(block)
             emit(deflate_block(block, tail, engine=engine, level=level, mem_level=mem_level))
-            tail = block[-DICT_SIZE:] if len(block) > DICT_SIZE else b""
+            tail = bytes(block[-DICT_SIZE:]) if len(block) > DICT_SIZE else b""
     else:
         pending: deque[Future[bytes]] = deque()
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pgzip") as pool:
-            for block in iter_blocks(source, block_size):
+            for block in _blocks(source, block_size, 2 * threads):
                 pending.append(pool.submit(
                     deflate_block, block, tail, engine=engine, level=level, mem_level=mem_level))
                 # Hash on this thread while the workers compress (sha256 releases the GIL too).
                 raw_hash.update(block)
                 crc = isal_zlib.crc32(block, crc)
                 isize += len(block)
-                tail = block[-DICT_SIZE:] if len(block) > DICT_SIZE else b""
+                # a copy: the block's buffer is reused once its piece is written
+                tail = bytes(block[-DICT_SIZE:]) if len(block) > DICT_SIZE else b""
                 while len(pending) > 2 * threads:  # bound memory: a few MiB per worker
                     emit(pending.popleft().result())
             while pending:
@@ -257,7 +316,7 @@ def zstd_compress(
     raw_hash = hashlib.sha256()
     isize = 0
     with cctx.stream_writer(sink, closefd=False) as writer:
-        for block in iter_blocks(source, BLOCK_SIZE):
+        for block in _blocks(source, BLOCK_SIZE, 1):  # libzstd copies what it is given
             raw_hash.update(block)
             isize += len(block)
             writer.write(block)

@@ -12,6 +12,7 @@ import hashlib
 import os
 from typing import BinaryIO, Callable, Iterable, Iterator
 
+from distroless.oci.gzip import FileSpan
 from distroless.rootfs.tree import Node, TarRef, Tree
 from distroless.tarball import (BLKTYPE, CHRTYPE, DIRTYPE, END_OF_ARCHIVE, FIFOTYPE, LNKTYPE, REGTYPE, SYMTYPE,
                                 Header, encode_header, padding)
@@ -39,12 +40,12 @@ def owner_names(tree: Tree) -> tuple[dict[int, str], dict[int, str]]:
 
 
 class _Contents:
-    """Reads file contents out of expanded package tars, keeping their descriptors open."""
+    """Where file contents are: spans of expanded package tars, whose descriptors stay open."""
 
     def __init__(self) -> None:
         self._fds: dict[str, int] = {}
 
-    def chunks(self, node: Node) -> Iterable[bytes]:
+    def pieces(self, node: Node) -> Iterable[bytes | FileSpan]:
         content = node.content
         if not isinstance(content, TarRef):
             yield content or b""
@@ -53,14 +54,9 @@ class _Contents:
         fd = self._fds.get(key)
         if fd is None:
             fd = self._fds[key] = os.open(key, os.O_RDONLY)
-        pos, left = content.offset, content.size
-        while left:
-            data = os.pread(fd, min(left, _CHUNK), pos)
-            if not data:
-                raise OSError(f"{key}: ends before the file at offset {content.offset} does")
-            pos += len(data)
-            left -= len(data)
-            yield data
+        if os.fstat(fd).st_size < content.offset + content.size:
+            raise OSError(f"{key}: ends before the file at offset {content.offset} does")
+        yield FileSpan(fd, content.offset, content.size)
 
     def close(self) -> None:
         for fd in self._fds.values():
@@ -98,8 +94,11 @@ def _link_entry(path: str, node: Node, written: dict[int, str]) -> Node:
                 content=target.content, sha1=target.sha1, xattrs=node.xattrs)
 
 
-def iter_tar(entries: list[tuple[str, Node]], users: dict[int, str], groups: dict[int, str]) -> Iterator[bytes]:
-    """The tar of `entries` as a stream of chunks (headers, contents, padding, end blocks)."""
+def iter_tar_pieces(entries: list[tuple[str, Node]], users: dict[int, str],
+                    groups: dict[int, str]) -> Iterator[bytes | FileSpan]:
+    """The tar of `entries` as headers, padding and end blocks (bytes) and file contents as
+    spans of the expanded package tars (read in place by the compressor); a span's descriptor
+    is open until the generator finishes."""
     contents = _Contents()
     seen: dict[int, str] = {}  # regular-file node -> its path in this tar
     try:
@@ -113,15 +112,31 @@ def iter_tar(entries: list[tuple[str, Node]], users: dict[int, str], groups: dic
             yield encode_header(header(path, node, users, groups))
             if node.type == "reg":
                 written = 0
-                for chunk in contents.chunks(node):
-                    written += len(chunk)
-                    yield chunk
+                for piece in contents.pieces(node):
+                    written += len(piece) if isinstance(piece, bytes) else piece.size
+                    yield piece
                 if written != node.size:
                     raise OSError(f"/{path}: expected {node.size} bytes of content, read {written}")
                 yield padding(written)
         yield END_OF_ARCHIVE
     finally:
         contents.close()
+
+
+def iter_tar(entries: list[tuple[str, Node]], users: dict[int, str], groups: dict[int, str]) -> Iterator[bytes]:
+    """The tar of `entries` as a stream of chunks (headers, contents, padding, end blocks)."""
+    for piece in iter_tar_pieces(entries, users, groups):
+        if isinstance(piece, bytes):
+            yield piece
+            continue
+        pos, left = piece.offset, piece.size
+        while left:
+            data = os.pread(piece.fd, min(left, _CHUNK), pos)
+            if not data:
+                raise OSError(f"a package tar ends before offset {pos + left}")
+            pos += len(data)
+            left -= len(data)
+            yield data
 
 
 def write_tar(entries: list[tuple[str, Node]], out: Callable[[bytes], object], users: dict[int, str],

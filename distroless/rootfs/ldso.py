@@ -32,9 +32,6 @@ import struct
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from elftools.common.exceptions import ELFError
-from elftools.construct import ConstructError
-from elftools.elf.elffile import ELFFile
 
 from distroless.errors import FormatError
 from distroless.rootfs.tree import Node, TarRef, Tree
@@ -323,6 +320,11 @@ def read_elf(stream: BinaryIO) -> ElfLib | None:
     stream.seek(0)
     if stream.read(4) != b"\x7fELF":
         return None
+    # here: pyelftools is only needed when an image has shared objects to index (start-up)
+    from elftools.common.exceptions import ELFError
+    from elftools.construct import ConstructError
+    from elftools.elf.elffile import ELFFile
+
     try:
         elf = ELFFile(stream)
         if elf.header["e_type"] != "ET_DYN":

@@ -13,8 +13,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from distroless.apk.model import Package
 from distroless.config import ImageConfig, PathMutation, User
@@ -164,6 +162,9 @@ def _one_certificate(text: bytes) -> tuple[bytes, bytes] | None:
     blocks = list(_PEM_BLOCK.finditer(text))
     if len(blocks) != 1 or blocks[0].group(1) != b"CERTIFICATE":
         return None
+    from cryptography import x509  # here: most images have no certificates to parse (start-up)
+    from cryptography.hazmat.primitives import serialization
+
     try:
         cert = x509.load_pem_x509_certificate(blocks[0].group(0))
     except ValueError:

@@ -22,7 +22,7 @@ from distroless.store.cache import Cache
 from distroless.limits import DEFAULT_LIMITS, Limits
 from distroless.fsutil import held_dir
 
-_META_VERSION = 1
+_META_VERSION = 2  # 2: entries and sections as lists, xattrs base64, no data-entry PAX records
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,25 +31,57 @@ class Expanded:
     tar: Path
 
 
+# An entry is stored as a list of its fields in this order (a package has thousands: dicts of
+# names, and dataclasses.asdict's deep copies, were most of the cost of writing and reading this).
+_ENTRY_FIELDS = ("name", "type", "mode", "uid", "gid", "uname", "gname", "mtime", "size", "linkname",
+                 "devmajor", "devminor", "sha1", "offset")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _entry_row(e: Entry) -> list:
+    return [getattr(e, f) for f in _ENTRY_FIELDS] + [{k: _b64(v) for k, v in e.xattrs.items()}, e.pax]
+
+
+def _lean(apk: ApkFile) -> ApkFile:
+    """Drop the data entries' PAX records once they are verified: installing needs only their
+    fields, xattrs and SHA-1, and a build holds every entry of every package (memory)."""
+    for e in apk.entries:
+        if e.pax:
+            e.pax = {}
+    return apk
+
+
+def _entry_of(row: list) -> Entry:
+    n = len(_ENTRY_FIELDS)
+    return Entry(*row[:n], xattrs={k: base64.b64decode(v) for k, v in row[n].items()}, pax=row[n + 1])
+
+
 def _to_json(apk: ApkFile) -> dict:
-    d = asdict(apk)
-    d["signatures"] = [{"alg": s.alg, "keyname": s.keyname, "blob": base64.b64encode(s.blob).decode()}
-                       for s in apk.signatures]
-    d["scripts"] = [{"entry": asdict(e), "data": base64.b64encode(b).decode()} for e, b in apk.scripts]
-    d["version"] = _META_VERSION
-    return d
+    sec = lambda s: [s.offset, s.size, s.digest] if s else None  # noqa: E731
+    return {
+        "version": _META_VERSION, "package": asdict(apk.package), "pkginfo_text": apk.pkginfo_text,
+        "signatures": [{"alg": s.alg, "keyname": s.keyname, "blob": _b64(s.blob)} for s in apk.signatures],
+        "verified_by": apk.verified_by, "signature_section": sec(apk.signature_section),
+        "control_section": sec(apk.control_section), "data_section": sec(apk.data_section),
+        "sha256": apk.sha256, "file_size": apk.file_size,
+        "scripts": [{"entry": _entry_row(e), "data": _b64(b)} for e, b in apk.scripts],
+        "entries": [_entry_row(e) for e in apk.entries],
+    }
 
 
 def _from_json(d: dict) -> ApkFile:
-    sec = lambda v: Section(**v) if v else None  # noqa: E731
+    sec = lambda v: Section(*v) if v else None  # noqa: E731
     return ApkFile(
         package=Package(**d["package"]), pkginfo_text=d["pkginfo_text"],
         signatures=[Signature(s["alg"], s["keyname"], base64.b64decode(s["blob"])) for s in d["signatures"]],
         verified_by=d["verified_by"], signature_section=sec(d["signature_section"]),
         control_section=sec(d["control_section"]), data_section=sec(d["data_section"]),
         sha256=d["sha256"], file_size=d["file_size"],
-        scripts=[(Entry(**s["entry"]), base64.b64decode(s["data"])) for s in d["scripts"]],
-        entries=[Entry(**e) for e in d["entries"]],
+        scripts=[(_entry_of(s["entry"]), base64.b64decode(s["data"])) for s in d["scripts"]],
+        entries=[_entry_of(e) for e in d["entries"]],
     )
 
 
@@ -66,11 +98,16 @@ def expand(apk_path: Path, cache: Cache, *, expected_checksum: str | None = None
             return hit
     work = Path(tempfile.mkdtemp(dir=cache.root / "tmp", prefix="expand-"))
     try:
-        with held_dir(work), open(work / "data.tar", "wb") as sink:
-            apk = package.read(apk_path, expected_checksum=expected_checksum, expected_sha256=expected_sha256,
-                               data_sink=sink, source=source,
-                               control_cap=limits.apk_control, data_cap=limits.apk_data)
-        (work / "meta.json").write_text(json.dumps(_to_json(apk)))
+        with held_dir(work), open(work / "data.tar", "w+b") as sink:
+            try:
+                apk = package.read(apk_path, expected_checksum=expected_checksum, expected_sha256=expected_sha256,
+                                   data_sink=sink, source=source,
+                                   control_cap=limits.apk_control, data_cap=limits.apk_data)
+            except OSError as e:
+                if e.filename is not None:
+                    raise
+                raise OSError(e.errno, e.strerror, sink.name) from None  # a full disk: name the file
+        (work / "meta.json").write_text(json.dumps(_to_json(_lean(apk))))
         dest = root / apk.sha256
         try:
             os.rename(work, dest)
