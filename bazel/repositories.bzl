@@ -8,7 +8,7 @@ Works on Bazel 4.2.3 (Debian's bazel-bootstrap) and later WORKSPACE-mode Bazels.
 
 # Third-party modules the engine imports (top-level names). Missing optional ones only cost the
 # features that need them (registry push, ELF parsing); the required ones fail the fetch early.
-_REQUIRED = ["cryptography", "yaml", "isal", "cffi", "_cffi_backend", "pycparser"]
+_REQUIRED = ["cryptography", "yaml", "isal", "cffi", "_cffi_backend", "pycparser", "re2"]
 _OPTIONAL = [
     "_yaml",
     "zstandard",
