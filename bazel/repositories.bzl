@@ -92,7 +92,7 @@ distroless_python_repository = repository_rule(
 
 def _host_toolchain_impl(rctx):
     # the engine's own definition of the identity (the melange step re-checks it at build time)
-    script = rctx.path(Label("//distroless:__init__.py")).dirname.get_child("melange").get_child("hostid.py")
+    script = rctx.path(Label("//bazel/private:host_identity.py"))
     res = rctx.execute([_fetch_python(rctx), "-I", "-B", str(script)])
     if res.return_code != 0:
         fail("distroless: cannot record the host toolchain: %s" % res.stderr)

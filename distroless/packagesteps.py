@@ -40,6 +40,14 @@ def _epoch(value: str | None) -> int:
     return epoch.parse_or(value, 0, "--source-date-epoch")
 
 
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _flat(values: list[list[str]]) -> list[str]:
+    return [v for vs in values for v in vs]
+
+
 def _pack_parser() -> argparse.ArgumentParser:
     """`distroless package create`'s flags (Bazel's apk_package passes them after `--`)."""
     p = argparse.ArgumentParser(prog="distroless.steps pack --")
@@ -50,9 +58,11 @@ def _pack_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", default="")
     p.add_argument("--license", default="")
     p.add_argument("--origin", default="")
-    p.add_argument("--depends", nargs="*", default=[])
-    p.add_argument("--provides", nargs="*", default=[])
-    p.add_argument("--replaces", nargs="*", default=[])
+    # one value per occurrence, comma-separated values split (as `package create`'s flags): the
+    # Bazel rule repeats the flag once per dependency
+    p.add_argument("--depends", action="append", type=_csv, default=[])
+    p.add_argument("--provides", action="append", type=_csv, default=[])
+    p.add_argument("--replaces", action="append", type=_csv, default=[])
     p.add_argument("--provider-priority", type=int, default=0)
     p.add_argument("--script", action="append", default=[], metavar=".post-install=FILE")
     p.add_argument("--signing-key")
@@ -80,8 +90,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
             raise StepError(f"--script {spec!r}: expected NAME=FILE")
         scripts[name] = Path(file).read_bytes()
     meta = Package(name=opts.name, version=opts.version, arch=opts.arch, description=opts.description, url=opts.url,
-                   license=opts.license, origin=opts.origin or opts.name, depends=opts.depends,
-                   provides=opts.provides, replaces=opts.replaces, provider_priority=opts.provider_priority)
+                   license=opts.license, origin=opts.origin or opts.name, depends=_flat(opts.depends),
+                   provides=_flat(opts.provides), replaces=_flat(opts.replaces), provider_priority=opts.provider_priority)
     work = Path(tempfile.mkdtemp(prefix="pack-"))
     try:
         tree = work / "tree"

@@ -6,7 +6,12 @@ The tests share one copy of the workspace (a temporary directory, so bazel-* lin
 locks never touch the checkout), one output_user_root and one repository cache, and the expensive
 first build through session fixtures: each test asks for what it needs and runs in any order.
 Output bases: A (warm: packages, lock, fetch, incremental), B (fresh, disk cache, downloads
-disabled), D (fresh, HTTP remote cache only).
+disabled), D (fresh, HTTP remote cache only), E (fresh, disk cache, the interpreter at another
+path), M (examples/monorepo, its own workspace).
+
+Remote-execution readiness: `bazel aquery` finds no client path in any action, layouts hold
+regular files under linux-sandbox, and an edit of the BuildKit front door re-runs no image action
+(tests/remote builds the example through a real Remote Execution API service).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -34,7 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BAZEL = shutil.which("bazel") or "/usr/bin/bazel"
 REPO_PORT = 18736  # examples/bazel/image.yaml's repository (moved to a free port in the copy)
 SDE = "1700000000"
-COPY = ["WORKSPACE", ".bazelrc", ".bazelignore", "bazel", "distroless", "examples/bazel", "examples/recipes"]
+COPY = ["WORKSPACE", ".bazelrc", ".bazelignore", "bazel", "distroless", "examples/bazel", "examples/recipes",
+        "examples/monorepo"]
 ALL_IMAGE = "//examples/bazel:all"
 
 # --------------------------------------------------------------------------- harness
@@ -52,7 +59,8 @@ class Bazel:
         self.env["DISTROLESS_PYTHON"] = sys.executable
         self.env.pop("DISTROLESS_APK_MIRRORS", None)
 
-    def run(self, base: str, command: str, *args: str, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    def run(self, base: str, command: str, *args: str, check: bool = True, timeout: int = 600,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         ob = self.tmp / "bases" / base
         self.bases.add(ob)
         cmd = [BAZEL, f"--output_user_root={self.user_root}", f"--output_base={ob}", "--max_idle_secs=60",
@@ -60,8 +68,11 @@ class Bazel:
         if command in ("build", "test", "run", "fetch"):
             # no bazel-* links: //... would wander into another output base's execroot
             cmd += [f"--repository_cache={self.repo_cache}", "--symlink_prefix=/"]
+        elif command == "aquery":  # fetches what it analyses: from this run's repository cache
+            cmd += [f"--repository_cache={self.repo_cache}"]
         cmd += list(args)
-        proc = subprocess.run(cmd, cwd=self.ws, env=self.env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=self.ws, env=dict(self.env, **(env or {})), capture_output=True, text=True,
+                              timeout=timeout)
         if check and proc.returncode != 0:
             pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-6000:]}\n{proc.stdout[-2000:]}")
         return proc
@@ -344,6 +355,164 @@ def test_one_package_change_reruns_only_its_actions(bz, first_build):
     assert set(by) <= allowed, describe(ran)
     print(f"\none package changed: {len(ran)} actions ran: "
           + ", ".join(f"{k} x{len(v)}" for k, v in sorted(by.items())))
+
+
+# --------------------------------------------------------------------------- remote-execution readiness
+
+
+def aquery_actions(bz: Bazel, base: str, expr: str) -> list[dict]:
+    """`bazel aquery --output=jsonproto`: each action's arguments, env, requirements, input paths."""
+    proc = bz.run(base, "aquery", "--output=jsonproto", expr)
+    doc = json.loads(proc.stdout)
+    frags = {f["id"]: f for f in doc.get("pathFragments", [])}
+
+    def path(fid: int) -> str:
+        parts = []
+        while fid:
+            parts.append(frags[fid]["label"])
+            fid = frags[fid].get("parentId", 0)
+        return "/".join(reversed(parts))
+
+    arts = {a["id"]: path(a["pathFragmentId"]) for a in doc.get("artifacts", [])}
+    sets = {d["id"]: d for d in doc.get("depSetOfFiles", [])}
+
+    def inputs(ids: list[int]) -> set[str]:
+        out, todo, seen = set(), list(ids), set()
+        while todo:
+            d = todo.pop()
+            if d in seen:
+                continue
+            seen.add(d)
+            out |= {arts[a] for a in sets[d].get("directArtifactIds", [])}
+            todo.extend(sets[d].get("transitiveDepSetIds", []))
+        return out
+
+    return [{"mnemonic": a["mnemonic"], "arguments": a.get("arguments", []),
+             "env": {e["key"]: e["value"] for e in a.get("environmentVariables", [])},
+             "requirements": {e["key"]: e["value"] for e in a.get("executionInfo", [])},
+             "inputs": inputs(a.get("inputDepSetIds", []))} for a in doc.get("actions", [])]
+
+
+def client_path_hits(bz: Bazel, action: dict) -> list[str]:
+    """Absolute paths in an action's arguments, env or inputs that name the client: homes, the
+    checkout, this run's workspace copy and output bases, the interpreter."""
+    exe = os.path.realpath(sys.executable)
+    bad = ["/root", "/home", str(ROOT), str(bz.ws), str(bz.tmp), exe, os.path.dirname(exe), sys.prefix]
+    words = action["arguments"] + [f"{k}={v}" for k, v in action["env"].items()] + sorted(action["inputs"])
+    paths = [t for w in words for t in re.split(r"[=:,\s]", w) if t.startswith("/")]
+    return [t for t in paths for b in bad if t == b or t.startswith(b.rstrip("/") + "/")]
+
+
+def test_actions_name_no_client_path(bz, first_build):
+    actions = aquery_actions(bz, "A", 'mnemonic("Distroless.*", deps(//examples/bazel/...))')
+    assert len(actions) >= 15, [a["mnemonic"] for a in actions]
+    for a in actions:
+        assert not client_path_hits(bz, a), (a["mnemonic"], client_path_hits(bz, a)[:5])
+        # the interpreter is the flag's default, looked up on a fixed PATH; inputs are relative
+        assert a["arguments"][:2] == ["bazel/private/python.sh", "python3"], a["arguments"][:3]
+        assert a["env"] == {"LC_ALL": "C.UTF-8", "PATH": "/usr/local/bin:/usr/bin:/bin"}, a["env"]
+        assert not [i for i in a["inputs"] if i.startswith("/")]
+        # the step's own engine files, not the whole engine: the BuildKit front door is never one
+        assert not [i for i in a["inputs"] if i.startswith("distroless/buildkit/")], a["mnemonic"]
+    # host-toolchain package builds: local only, and the host compiler/libc identity is in the key
+    melange = [a for a in actions if a["mnemonic"] == "DistrolessMelange"]
+    identity = "external/distroless_host_toolchain/identity.txt"
+    assert len(melange) == 3
+    for a in melange:
+        assert a["requirements"].get("no-remote-exec") == "1" and identity in a["inputs"], a["requirements"]
+    others = [a for a in actions if a["mnemonic"] != "DistrolessMelange"]
+    assert not [a for a in others if "no-remote-exec" in a["requirements"] or identity in a["inputs"]]
+    recorded = (bz.tmp / "bases" / "A" / identity).read_text()
+    assert recorded.startswith("cc: ") and "\nlibc: " in recorded, recorded
+    print(f"\naquery: {len(actions)} actions, no client path in arguments, env or inputs; "
+          f"{len(melange)} host-toolchain builds keyed by {recorded.splitlines()}")
+
+
+def test_monorepo_lock_set_shares_packages_and_names_no_client_path(bz):
+    """examples/monorepo, its own workspace over @distroless: one hub for 12 locks holds one
+    repository per distinct package; its package actions name no client path either."""
+    mono = Bazel(bz.ws / "examples" / "monorepo", bz.tmp, bz.repo_port)
+    try:
+        targets = mono.run("M", "query", "@mono_locks//:all").stdout.split()
+        locks = sorted(p.name.removesuffix(".lock.json") for p in (mono.ws / "locks").glob("*.lock.json"))
+        assert len(locks) == 12
+        assert {f"@mono_locks//:{l}_x86_64" for l in locks} <= set(targets), targets
+        pinned = [(p["name"], p["version"]) for l in locks
+                  for p in json.loads((mono.ws / "locks" / f"{l}.lock.json").read_text())["contents"]["packages"]]
+        repos = (bz.tmp / "bases" / "M" / "external" / "mono_locks" / "repositories.bzl").read_text()
+        assert repos.count("apk_archive(name") == len(set(pinned)) < len(pinned), (len(set(pinned)), len(pinned))
+        actions = aquery_actions(mono, "M", 'mnemonic("Distroless.*", deps(//packages:repository))')
+        assert len(actions) == 24  # 23 synthetic packages + the index
+        for a in actions:
+            assert not client_path_hits(bz, a), (a["mnemonic"], client_path_hits(bz, a)[:5])
+    finally:
+        mono.shutdown()
+    print(f"\nmonorepo: {len(locks)} locks pin {len(pinned)} packages, {len(set(pinned))} repositories; "
+          f"{len(actions)} package actions without client paths")
+
+
+def test_layouts_hold_regular_files_under_linux_sandbox(bz, first_build):
+    runners = {e.get("runner") for e in first_build.spawns if e.get("mnemonic") in ("DistrolessImage", "DistrolessIndex")}
+    assert runners == {"linux-sandbox"}, runners
+    out = bz.bin("A") / "examples" / "bazel"  # not first_build.out: a copy would follow links
+    for name in ("demo/layout", "demo_index/layout", "demo_signed/layout"):
+        files = [p for p in (out / name).rglob("*") if not p.is_dir()]
+        assert files, name
+        links = [str(p) for p in files if p.is_symlink()]
+        assert not links, links[:3]
+
+
+def other_interpreter(tmp: Path) -> Path:
+    """The same interpreter and modules at another path (another realpath too): a copy of the
+    executable beside a venv config whose lib/ is this venv's."""
+    if sys.prefix == sys.base_prefix:
+        pytest.fail("run the tests from the project's venv (make .venv/.installed)")
+    root = tmp / "elsewhere" / "py"
+    if not (root / "bin" / "python3").exists():
+        (root / "bin").mkdir(parents=True)
+        shutil.copy2(os.path.realpath(sys.executable), root / "bin" / "python3")
+        shutil.copy2(Path(sys.prefix) / "pyvenv.cfg", root / "pyvenv.cfg")
+        (root / "lib").symlink_to(Path(sys.prefix) / "lib")
+    exe = root / "bin" / "python3"
+    assert os.path.realpath(exe) != os.path.realpath(sys.executable)
+    return exe
+
+
+def test_client_with_interpreter_elsewhere_shares_the_cache(bz, first_build):
+    """Another client (output base E) whose interpreter lives at another path: every action is a
+    disk-cache hit, so no interpreter path is part of any action key."""
+    exe = other_interpreter(bz.tmp)
+    log = bz.tmp / "exec-E.json"
+    bz.run("E", "build", ALL_IMAGE, "--experimental_repository_disable_download", f"--disk_cache={bz.disk_cache}",
+           f"--execution_log_json_file={log}", env={"DISTROLESS_PYTHON": str(exe)})
+    site = bz.tmp / "bases" / "E" / "external" / "distroless_python" / "site"
+    assert str(exe.parent.parent) in os.readlink(next(site.iterdir())), "E did not take the other interpreter's modules"
+    e = spawns(log)
+    assert e and executed(e) == [], describe(executed(e))
+    print(f"\ninterpreter at {exe}: {len(e)} spawns, all disk-cache hits")
+
+
+def test_editing_the_buildkit_front_door_reruns_no_image_action(bz, first_build):
+    frontend = bz.ws / "distroless" / "buildkit" / "frontend.py"
+    gz = bz.ws / "distroless" / "oci" / "gzip.py"
+    server = serve_packages(bz)
+    try:
+        bz.run("A", "build", ALL_IMAGE)  # up to date whatever ran before in this session
+        with restored(frontend, gz):
+            frontend.write_text(frontend.read_text() + "\n# an edit of the BuildKit front door\n")
+            log = bz.tmp / "exec-A3.json"
+            bz.run("A", "build", ALL_IMAGE, f"--execution_log_json_file={log}")
+            ran = spawns(log)
+            assert ran == [], describe(ran)
+            # the inputs are real: an edit of the compression code re-runs the steps that import it
+            gz.write_text(gz.read_text() + "\n# an edit of the layer compression\n")
+            log = bz.tmp / "exec-A4.json"
+            bz.run("A", "build", ALL_IMAGE, f"--execution_log_json_file={log}")
+            mnemonics = {e.get("mnemonic") for e in executed(spawns(log))}
+            assert "DistrolessLayer" in mnemonics and "DistrolessExpand" not in mnemonics, mnemonics
+    finally:
+        server.stop()
+    print(f"\nBuildKit front door edited: 0 actions; oci/gzip.py edited: {sorted(mnemonics)}")
 
 
 def _tamper_signature(layout: Path) -> None:

@@ -20,9 +20,9 @@ def test_identity_names_compiler_libc_and_machine():
     assert lines["machine"] == os.uname().machine
     assert lines["libc"].startswith("glibc ")  # Debian's
     assert not lines["cc"].startswith("none"), lines["cc"]  # the peers install gcc (make demo-deps)
-    # the script the repository rule runs prints exactly the same
-    script = subprocess.run([sys.executable, "-I", "-B", str(ROOT / "distroless/melange/hostid.py")],
-                            capture_output=True, text=True, check=True)
+    # the script the repository rule runs prints exactly the same, from any directory
+    script = subprocess.run([sys.executable, "-I", "-B", str(ROOT / "bazel/private/host_identity.py")],
+                            capture_output=True, text=True, check=True, cwd="/")
     assert script.stdout == ident
 
 

@@ -50,12 +50,16 @@ def test_pack_and_apk_index_steps_equal_the_cli(tmp_path) -> None:
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "hello.txt").write_text("hello\n")
     key = ROOT / "examples" / "bazel" / "demo.rsa"
+    # several dependencies, one per occurrence as the Bazel rule passes them (each must be kept)
     flags = ["--name", "hello", "--version", "1.0-r0", "--license", "MIT", "--depends", "busybox",
-             "--signing-key", str(key)]
+             "--depends", "musl>=1.2", "--provides", "cmd:hello=1.0-r0", "--signing-key", str(key)]
     run("distroless", "package", "create", "src", *flags, "-o", "cli.apk", cwd=tmp_path)
     run("distroless.steps", "--source-date-epoch=1700000000", "pack", "--file", f"hello.txt={tmp_path / 'src/hello.txt'}",
         "--", *flags, "-o", "step.apk", cwd=tmp_path)
     assert (tmp_path / "step.apk").read_bytes() == (tmp_path / "cli.apk").read_bytes()
+    from distroless.apk import package
+
+    assert package.read(tmp_path / "step.apk").package.depends == ["busybox", "musl>=1.2"]
     run("distroless", "package", "index", "cli.apk", "-o", "cli-index.tar.gz", "--signing-key", str(key), cwd=tmp_path)
     run("distroless.steps", "apk-index", "--apk", "step.apk", "-o", "step-index.tar.gz", "--signing-key", str(key),
         cwd=tmp_path)

@@ -1,17 +1,14 @@
 """The identity of the host toolchain a `--host-toolchain` build compiles with: the C compiler's
 `--version` line, the C library's version and the machine. Bazel puts it in the action key of
-every host-toolchain package build (the repository rule @distroless_host_toolchain runs this
-file directly, so it imports nothing from the engine), and the build step re-computes it and
-refuses to run when the host changed since it was recorded.
-
-    python3 -I distroless/melange/hostid.py
+every host-toolchain package build (the repository rule @distroless_host_toolchain records it
+with bazel/private/host_identity.py, so this module imports nothing but the standard library),
+and the build step re-computes it and refuses to run when the host changed since it was recorded.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 
 def compiler_version(cc: str) -> str:
@@ -37,7 +34,3 @@ def host_identity(cc: str = "cc") -> str:
     return (f"cc: {compiler_version(cc)}\n"
             f"libc: {libc_version()}\n"
             f"machine: {os.uname().machine}\n")
-
-
-if __name__ == "__main__":
-    sys.stdout.write(host_identity())

@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 
 from tests.remote import services
-from tests.test_bazel import ALL_IMAGE, BAZEL, COPY, ROOT, Bazel, describe, executed, other_interpreter, serve_packages, spawns
+from tests.httpserver import free_port
+from tests.test_bazel import (ALL_IMAGE, BAZEL, COPY, REPO_PORT, ROOT, Bazel, describe, executed, other_interpreter,
+                              serve_packages, spawns)
 
 IMAGE_DIGEST = Path("examples/bazel/demo.digest")
 
@@ -66,8 +68,12 @@ def bz(tmp_path_factory):
         else:
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst)
-    b = Bazel(ws, tmp)
-    b.state = {}  # type: ignore[attr-defined]
+    # the example's repository on a port of this run's own (as tests/test_bazel.py does)
+    port = free_port()
+    for rel in ("examples/bazel/image.yaml", "examples/bazel/demo.lock.json"):
+        f = ws / rel
+        f.write_text(f.read_text().replace(f"127.0.0.1:{REPO_PORT}", f"127.0.0.1:{port}"))
+    b = Bazel(ws, tmp, port)
     yield b
     b.shutdown()
 
@@ -83,7 +89,6 @@ def runners(entries: list[dict]) -> Counter:
 
 
 def test_remote_build_equals_local(bz, grid):
-    st = bz.state
     # local: packages, lock, images (the reference digest)
     bz.run("A", "build", "//examples/bazel/packages:repository")
     server = serve_packages(bz)
@@ -98,7 +103,6 @@ def test_remote_build_equals_local(bz, grid):
     finally:
         server.stop()
     ran = spawns(log)
-    st["remote_spawns"] = ran
     remote = [e for e in ran if e.get("runner") == "remote"]
     local_only = [e for e in ran if e.get("runner") != "remote"]
     # only the host-toolchain package builds (tagged no-remote-exec) ran on this machine
