@@ -39,6 +39,7 @@ test: $(STAMP) peers
 test-remote: $(STAMP) peers
 	bash tests/remote/install.sh
 	$(PY) -m pytest -q tests/remote
+	bash tests/remote/inputs.sh > tests/remote/verified.sha256
 
 # The BuildKit frontend image, pushed to the loopback registry the peers script started.
 FRONTEND_WORK ?= /var/cache/distroless-frontend
