@@ -33,7 +33,7 @@ from tests.httpserver import StaticServer  # noqa: E402
 from tests.peers.env import load as load_peers  # noqa: E402
 
 SDE = "1700000000"
-READS = re.compile(r"distroless frontend: session (\S*): read (\d+) bytes from (\{.*\})")
+READS = re.compile(r"distroless frontend: session (\S*) spec sha256:\w+: read (\d+) bytes from (\{.*\})")
 
 
 def ran(log: str) -> list[str]:

@@ -273,13 +273,15 @@ def test_engine_warning_reaches_the_build_summary(tmp_path, frontend, repo, peer
     assert "1 warning found" in out, out[-3000:]
 
 
-def frontend_reads(docker, session_marker: str = "") -> list[dict]:
-    """What the frontend says it read (its stderr lands in the daemon's log), newest last."""
+def frontend_reads(docker, spec: Path) -> list[dict]:
+    """What the frontend says it read for builds of `spec` (its stderr lands in the daemon's log,
+    which other builds share), newest last."""
+    digest = hashlib.sha256(spec.read_bytes()).hexdigest()
     out = []
     for line in Path(docker.log).read_text(errors="replace").splitlines():
-        m = re.search(r"distroless frontend: session (\S*): read (\d+) bytes from (\{.*\})", line)
-        if m:
-            out.append({"session": m.group(1), "bytes": int(m.group(2)), "files": json.loads(m.group(3))})
+        m = re.search(r"distroless frontend: session (\S*) spec sha256:(\w+): read (\d+) bytes from (\{.*\})", line)
+        if m and m.group(2) == digest:
+            out.append({"session": m.group(1), "bytes": int(m.group(3)), "files": json.loads(m.group(4))})
     return out
 
 
@@ -289,13 +291,13 @@ def test_warm_build_is_all_cached_and_reads_no_package(tmp_path, frontend, repo,
     server, pub, _ = repo
     ctx = context(tmp_path, frontend, server, pub)
     docker = peers.docker26
-    before = len(frontend_reads(docker))
+    before = len(frontend_reads(docker, ctx / "image.yaml"))
     buildx(docker, ctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000")
     gets = len(server.gets(".apk"))
     r = buildx(docker, ctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000")
     assert uncached(r.stderr) == [], r.stderr
     assert len(server.gets(".apk")) == gets, "the warm build downloaded a package"
-    reads = frontend_reads(docker)[before:]
+    reads = frontend_reads(docker, ctx / "image.yaml")[before:]
     assert len(reads) == 2, reads
     for rd in reads:
         assert set(rd["files"]) == {"image.yaml", "image.lock.json", "/image.json"}, rd

@@ -23,6 +23,7 @@ lock it also reads the repositories' indexes (http sources) and resolves.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -354,7 +355,8 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv) -> gateway.Re
             att.ref.id = meta_ref
             result.attestations[pid].attestation.append(att)
     # to the daemon's log: what the frontend read (never a package; tests and bench/ check it)
-    events.note(f"session {env.session_id}: read {sum(gw.reads.values())} bytes from "
+    events.note(f"session {env.session_id} spec sha256:{hashlib.sha256(data).hexdigest()}: "
+                f"read {sum(gw.reads.values())} bytes from "
                 f"{json.dumps(gw.reads, sort_keys=True)}")
     result.metadata["refs.platforms"] = json.dumps({"Platforms": platforms}, separators=(",", ":")).encode()
     if len(platforms) == 1:
