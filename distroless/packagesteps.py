@@ -5,6 +5,7 @@ in-process — never the CLI. Build systems pass the CLI's flags after `--`."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -190,3 +191,102 @@ def cmd_apk_index(args: argparse.Namespace) -> int:
                   signing_key=args.signing_key or None)
     print(f"{args.output}: {n} packages")
     return 0
+
+
+def _dotenv(path: str | None) -> dict[str, str]:
+    """The frontend hands `--env-file`-style variables over as a JSON object."""
+    if not path:
+        return {}
+    data = json.loads(Path(path).read_text())
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise StepError(f"--env-json {path}: expected a JSON object of strings")
+    return data
+
+
+def _recipe_input(args: argparse.Namespace):
+    from distroless.melange.stages import RecipeInput
+
+    return RecipeInput(Path(args.recipe).read_bytes(), args.recipe_name or Path(args.recipe).name,
+                       _dotenv(args.env_json))
+
+
+def _key(path: str | None) -> Path | None:
+    """The signing key, when one was given and is there (BuildKit's optional secret mount)."""
+    return Path(path) if path and os.path.isfile(path) else None
+
+
+def cmd_melange_workspace(args: argparse.Namespace) -> int:
+    from distroless.melange.stages import prepare_workspace
+
+    n = prepare_workspace(Path(args.source), Path(args.out), args.package)
+    print(f"{args.out}: {n} source files, {len(args.package)} output directories")
+    return 0
+
+
+def cmd_melange_pack(args: argparse.Namespace) -> int:
+    from distroless.melange.stages import pack_workspace
+
+    built = pack_workspace(_recipe_input(args), args.arch, Path(args.workspace), Path(args.out),
+                           sde=_epoch(args.source_date_epoch), signing_key=_key(args.signing_key),
+                           namespace=args.namespace, env_root=Path(args.env_root) if args.env_root else None,
+                           events=stderr_events())
+    for b in built:
+        print(f"{b.path.name}: sha256 {b.sha256}")
+    return 0
+
+
+def cmd_melange_index(args: argparse.Namespace) -> int:
+    from distroless.melange.stages import index_directory
+
+    path = index_directory(Path(args.dir), args.arch, signing_key=_key(args.signing_key))
+    print(f"{path}: written")
+    return 0
+
+
+def register(sub) -> None:  # noqa: ANN001 — argparse's private subparsers type
+    """The package steps' sub-commands of `python3 -m distroless.steps`."""
+    s = sub.add_parser("pack", help="pack staged files into an .apk (`package create`'s flags after --)")
+    s.add_argument("--file", action="append", default=[], metavar="PATH=SRC")
+    s.add_argument("rest", nargs=argparse.REMAINDER)
+    s.set_defaults(func=cmd_pack)
+
+    s = sub.add_parser("melange", help="build a melange recipe over staged sources")
+    s.add_argument("--recipe", required=True)
+    s.add_argument("--file", action="append", default=[], metavar="PATH=SRC")
+    s.add_argument("--out", action="append", required=True, metavar="APK", help="declared outputs, by file name")
+    s.add_argument("--host-identity", default="", metavar="FILE",
+                   help="the host toolchain identity in the action key; refuse to build if this host differs")
+    s.add_argument("rest", nargs=argparse.REMAINDER)
+    s.set_defaults(func=cmd_melange)
+
+    s = sub.add_parser("apk-index", help="a signed APKINDEX.tar.gz over packages")
+    s.add_argument("--apk", nargs="+", required=True)
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--arch", default="")
+    s.add_argument("--description", default="")
+    s.add_argument("--signing-key", default="")
+    s.set_defaults(func=cmd_apk_index)
+
+    s = sub.add_parser("melange-workspace", help="sources → a recipe's workspace (owned by the build user)")
+    s.add_argument("--source", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--package", action="append", default=[], help="a package whose melange-out/ dir to make")
+    s.set_defaults(func=cmd_melange_workspace)
+
+    s = sub.add_parser("melange-pack", help="a workspace the pipeline ran in → the recipe's signed .apk files")
+    s.add_argument("--recipe", required=True)
+    s.add_argument("--recipe-name", default="", help="the recipe's name in messages (default: its file name)")
+    s.add_argument("--env-json", default="", help="a JSON object of --env-file variables")
+    s.add_argument("--arch", required=True)
+    s.add_argument("--workspace", required=True)
+    s.add_argument("--out", required=True, help="packages go to OUT/<arch>/")
+    s.add_argument("--signing-key", default="", help="used when the file exists (an optional secret)")
+    s.add_argument("--namespace", default="unknown")
+    s.add_argument("--env-root", default="", help="the build environment's root (its /etc/passwd names owners)")
+    s.set_defaults(func=cmd_melange_pack)
+
+    s = sub.add_parser("melange-index", help="the .apk files of a directory → its signed APKINDEX.tar.gz")
+    s.add_argument("--dir", required=True)
+    s.add_argument("--arch", required=True)
+    s.add_argument("--signing-key", default="", help="used when the file exists (an optional secret)")
+    s.set_defaults(func=cmd_melange_index)

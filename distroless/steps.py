@@ -636,29 +636,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="")
     s.set_defaults(func=cmd_load)
 
-    from distroless.packagesteps import cmd_apk_index, cmd_melange, cmd_pack
+    from distroless.packagesteps import register
 
-    s = sub.add_parser("pack", help="pack staged files into an .apk (`package create`'s flags after --)")
-    s.add_argument("--file", action="append", default=[], metavar="PATH=SRC")
-    s.add_argument("rest", nargs=argparse.REMAINDER)
-    s.set_defaults(func=cmd_pack)
-
-    s = sub.add_parser("melange", help="build a melange recipe over staged sources")
-    s.add_argument("--recipe", required=True)
-    s.add_argument("--file", action="append", default=[], metavar="PATH=SRC")
-    s.add_argument("--out", action="append", required=True, metavar="APK", help="declared outputs, by file name")
-    s.add_argument("--host-identity", default="", metavar="FILE",
-                   help="the host toolchain identity in the action key; refuse to build if this host differs")
-    s.add_argument("rest", nargs=argparse.REMAINDER)
-    s.set_defaults(func=cmd_melange)
-
-    s = sub.add_parser("apk-index", help="a signed APKINDEX.tar.gz over packages")
-    s.add_argument("--apk", nargs="+", required=True)
-    s.add_argument("-o", "--output", required=True)
-    s.add_argument("--arch", default="")
-    s.add_argument("--description", default="")
-    s.add_argument("--signing-key", default="")
-    s.set_defaults(func=cmd_apk_index)
+    register(sub)
     return p
 
 

@@ -46,7 +46,7 @@ from distroless.imagebuild import arch_config
 from distroless.oci.image import Platform as OciPlatform
 from distroless.oci.image import config_json
 
-from . import llb, transport
+from . import llb, recipes, transport
 from .report import frontend_events
 from ._pb import gateway
 
@@ -312,6 +312,8 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv) -> gateway.Re
     print(f"distroless frontend: options {sorted(env.opts)}; sbom={req.sbom}", file=sys.stderr)
     gw = Gateway(bridge, req)
     data, lock_bytes, file = read_spec(gw, env)
+    if recipes.is_recipe(data):  # a melange recipe: the packages mode
+        return recipes.build(bridge, env, gw, data, file)
     try:
         overrides = req.overrides
         if not overrides.archs:

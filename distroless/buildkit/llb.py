@@ -447,8 +447,11 @@ class Mount:
     source: State | None = None
     selector: str = ""
     readonly: bool = False
-    kind: Literal["bind", "cache", "tmpfs"] = "bind"
+    kind: Literal["bind", "cache", "tmpfs", "secret"] = "bind"
     cache_id: str = ""
+    secret_id: str = ""  # a secret mount: the client's `--secret id=…`, never part of a cache key
+    secret_mode: int = 0o400
+    optional: bool = False  # a secret the client may not have given
     sharing: Literal["shared", "private", "locked"] = "shared"
     tmpfs_size: int = 0
 
@@ -474,11 +477,16 @@ def _env_list(env: Mapping[str, str] | Sequence[str]) -> tuple[str, ...]:
 def _mount_pb(m: Mount, inputs: _Inputs, output: int) -> tuple[pb.Mount, set[str]]:
     caps: set[str] = set()
     mount = pb.Mount(dest=m.dest, selector=m.selector, readonly=m.readonly, output=output,
-                     input=EMPTY_INPUT if m.kind == "tmpfs" else inputs.index(m.source))
+                     input=EMPTY_INPUT if m.kind in ("tmpfs", "secret") else inputs.index(m.source))
     if m.selector:
         caps.add("exec.mount.selector")
     if m.kind == "bind":
         caps.add("exec.mount.bind")
+    elif m.kind == "secret":
+        mount.mountType = pb.SECRET
+        mount.secretOpt.CopyFrom(pb.SecretOpt(ID=m.secret_id, uid=0, gid=0, mode=m.secret_mode,
+                                              optional=m.optional))
+        caps.add("exec.mount.secret")
     elif m.kind == "cache":
         mount.mountType = pb.CACHE
         mount.cacheOpt.CopyFrom(pb.CacheOpt(ID=m.cache_id or m.dest, sharing=_SHARING[m.sharing]))

@@ -1,0 +1,288 @@
+"""The frontend's packages mode: a melange recipe (a YAML whose top level has `package:`) → an
+LLB graph whose result is a signed APK repository (`<arch>/*.apk` + `<arch>/APKINDEX.tar.gz`).
+
+Graph, per architecture:
+  S_i   each pinned source: `fetch` with `expected-sha256` is an http source with that checksum
+        (with `expected-sha512`, an http source the step verifies); it is mounted read-only where
+        the fetch pipeline looks first (`/var/cache/melange/sha256:<hex>`), so the step's own
+        script copies, verifies and extracts it with no network;
+  E     the build environment: with no repository (the CLI's host toolchain) the frontend's own
+        image, with the recipe's accounts written over its /etc/passwd and /etc/group;
+  W_0   ExecOp in the frontend's image: the build context → the workspace, as `package build`
+        copies it (`.melangeignore`, regular files, modes), owned by the build user;
+  W_k   one ExecOp per step of the compiled pipeline (after `uses:` expansion and substitution,
+        main package first, then each subpackage), on E read-only with W_{k-1} at /home/build, as
+        uid 1000, network none: editing step k re-runs steps k… and what follows, nothing before;
+  P     the engine's pack stage (SCA, .PKGINFO, three-member APKs, signing, linters) in the
+        frontend's image, the signing key a secret mount (never in a layer, a cache key or a log);
+  I     the engine's index stage over P, also signed.
+The architectures are merged into one tree, which `-o type=local,dest=DIR` writes out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from distroless import epoch
+from distroless.arch import parse as parse_arch, to_apk
+from distroless.errors import ConfigError, DistrolessError
+from distroless.melange import schema as s
+from distroless.melange.build import container_environment, skeleton_tree
+from distroless.melange.compile import ArchSkipped, CompiledRecipe
+from distroless.melange.pipeline import RunnableStep
+from distroless.melange.recipe import BUILD_UID
+from distroless.melange.stages import RecipeInput
+
+from . import llb, transport
+from ._pb import gateway
+
+SIGNING_SECRET = "signing-key"  # `--secret id=signing-key,src=melange.rsa`
+SECRET_PATH = "/run/secrets/signing-key"
+WORKSPACE = "/home/build"
+FETCH_CACHE = "/var/cache/melange"
+ALLOW_NETWORK = "DISTROLESS_ALLOW_NETWORK"  # build arg: unpinned fetches and git-checkout run with network
+NAMESPACE = "DISTROLESS_NAMESPACE"  # build arg: the packages' maintainer (`--namespace`)
+# build args that are ours or BuildKit's; every other one is an `--env-file`-style variable
+RESERVED_ARGS = frozenset({"SOURCE_DATE_EPOCH", ALLOW_NETWORK, NAMESPACE})
+HOST_SHELL = "/bin/bash"  # the CLI's host-toolchain shell (recipes use `set -o pipefail`)
+
+
+def is_recipe(data: bytes) -> bool:
+    """A melange recipe has `package:` at the top level (an image YAML never does)."""
+    import yaml
+
+    try:
+        doc = yaml.load(data, Loader=yaml.BaseLoader)  # noqa: S506 — BaseLoader builds only str/list/dict
+    except yaml.YAMLError:
+        return False  # the image mode reports the YAML error with its line
+    return isinstance(doc, dict) and "package" in doc
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    filename: str
+    archs: tuple[str, ...]  # apk spelling, from --platform; empty: the recipe's, else the daemon's
+    sde: int
+    env_file: Mapping[str, str]
+    allow_network: bool
+    namespace: str
+    no_cache: bool
+
+
+def parse_request(opts: Mapping[str, str]) -> Request:
+    platforms = [p.strip() for p in opts.get("platform", "").split(",") if p.strip()]
+    archs = tuple(dict.fromkeys(to_apk(parse_arch(p.split("/", 1)[1] if "/" in p else p)) for p in platforms))
+    sde = epoch.parse_or(opts.get("build-arg:SOURCE_DATE_EPOCH"), 0, "build-arg:SOURCE_DATE_EPOCH")
+    args = {k[len("build-arg:"):]: v for k, v in opts.items() if k.startswith("build-arg:")}
+    env_file = {k: v for k, v in sorted(args.items()) if k not in RESERVED_ARGS and not k.startswith("BUILDKIT_")}
+    allow = args.get(ALLOW_NETWORK, "").strip().lower()
+    if allow not in ("", "0", "1", "false", "true"):
+        raise DistrolessError(f"build-arg:{ALLOW_NETWORK}={allow!r}: expected true or false")
+    return Request(filename=opts.get("filename", "Dockerfile"), archs=archs, sde=sde, env_file=env_file,
+                   allow_network=allow in ("1", "true"), namespace=args.get(NAMESPACE, "unknown") or "unknown",
+                   no_cache="no-cache" in opts)
+
+
+def target_archs(req: Request, recipe: s.Recipe, default: str) -> tuple[str, ...]:
+    """--platform, else the recipe's target-architecture (unless `all`), else the daemon's."""
+    if req.archs:
+        return req.archs
+    targets = [t for t in recipe.package.target_architecture if t != "all"]
+    if targets:
+        return tuple(dict.fromkeys(to_apk(parse_arch(t)) for t in targets))
+    return (to_apk(parse_arch(default)),)
+
+
+# --- sources ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    cache_name: str  # the file name the fetch pipeline looks for under /var/cache/melange
+    digest: str  # the hex the step's script names
+    state: llb.State
+
+
+def _walk(steps: Sequence[s.Step]) -> Iterator[s.Step]:
+    for st in steps:
+        yield st
+        yield from _walk(st.pipeline)
+
+
+def compiled_steps(compiled: CompiledRecipe) -> Iterator[s.Step]:
+    r = compiled.recipe
+    yield from _walk(r.pipeline)
+    for sp in r.subpackages:
+        yield from _walk(sp.pipeline)
+
+
+def pinned_sources(compiled: CompiledRecipe, filename: str, allow_network: bool, no_cache: bool) -> list[Source]:
+    """The recipe's `fetch` steps as BuildKit http sources; what the recipe does not pin is refused
+    unless the network is allowed (then the step downloads it itself, as the CLI does)."""
+    out: dict[str, Source] = {}
+    for st in compiled_steps(compiled):
+        w = dict(st.with_ or {})
+        if st.uses == "fetch":
+            uri = w.get("uri", "")
+            if w.get("expected-sha256"):
+                hexd = w["expected-sha256"].lower()
+                name = f"sha256:{hexd}"
+                state = llb.http(uri, checksum=name, filename=name, perm=0o644, ignore_cache=no_cache,
+                                 name=f"fetch {uri} (expected sha256:{hexd})")
+            elif w.get("expected-sha512"):
+                # BuildKit verifies sha256 only: the download is keyed by its URL, and the step's
+                # sha512sum check (the pipeline's own) refuses other bytes before anything uses them
+                hexd = w["expected-sha512"].lower()
+                name = f"sha512:{hexd}"
+                state = llb.http(uri, filename=name, perm=0o644, ignore_cache=no_cache,
+                                 name=f"fetch {uri} (expected sha512:{hexd}, checked by the step)")
+            elif allow_network:
+                continue
+            else:
+                raise DistrolessError(
+                    f"{filename}: fetch {uri}: no expected-sha256 or expected-sha512; the frontend builds "
+                    f"from pinned sources only (--build-arg {ALLOW_NETWORK}=true lets the step download it)")
+            out.setdefault(name, Source(name, hexd, state))
+        elif st.uses == "git-checkout" and not allow_network:
+            raise DistrolessError(
+                f"{filename}: git-checkout {w.get('repository', '')}: not yet a BuildKit git source in the "
+                f"frontend; --build-arg {ALLOW_NETWORK}=true lets the step clone it")
+    return list(out.values())
+
+
+# --- the graph -------------------------------------------------------------------------------
+
+def step_name(arch: str, pkg: str, step: RunnableStep) -> str:
+    return f"[{arch}] {pkg}: {' > '.join(step.chain + (step.name,))}"
+
+
+def host_environment(tool: llb.State, compiled: CompiledRecipe) -> llb.State:
+    """The host-toolchain environment: the frontend's image with the recipe's accounts (the
+    CLI's sandbox root has only the skeleton's passwd/group over the host's system dirs)."""
+    tree = skeleton_tree(compiled.environment)
+    action = None
+    for path in ("etc/passwd", "etc/group"):
+        data = tree.get(path).data()
+        action = (llb.mkfile if action is None else action.mkfile)(f"/{path}", 0o644, data)
+    return tool.file(action, name=f"[{compiled.arch}] build environment: the frontend's image (host toolchain)")
+
+
+def workspace_state(tool: llb.State, context: llb.State, compiled: CompiledRecipe, no_cache: bool) -> llb.State:
+    args = [sys.executable, "-m", "distroless.steps", "melange-workspace", "--source", "/src", "--out", "/ws"]
+    for pkg in compiled.packages:
+        args += ["--package", pkg.name]
+    run = tool.run(args, env=_python_env(), mounts=[llb.Mount("/src", context, readonly=True), llb.Mount("/ws"),
+                                                     llb.Mount("/tmp", kind="tmpfs")],
+                   network="none", readonly_root=True, ignore_cache=no_cache,
+                   name=f"[{compiled.arch}] workspace from the build context")
+    return run.mount("/ws")
+
+
+def _python_env() -> dict[str, str]:
+    return {"PYTHONPATH": os.environ.get("PYTHONPATH", ""), "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": "/tmp"}
+
+
+def run_steps(env_root: llb.State, ws: llb.State, compiled: CompiledRecipe, sources: list[Source], *,
+              sde: int, network: bool, no_cache: bool) -> llb.State:
+    """Each step one ExecOp on the previous step's workspace, as the bubblewrap runner runs it:
+    uid/gid 1000, cwd /home/build, the container environment plus the step's, a fresh /tmp, the
+    root read-only, the same shell."""
+    container = container_environment(compiled.environment, sde)
+    for pkg in compiled.packages:
+        for step in pkg.steps:
+            mounts = [llb.Mount(WORKSPACE, ws), llb.Mount("/tmp", kind="tmpfs")]
+            mounts += [llb.Mount(f"{FETCH_CACHE}/{src.cache_name}", src.state, selector=f"/{src.cache_name}",
+                                 readonly=True) for src in sources if src.digest in step.script]
+            run = env_root.run([HOST_SHELL, "-c", step.script], env={**container, **step.environment},
+                               cwd=WORKSPACE, user=f"{BUILD_UID}:{BUILD_UID}", mounts=mounts,
+                               network="sandbox" if network else "none", readonly_root=True,
+                               ignore_cache=no_cache, name=step_name(compiled.arch, pkg.name, step))
+            ws = run.mount(WORKSPACE)
+    return ws
+
+
+def _secret() -> llb.Mount:
+    return llb.Mount(SECRET_PATH, kind="secret", secret_id=SIGNING_SECRET, optional=True)
+
+
+def pack_state(tool: llb.State, inputs: llb.State, ws: llb.State, compiled: CompiledRecipe, req: Request) -> llb.State:
+    args = [sys.executable, "-m", "distroless.steps", f"--source-date-epoch={req.sde}", "melange-pack",
+            "--recipe", "/in/recipe.yaml", "--recipe-name", req.filename, "--env-json", "/in/env.json",
+            "--arch", compiled.arch, "--workspace", "/ws", "--out", "/out", "--signing-key", SECRET_PATH,
+            "--namespace", req.namespace]
+    run = tool.run(args, env=_python_env(), mounts=[
+        llb.Mount("/in", inputs, readonly=True), llb.Mount("/ws", ws, readonly=True), llb.Mount("/out"),
+        llb.Mount("/tmp", kind="tmpfs"), _secret()], network="none", readonly_root=True, ignore_cache=req.no_cache,
+        name=f"[{compiled.arch}] pack {', '.join(p.name for p in compiled.packages)}")
+    return run.mount("/out")
+
+
+def index_state(tool: llb.State, packed: llb.State, arch: str, no_cache: bool) -> llb.State:
+    args = [sys.executable, "-m", "distroless.steps", "melange-index", "--dir", f"/out/{arch}", "--arch", arch,
+            "--signing-key", SECRET_PATH]
+    run = tool.run(args, env=_python_env(), mounts=[llb.Mount("/out", packed), llb.Mount("/tmp", kind="tmpfs"),
+                                                     _secret()],
+                   network="none", readonly_root=True, ignore_cache=no_cache, name=f"[{arch}] index")
+    return run.mount("/out")
+
+
+def repository_state(per_arch: list[llb.State], mergeop: bool) -> llb.State:
+    if len(per_arch) == 1:
+        return per_arch[0]
+    if mergeop:
+        return llb.merge(per_arch, name=f"repository: {len(per_arch)} architectures")
+    action = None
+    for st in per_arch:
+        action = (llb.copy if action is None else action.copy)(st, "/", "/", copy_dir_contents=True,
+                                                                create_dest_path=True)
+    return llb.scratch().file(action, name=f"repository: {len(per_arch)} architectures")
+
+
+def build(bridge: transport.LLBBridge, env: transport.FrontendEnv, gw, data: bytes,
+          file: llb.SourceFile) -> gateway.Result:
+    """The packages mode's whole build (the image mode's `Gateway` reads through the bridge)."""
+    from .frontend import located, step_inputs, tool_image
+
+    req = parse_request(env.opts)
+    recipe_in = RecipeInput(data, req.filename, req.env_file)
+    try:
+        recipe = recipe_in.recipe()
+    except ConfigError as e:
+        raise located(e, file) from None
+    default = env.default_platform()
+    tool, _plat = tool_image(env)
+    inputs = step_inputs(tool, {"recipe.yaml": data,
+                                "env.json": json.dumps(dict(req.env_file), sort_keys=True).encode()})
+    key = env.opts.get("contextkey", "context")
+    context = llb.local(key, session_id=env.session_id, shared_key_hint=key,
+                        custom_name="[internal] load the recipe's sources from the build context")
+    per_arch = []
+    for arch in target_archs(req, recipe, default.architecture if default else "amd64"):
+        try:
+            compiled = recipe_in.compile(arch)
+        except ArchSkipped as e:
+            print(f"distroless frontend: skipping {arch}: {e}", file=sys.stderr)
+            continue
+        except ConfigError as e:
+            raise located(e, file) from None
+        if compiled.environment.contents.repositories:
+            raise DistrolessError(
+                f"{req.filename}: environment.contents.repositories: building the environment from packages "
+                f"is not supported by the frontend yet; leave the repositories out to build on its image")
+        sources = pinned_sources(compiled, req.filename, req.allow_network, req.no_cache)
+        env_root = host_environment(tool, compiled)
+        ws = workspace_state(tool, context, compiled, req.no_cache)
+        from distroless.melange.build import recipe_needs_network
+        ws = run_steps(env_root, ws, compiled, sources, sde=req.sde,
+                       network=req.allow_network and recipe_needs_network(compiled), no_cache=req.no_cache)
+        per_arch.append(index_state(tool, pack_state(tool, inputs, ws, compiled, req), compiled.arch,
+                                    req.no_cache))
+    if not per_arch:
+        raise DistrolessError(f"{req.filename}: {recipe.package.name} builds for none of the requested architectures")
+    mergeop = bridge.caps.supports_llb("mergeop") if bridge.caps else False
+    result = gateway.Result()
+    result.ref.id = gw.solve(repository_state(per_arch, mergeop))
+    return result

@@ -1,0 +1,241 @@
+"""The frontend's packages mode on dockerd 26 + buildx: a melange recipe behind `# syntax=` gives
+signed APKs byte-identical to `distroless package build`, one cached ExecOp per step."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from httpserver import StaticServer
+from test_buildkit_frontend import frontend, uncached  # noqa: F401 — the frontend fixture builds and pushes the image
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "examples" / "recipes"
+SDE = "1700000000"
+# demo-hello needs gcc, which the frontend's image (the host-toolchain environment) does not have
+HOST_TOOL_RECIPES = ("demo-baselayout", "ca-certificates-bundle")
+
+
+@pytest.fixture(scope="module")
+def key(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("bkkey")
+    subprocess.run([sys.executable, "-m", "distroless", "keygen", str(d / "melange.rsa"), "--key-size", "2048"],
+                   check=True, capture_output=True)
+    return d / "melange.rsa"
+
+
+def with_syntax(src: Path, dest: Path, frontend_ref: str) -> Path:
+    dest.write_text(f"# syntax={frontend_ref}\n" + src.read_text())
+    return dest
+
+
+def buildx_packages(docker, recipe: Path, ctx: Path, out: Path, key: Path | None, *args: str,
+                    check: bool = True) -> subprocess.CompletedProcess:
+    secret = ["--secret", f"id=signing-key,src={key}"] if key else []
+    return docker.run("buildx", "build", "-f", str(recipe), "--progress=plain", "--build-arg",
+                      f"SOURCE_DATE_EPOCH={SDE}", *secret, *args, "-o", f"type=local,dest={out}", str(ctx),
+                      check=check, timeout=600)
+
+
+def cli_build(recipe: Path, source: Path, out: Path, key: Path) -> None:
+    env = {**os.environ, "SOURCE_DATE_EPOCH": SDE}
+    r = subprocess.run([sys.executable, "-m", "distroless", "package", "build", "--host-toolchain", str(recipe),
+                        "--source-dir", str(source), "--out-dir", str(out), "--signing-key", str(key)],
+                       env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+def apks(d: Path) -> dict[str, bytes]:
+    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.glob("*/*.apk"))}
+
+
+def verify(paths: list[Path], key: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "distroless", "package", "verify", *map(str, paths),
+                        "--keyring", f"{key}.pub"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_demo_recipes_byte_identical_to_the_cli(tmp_path, frontend, peers, key) -> None:  # noqa: F811
+    ctx = tmp_path / "ctx"
+    shutil.copytree(RECIPES, ctx, ignore=shutil.ignore_patterns("BUILD.bazel"))
+    for name in HOST_TOOL_RECIPES:
+        recipe = with_syntax(RECIPES / f"{name}.yaml", ctx / f"{name}.yaml", frontend)
+        ours = tmp_path / "bk" / name
+        r = buildx_packages(peers.docker26, recipe, ctx, ours, key)
+        assert "pack " in r.stderr and "index" in r.stderr
+        theirs = tmp_path / "cli" / name
+        cli_build(recipe, ctx, theirs, key)
+        got, want = apks(ours), apks(theirs)
+        assert got.keys() == want.keys() and got, (sorted(got), sorted(want))
+        for rel in got:
+            assert got[rel] == want[rel], f"{name}: {rel} differs from the CLI's"
+        verify([*sorted(ours.glob("*/*.apk")), ours / "x86_64" / "APKINDEX.tar.gz"], key)
+        assert sorted(p.name for p in ours.iterdir()) == ["x86_64"]
+
+
+STEPS = """\
+package:
+  name: steps-demo
+  version: 1.0.0
+  epoch: 0
+  description: one ExecOp per step
+  copyright:
+    - license: Apache-2.0
+environment:
+  contents:
+    packages: []
+pipeline:
+  - name: first
+    runs: |
+      mkdir -p "${{targets.destdir}}/usr/share/steps"
+      echo first > "${{targets.destdir}}/usr/share/steps/first"
+  - name: second
+    runs: |
+      echo second > "${{targets.destdir}}/usr/share/steps/second"
+  - name: last
+    runs: |
+      echo LAST > "${{targets.destdir}}/usr/share/steps/last"
+"""
+
+
+def steps_recipe(tmp: Path, frontend_ref: str, text: str) -> tuple[Path, Path]:
+    """The recipe outside the context: the context is the workspace, so a recipe inside it would
+    change the workspace (and re-run every step) when edited."""
+    (tmp / "recipe").mkdir(exist_ok=True)
+    (tmp / "ctx").mkdir(exist_ok=True)
+    (tmp / "ctx" / "README").write_text("sources\n")
+    recipe = tmp / "recipe" / "steps.yaml"
+    recipe.write_text(f"# syntax={frontend_ref}\n{text}")
+    return recipe, tmp / "ctx"
+
+
+def test_cached_rebuild_and_an_edited_last_step(tmp_path, frontend, peers, key) -> None:  # noqa: F811
+    recipe, ctx = steps_recipe(tmp_path, frontend, STEPS)
+    docker = peers.docker26
+    r = buildx_packages(docker, recipe, ctx, tmp_path / "o1", key)
+    ran = uncached(r.stderr)
+    assert "[x86_64] steps-demo: first" in ran and "[x86_64] index" in ran, r.stderr
+    r = buildx_packages(docker, recipe, ctx, tmp_path / "o2", key)
+    assert uncached(r.stderr) == [], r.stderr
+    assert apks(tmp_path / "o1") == apks(tmp_path / "o2")
+    recipe.write_text(recipe.read_text().replace("echo LAST", "echo last, edited"))
+    r = buildx_packages(docker, recipe, ctx, tmp_path / "o3", key)
+    assert sorted(uncached(r.stderr)) == sorted(["[x86_64] steps-demo: last", "[x86_64] pack steps-demo",
+                                                 "[x86_64] index"]), r.stderr
+    with tarfile.open(tmp_path / "o3" / "x86_64" / "steps-demo-1.0.0-r0.apk") as tf:
+        assert tf.extractfile("usr/share/steps/last").read() == b"last, edited\n"
+        assert tf.extractfile("usr/share/steps/first").read() == b"first\n"
+
+
+FETCH = """\
+package:
+  name: fetched
+  version: 2.0.0
+  epoch: 0
+  description: a pinned source over loopback http
+  copyright:
+    - license: Apache-2.0
+environment:
+  contents:
+    packages: []
+pipeline:
+  - uses: fetch
+    with:
+      uri: {url}
+      expected-sha256: {sha}
+  - name: install
+    runs: |
+      mkdir -p "${{{{targets.destdir}}}}/usr/share/fetched"
+      cp hello.txt "${{{{targets.destdir}}}}/usr/share/fetched/"
+"""
+
+
+@pytest.fixture(scope="module")
+def source_server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("srcs")
+    tree = root / "tree" / "fetched-2.0.0"
+    tree.mkdir(parents=True)
+    (tree / "hello.txt").write_text("hello from a pinned source\n")
+    with tarfile.open(root / "fetched-2.0.0.tar.gz", "w:gz") as tf:
+        tf.add(tree, arcname="fetched-2.0.0")
+    server = StaticServer(root).start()
+    yield server, hashlib.sha256((root / "fetched-2.0.0.tar.gz").read_bytes()).hexdigest()
+    server.stop()
+
+
+def test_pinned_fetch_builds_and_a_wrong_checksum_fails(tmp_path, frontend, peers, key, source_server) -> None:  # noqa: F811
+    server, sha = source_server
+    url = f"{server.url}/fetched-2.0.0.tar.gz"
+    recipe, ctx = steps_recipe(tmp_path, frontend, FETCH.format(url=url, sha=sha))
+    buildx_packages(peers.docker26, recipe, ctx, tmp_path / "ok", key)
+    with tarfile.open(tmp_path / "ok" / "x86_64" / "fetched-2.0.0-r0.apk") as tf:
+        assert tf.extractfile("usr/share/fetched/hello.txt").read() == b"hello from a pinned source\n"
+    wrong = "0" * 63 + "1"
+    recipe.write_text(recipe.read_text().replace(sha, wrong))
+    r = buildx_packages(peers.docker26, recipe, ctx, tmp_path / "bad", key, check=False)
+    assert r.returncode != 0
+    assert url in r.stderr and wrong in r.stderr and sha in r.stderr, r.stderr[-3000:]
+
+
+def test_unpinned_fetch_is_refused(tmp_path, frontend, peers) -> None:  # noqa: F811
+    text = FETCH.format(url="http://127.0.0.1:9/x.tar.gz", sha="0" * 64).replace(
+        f"expected-sha256: {'0' * 64}", "expected-none: 'true'")
+    recipe, ctx = steps_recipe(tmp_path, frontend, text)
+    r = buildx_packages(peers.docker26, recipe, ctx, tmp_path / "o", None, check=False)
+    assert r.returncode != 0 and "no expected-sha256 or expected-sha512" in r.stderr, r.stderr[-3000:]
+
+
+NETWORK = STEPS.replace('echo second > "${{targets.destdir}}/usr/share/steps/second"',
+                        "exec 3<>/dev/tcp/192.0.2.1/80")
+
+
+def test_a_step_cannot_reach_the_network(tmp_path, frontend, peers) -> None:  # noqa: F811
+    recipe, ctx = steps_recipe(tmp_path, frontend, NETWORK)
+    r = buildx_packages(peers.docker26, recipe, ctx, tmp_path / "o", None, check=False)
+    assert r.returncode != 0
+    assert "Network is unreachable" in r.stderr, r.stderr[-3000:]
+
+
+def key_fragments(key: Path) -> list[bytes]:
+    """Lines of the PEM body: any of them in a blob or a log would leak the key."""
+    lines = [ln for ln in key.read_bytes().splitlines() if ln and not ln.startswith(b"-----")]
+    return [ln for ln in lines if len(ln) >= 40]
+
+
+def blob_texts(cache: Path):
+    for p in sorted(cache.rglob("*")):
+        if not p.is_file():
+            continue
+        data = p.read_bytes()
+        yield p, data
+        if data[:2] == b"\x1f\x8b":
+            try:
+                yield p, gzip.decompress(data)
+            except (OSError, EOFError):
+                pass
+
+
+def test_signing_key_never_in_cache_or_log(tmp_path, frontend, peers, key) -> None:  # noqa: F811
+    recipe, ctx = steps_recipe(tmp_path, frontend, STEPS)
+    cache = tmp_path / "cache"
+    r = buildx_packages(peers.docker26, recipe, ctx, tmp_path / "o", key, "--no-cache",
+                        "--cache-to", f"type=local,dest={cache},mode=max")
+    frags = key_fragments(key)
+    assert frags
+    assert not any(f in r.stderr.encode() for f in frags)
+    assert "signing-key" in r.stderr or (tmp_path / "o" / "x86_64" / "APKINDEX.tar.gz").exists()
+    seen = 0
+    for path, data in blob_texts(cache):
+        seen += 1
+        leaked = [f for f in frags if f in data]
+        assert not leaked, f"{path} holds the signing key"
+    assert seen > 3
+    verify([*sorted((tmp_path / "o" / "x86_64").glob("*.apk"))], key)
