@@ -228,6 +228,7 @@ def cmd_melange_pack(args: argparse.Namespace) -> int:
 
     built = pack_workspace(_recipe_input(args), args.arch, Path(args.workspace), Path(args.out),
                            sde=_epoch(args.source_date_epoch), signing_key=_key(args.signing_key),
+                           key_name=args.key_name,
                            namespace=args.namespace, env_root=Path(args.env_root) if args.env_root else None,
                            events=stderr_events())
     for b in built:
@@ -238,7 +239,8 @@ def cmd_melange_pack(args: argparse.Namespace) -> int:
 def cmd_melange_index(args: argparse.Namespace) -> int:
     from distroless.melange.stages import index_directory
 
-    path = index_directory(Path(args.dir), args.arch, signing_key=_key(args.signing_key))
+    path = index_directory(Path(args.dir), args.arch, signing_key=_key(args.signing_key),
+                           key_name=args.key_name)
     print(f"{path}: written")
     return 0
 
@@ -281,6 +283,7 @@ def register(sub) -> None:  # noqa: ANN001 — argparse's private subparsers typ
     s.add_argument("--workspace", required=True)
     s.add_argument("--out", required=True, help="packages go to OUT/<arch>/")
     s.add_argument("--signing-key", default="", help="used when the file exists (an optional secret)")
+    s.add_argument("--key-name", default="", help="the key's name in signatures (default: the file's)")
     s.add_argument("--namespace", default="unknown")
     s.add_argument("--env-root", default="", help="the build environment's root (its /etc/passwd names owners)")
     s.set_defaults(func=cmd_melange_pack)
@@ -289,4 +292,5 @@ def register(sub) -> None:  # noqa: ANN001 — argparse's private subparsers typ
     s.add_argument("--dir", required=True)
     s.add_argument("--arch", required=True)
     s.add_argument("--signing-key", default="", help="used when the file exists (an optional secret)")
+    s.add_argument("--key-name", default="", help="the key's name in signatures (default: the file's)")
     s.set_defaults(func=cmd_melange_index)

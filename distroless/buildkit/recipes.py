@@ -46,8 +46,12 @@ WORKSPACE = "/home/build"
 FETCH_CACHE = "/var/cache/melange"
 ALLOW_NETWORK = "DISTROLESS_ALLOW_NETWORK"  # build arg: unpinned fetches and git-checkout run with network
 NAMESPACE = "DISTROLESS_NAMESPACE"  # build arg: the packages' maintainer (`--namespace`)
+# build arg: the key's name in `.SIGN.RSA256.<name>.pub` (the CLI takes it from the key's file name;
+# BuildKit shows a secret under its id only). melange's default name.
+KEY_NAME = "DISTROLESS_SIGNING_KEY_NAME"
+DEFAULT_KEY_NAME = "melange.rsa"
 # build args that are ours or BuildKit's; every other one is an `--env-file`-style variable
-RESERVED_ARGS = frozenset({"SOURCE_DATE_EPOCH", ALLOW_NETWORK, NAMESPACE})
+RESERVED_ARGS = frozenset({"SOURCE_DATE_EPOCH", ALLOW_NETWORK, NAMESPACE, KEY_NAME})
 HOST_SHELL = "/bin/bash"  # the CLI's host-toolchain shell (recipes use `set -o pipefail`)
 
 
@@ -70,6 +74,7 @@ class Request:
     env_file: Mapping[str, str]
     allow_network: bool
     namespace: str
+    key_name: str
     no_cache: bool
 
 
@@ -84,7 +89,7 @@ def parse_request(opts: Mapping[str, str]) -> Request:
         raise DistrolessError(f"build-arg:{ALLOW_NETWORK}={allow!r}: expected true or false")
     return Request(filename=opts.get("filename", "Dockerfile"), archs=archs, sde=sde, env_file=env_file,
                    allow_network=allow in ("1", "true"), namespace=args.get(NAMESPACE, "unknown") or "unknown",
-                   no_cache="no-cache" in opts)
+                   key_name=args.get(KEY_NAME) or DEFAULT_KEY_NAME, no_cache="no-cache" in opts)
 
 
 def target_archs(req: Request, recipe: s.Recipe, default: str) -> tuple[str, ...]:
@@ -196,12 +201,17 @@ def run_steps(env_root: llb.State, ws: llb.State, compiled: CompiledRecipe, sour
             mounts = [llb.Mount(WORKSPACE, ws), llb.Mount("/tmp", kind="tmpfs")]
             mounts += [llb.Mount(f"{FETCH_CACHE}/{src.cache_name}", src.state, selector=f"/{src.cache_name}",
                                  readonly=True) for src in sources if src.digest in step.script]
-            run = env_root.run([HOST_SHELL, "-c", step.script], env={**container, **step.environment},
+            run = env_root.run([HOST_SHELL, "-c", step.script], env=sorted_env({**container, **step.environment}),
                                cwd=WORKSPACE, user=f"{BUILD_UID}:{BUILD_UID}", mounts=mounts,
                                network="sandbox" if network else "none", readonly_root=True,
                                ignore_cache=no_cache, name=step_name(compiled.arch, pkg.name, step))
             ws = run.mount(WORKSPACE)
     return ws
+
+
+def sorted_env(env: Mapping[str, str]) -> list[str]:
+    """In bubblewrap's order (the runner sets variables sorted by name)."""
+    return [f"{k}={v}" for k, v in sorted(env.items())]
 
 
 def _secret() -> llb.Mount:
@@ -212,7 +222,7 @@ def pack_state(tool: llb.State, inputs: llb.State, ws: llb.State, compiled: Comp
     args = [sys.executable, "-m", "distroless.steps", f"--source-date-epoch={req.sde}", "melange-pack",
             "--recipe", "/in/recipe.yaml", "--recipe-name", req.filename, "--env-json", "/in/env.json",
             "--arch", compiled.arch, "--workspace", "/ws", "--out", "/out", "--signing-key", SECRET_PATH,
-            "--namespace", req.namespace]
+            "--key-name", req.key_name, "--namespace", req.namespace]
     run = tool.run(args, env=_python_env(), mounts=[
         llb.Mount("/in", inputs, readonly=True), llb.Mount("/ws", ws, readonly=True), llb.Mount("/out"),
         llb.Mount("/tmp", kind="tmpfs"), _secret()], network="none", readonly_root=True, ignore_cache=req.no_cache,
@@ -220,9 +230,10 @@ def pack_state(tool: llb.State, inputs: llb.State, ws: llb.State, compiled: Comp
     return run.mount("/out")
 
 
-def index_state(tool: llb.State, packed: llb.State, arch: str, no_cache: bool) -> llb.State:
+def index_state(tool: llb.State, packed: llb.State, arch: str, req: Request) -> llb.State:
     args = [sys.executable, "-m", "distroless.steps", "melange-index", "--dir", f"/out/{arch}", "--arch", arch,
-            "--signing-key", SECRET_PATH]
+            "--signing-key", SECRET_PATH, "--key-name", req.key_name]
+    no_cache = req.no_cache
     run = tool.run(args, env=_python_env(), mounts=[llb.Mount("/out", packed), llb.Mount("/tmp", kind="tmpfs"),
                                                      _secret()],
                    network="none", readonly_root=True, ignore_cache=no_cache, name=f"[{arch}] index")
@@ -278,8 +289,7 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv, gw, data: byt
         from distroless.melange.build import recipe_needs_network
         ws = run_steps(env_root, ws, compiled, sources, sde=req.sde,
                        network=req.allow_network and recipe_needs_network(compiled), no_cache=req.no_cache)
-        per_arch.append(index_state(tool, pack_state(tool, inputs, ws, compiled, req), compiled.arch,
-                                    req.no_cache))
+        per_arch.append(index_state(tool, pack_state(tool, inputs, ws, compiled, req), compiled.arch, req))
     if not per_arch:
         raise DistrolessError(f"{req.filename}: {recipe.package.name} builds for none of the requested architectures")
     mergeop = bridge.caps.supports_llb("mergeop") if bridge.caps else False

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from distroless.apk import keys as apkkeys
@@ -67,13 +67,22 @@ def environment_users(compiled: CompiledRecipe, env_root: Path | None) -> dict[i
     return users
 
 
+def load_key(path: Path | None, name: str = "") -> apkkeys.SigningKey | None:
+    """The signing key; `name` (e.g. melange.rsa) overrides the file's own name, which decides the
+    signature's `.SIGN.RSA256.<name>.pub` (a secret mount's file is named after the secret)."""
+    if path is None:
+        return None
+    key = apkkeys.load_private(path)
+    return replace(key, pub_name=f"{name}.pub") if name else key
+
+
 def pack_workspace(recipe: RecipeInput, arch: str, workspace: Path, out_dir: Path, *, sde: int,
-                   signing_key: Path | None = None, namespace: str = "unknown", env_root: Path | None = None,
-                   events: Events = NULL) -> list[BuiltPackage]:
+                   signing_key: Path | None = None, key_name: str = "", namespace: str = "unknown",
+                   env_root: Path | None = None, events: Events = NULL) -> list[BuiltPackage]:
     """Every package of the recipe for `arch` from a workspace the pipeline ran in, written to
     `out_dir/<arch>/`, exactly as `package build` emits them; then melange's linters."""
     compiled = recipe.compile(arch)
-    key = apkkeys.load_private(signing_key) if signing_key else None
+    key = load_key(signing_key, key_name)
     options = BuildOptions(out_dir=out_dir, namespace=namespace, events=events)
     dest = out_dir / compiled.arch
     dest.mkdir(parents=True, exist_ok=True)
@@ -86,8 +95,8 @@ def pack_workspace(recipe: RecipeInput, arch: str, workspace: Path, out_dir: Pat
     return built
 
 
-def index_directory(directory: Path, arch: str, *, signing_key: Path | None = None) -> Path:
+def index_directory(directory: Path, arch: str, *, signing_key: Path | None = None, key_name: str = "") -> Path:
     """`<directory>/APKINDEX.tar.gz` over the `.apk` files there (as `package build` writes it)."""
-    key = apkkeys.load_private(signing_key) if signing_key else None
+    key = load_key(signing_key, key_name)
     packages = [read_apk(p).package for p in sorted(directory.glob("*.apk"))]
     return write_index(directory, packages, key, arch)
