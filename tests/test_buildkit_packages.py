@@ -239,3 +239,24 @@ def test_signing_key_never_in_cache_or_log(tmp_path, frontend, peers, key) -> No
         assert not leaked, f"{path} holds the signing key"
     assert seen > 3
     verify([*sorted((tmp_path / "o" / "x86_64").glob("*.apk"))], key)
+
+
+SANDBOX = STEPS.replace('      echo second > "${{targets.destdir}}/usr/share/steps/second"\n', """\
+      d="${{targets.destdir}}/usr/share/steps"
+      { id -u; id -g; umask; pwd; echo "HOME=$HOME PATH=$PATH"; ls -ld /tmp | cut -c1-10; } > "$d/sandbox"
+      env | LC_ALL=C sort | grep -v -E '^(HOSTNAME|SHLVL|_|OLDPWD)=' > "$d/env"
+""")
+
+
+def test_runc_and_bubblewrap_give_steps_the_same_sandbox(tmp_path, frontend, peers, key) -> None:  # noqa: F811
+    """uid/gid, umask, working directory, HOME, PATH and the whole environment a step sees are the
+    same under BuildKit's runc and the CLI's bubblewrap (the package records them). Left out:
+    HOSTNAME (runc sets `buildkitsandbox`, bubblewrap none) and the shell's own SHLVL/_/OLDPWD."""
+    recipe, ctx = steps_recipe(tmp_path, frontend, SANDBOX)
+    buildx_packages(peers.docker26, recipe, ctx, tmp_path / "bk", key)
+    cli_build(recipe, ctx, tmp_path / "cli", key)
+    name = "x86_64/steps-demo-1.0.0-r0.apk"
+    with tarfile.open(tmp_path / "bk" / name) as tf:
+        sandbox = tf.extractfile("usr/share/steps/sandbox").read().decode()
+    assert sandbox.splitlines()[:4] == ["1000", "1000", "0022", "/home/build"], sandbox
+    assert apks(tmp_path / "bk") == apks(tmp_path / "cli")

@@ -286,7 +286,8 @@ class BwrapSession:
                 args += ["--ro-bind", host, target]
             for _lowers, target, staged in self._staged:
                 args += ["--ro-bind", staged, target]
-        args += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+        # /tmp as every container runtime makes it (runc, BuildKit's tmpfs mounts): 1777, not bwrap's 0755
+        args += ["--dev", "/dev", "--proc", "/proc", "--perms", "1777", "--tmpfs", "/tmp",
                  "--bind", self._src(spec.workspace), WORKSPACE]
         for m in spec.mounts:
             args += ["--bind" if m.writable else "--ro-bind", self._src(m.source), m.target]
