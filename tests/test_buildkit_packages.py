@@ -260,3 +260,37 @@ def test_runc_and_bubblewrap_give_steps_the_same_sandbox(tmp_path, frontend, pee
         sandbox = tf.extractfile("usr/share/steps/sandbox").read().decode()
     assert sandbox.splitlines()[:4] == ["1000", "1000", "0022", "/home/build"], sandbox
     assert apks(tmp_path / "bk") == apks(tmp_path / "cli")
+
+
+def test_bake_builds_the_image_from_packages_of_the_same_invocation(tmp_path, frontend, peers) -> None:  # noqa: F811
+    """examples/bake: two recipes as packages, the image from them through named contexts, in
+    one `docker buildx bake`; the image has both packages' files and records them as installed."""
+    from test_buildkit_frontend import tree_of
+
+    root = tmp_path / "examples"
+    shutil.copytree(ROOT / "examples" / "recipes", root / "recipes", ignore=shutil.ignore_patterns("BUILD.bazel"))
+    shutil.copytree(ROOT / "examples" / "bake", root / "bake")
+    bake = root / "bake"
+    subprocess.run([sys.executable, "-m", "distroless", "keygen", str(bake / "melange.rsa"), "--key-size", "2048"],
+                   check=True, capture_output=True)
+    docker = peers.docker26
+    tag = f"distroless/demo-bake:{os.getpid()}"
+    r = subprocess.run([docker.cli, "buildx", "bake", "--progress=plain", "--load", "--set", f"image.tags={tag}"],
+                       cwd=bake, env=docker.env(FRONTEND=frontend), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert "[x86_64] pack demo-baselayout" in r.stderr and "[x86_64] pack ca-certificates-bundle" in r.stderr
+    try:
+        tree = tree_of(docker, tag)
+        assert "etc/ssl/certs/ca-certificates.crt" in tree and "etc/os-release" in tree
+        assert tree["etc/passwd"][5]  # a regular file (from demo-baselayout)
+        cid = docker.run("create", tag).stdout.strip()
+        try:
+            r = subprocess.run([docker.cli, "cp", f"{cid}:/lib/apk/db/installed", "-"], env=docker.env(),
+                               capture_output=True, check=True)
+        finally:
+            docker.run("rm", cid, check=False)
+        with tarfile.open(fileobj=__import__("io").BytesIO(r.stdout)) as tf:
+            installed = tf.extractfile("installed").read().decode()
+        assert "P:demo-baselayout\n" in installed and "P:ca-certificates-bundle\n" in installed
+    finally:
+        docker.run("rmi", "-f", tag, check=False)

@@ -47,6 +47,7 @@ from distroless.oci.image import Platform as OciPlatform
 from distroless.oci.image import config_json
 
 from . import llb, recipes, transport
+from .contexts import NamedContexts
 from .report import frontend_events
 from ._pb import gateway
 
@@ -157,8 +158,17 @@ def read_context_files(gw: Gateway, env: transport.FrontendEnv, paths: list[str]
     return {p: gw.read_all(ref, p) for p in paths}
 
 
+def context_repositories(loaded: LoadedConfig, named: NamedContexts) -> dict[str, llb.State]:
+    """Repositories written as the name of a named build context (`packages` with
+    `--build-context packages=…`): the repository is that context's tree (`<arch>/APKINDEX.tar.gz`)."""
+    names = named.names()
+    urls = [Repository.parse(r).url for r in loaded.build_repositories()]
+    return {u: named.state(u) for u in urls if u in names}
+
+
 def package_set(gw: Gateway, env: transport.FrontendEnv, loaded: LoadedConfig, lock_bytes: bytes | None,
-                lock_name: str, config_name: str, events: Events = NULL) -> pkgset.PackageSet:
+                lock_name: str, config_name: str, events: Events = NULL,
+                contexts: dict[str, llb.State] | None = None) -> pkgset.PackageSet:
     if lock_bytes is not None:
         return pkgset.from_lock(lockfile.loads(lock_bytes.decode(), lock_name), loaded, lock_path=lock_name,
                                 config_name=config_name, events=events)
@@ -173,8 +183,15 @@ def package_set(gw: Gateway, env: transport.FrontendEnv, loaded: LoadedConfig, l
         name = loc.rsplit("/", 1)[-1]
         keys.append((name, loc, files[loc] if loc in files else gw.fetch(loc, name)))
 
+    context_refs: dict[str, str] = {}
+
     def load_index(repo: Repository, arch: str, ring: Keyring) -> list[Package]:
         url = repo.index_url(arch)
+        if contexts and repo.url in contexts:
+            if repo.url not in context_refs:
+                context_refs[repo.url] = gw.solve(contexts[repo.url])
+            data = gw.read_all(context_refs[repo.url], f"{arch}/APKINDEX.tar.gz")
+            return apkindex.read(data, url, ring, repository=repo.url, pin=repo.pin).packages
         if not is_remote(url):
             raise DistrolessError(f"repository {repo.url}: the frontend reaches repositories over http(s) only")
         return apkindex.read(gw.fetch(url, "APKINDEX.tar.gz"), url, ring, repository=repo.url, pin=repo.pin).packages
@@ -190,15 +207,27 @@ class PackageNode:
     state: llb.State   # B_p: its expansion, one layer
 
 
-def package_nodes(pins: list[pkgset.Pinned], no_cache: bool) -> list[PackageNode]:
-    """Each package: its http source (pinned by sha256 when the lock has one) and its expansion
-    node. Nothing is downloaded or read here."""
+def package_source(pin: pkgset.Pinned, filename: str, no_cache: bool,
+                   contexts: dict[str, llb.State]) -> llb.State:
+    """The download of a package: an http source, or a copy out of a named build context."""
+    for name, state in contexts.items():
+        if pin.url.startswith(name + "/"):
+            return llb.scratch().file(
+                llb.copy(state, pin.url[len(name):], f"/{filename}", create_dest_path=True),
+                name=f"fetch {pin.url} from build context {name}", ignore_cache=no_cache)
+    return llb.http(pin.url, checksum=f"sha256:{pin.sha256}" if pin.sha256 else None, filename=filename,
+                    perm=0o644, name=f"fetch {pin.url}", ignore_cache=no_cache)
+
+
+def package_nodes(pins: list[pkgset.Pinned], no_cache: bool,
+                  contexts: dict[str, llb.State] | None = None) -> list[PackageNode]:
+    """Each package: its http source (pinned by sha256 when the lock has one) or its copy out of a
+    named build context, and its expansion node. Nothing is downloaded or read here."""
     out = []
     for pin in pins:
         p = pin.package
         filename = f"{p.name}-{p.version}.apk"
-        source = llb.http(pin.url, checksum=f"sha256:{pin.sha256}" if pin.sha256 else None, filename=filename,
-                          perm=0o644, name=f"fetch {pin.url}", ignore_cache=no_cache)
+        source = package_source(pin, filename, no_cache, contexts or {})
         # the download is the FileOp's base, unpacked from there onto scratch: a copy *source*
         # would be keyed by its content, so BuildKit would need the download itself to find the
         # expansion in a cache; keyed by the download's (pinned) key, it never needs the bytes
@@ -326,7 +355,8 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv) -> gateway.Re
         raise located(e, file) from None
     lock_name = Path(req.filename).stem + ".lock.json"
     events = frontend_events(bridge, file, gw.spec_digest, sys.stderr)
-    ps = package_set(gw, env, loaded, lock_bytes, lock_name, req.filename, events)
+    contexts = context_repositories(loaded, NamedContexts(env, bridge))
+    ps = package_set(gw, env, loaded, lock_bytes, lock_name, req.filename, events, contexts)
     mergeop = bridge.caps.supports_llb("mergeop") if bridge.caps else False
     if lock_bytes is None:  # the resolution made here, handed to the step as a lock
         lock_bytes = lockfile.dumps(pkgset.unfetched_lock(loaded, ps, req.filename)).encode()
@@ -336,7 +366,7 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv) -> gateway.Re
     result = gateway.Result()
     platforms = []
     for arch in loaded.config.archs:
-        nodes = package_nodes(ps.archs[arch], req.no_cache)
+        nodes = package_nodes(ps.archs[arch], req.no_cache, contexts)
         meta_out = metadata_step(tool, plat, nodes, inputs, config_name=req.filename, lock_name=lock_name,
                                  archs=tuple(loaded.config.archs), arch=arch, sde=req.sde, no_cache=req.no_cache)
         pid = platform_id(arch)

@@ -654,3 +654,24 @@ def output_of(definition: pb.Definition) -> pb.Input:
     """The terminal op's input: the op (and output index) the definition evaluates to."""
     digest, terminal = ops(definition)[-1]
     return terminal.inputs[0]
+
+
+def from_definition(definition: pb.Definition) -> State:
+    """A state for a definition made elsewhere (a named context `input:NAME` from bake, another
+    target's result): its ops become vertices of the graph being built, names kept."""
+    entries = ops(definition)
+    if len(entries) < 2:
+        return scratch()
+    vertices: dict[str, Vertex] = {}
+    for digest, op in entries[:-1]:
+        body = pb.Op()
+        body.CopyFrom(op)
+        del body.inputs[:]
+        md = definition.metadata.get(digest)
+        name = md.description.get("llb.customname") if md is not None else None
+        caps = frozenset(k for k, v in md.caps.items() if v) if md is not None else frozenset()
+        inputs = tuple(Output(vertices[i.digest], i.index) for i in op.inputs)
+        # the body keeps its own platform field (if any): nothing to add at marshal time
+        vertices[digest] = Vertex(body, inputs, caps, OpMeta(name))
+    out = output_of(definition)
+    return State(Output(vertices[out.digest], out.index))
