@@ -211,8 +211,19 @@ def _recipe_input(args: argparse.Namespace):
 
 
 def _key(path: str | None) -> Path | None:
-    """The signing key, when one was given and is there (BuildKit's optional secret mount)."""
-    return Path(path) if path and os.path.isfile(path) else None
+    return Path(path) if path else None
+
+
+def cmd_key_id(args: argparse.Namespace) -> int:
+    """The public half of the signing key → a file: mounted read-only into the pack and index steps,
+    it makes their cache keys follow the key (BuildKit keeps secrets out of cache keys)."""
+    import hashlib
+
+    from distroless.apk import keys
+
+    public = keys.load_private(Path(args.key)).public_pem()
+    atomic_write(args.out, f"sha256:{hashlib.sha256(public).hexdigest()}\n".encode())
+    return 0
 
 
 def cmd_melange_workspace(args: argparse.Namespace) -> int:
@@ -269,6 +280,11 @@ def register(sub) -> None:  # noqa: ANN001 — argparse's private subparsers typ
     s.add_argument("--signing-key", default="")
     s.set_defaults(func=cmd_apk_index)
 
+    s = sub.add_parser("key-id", help="a signing key → the sha256 of its public half (never the key)")
+    s.add_argument("--key", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_key_id)
+
     s = sub.add_parser("melange-workspace", help="sources → a recipe's workspace (owned by the build user)")
     s.add_argument("--source", required=True)
     s.add_argument("--out", required=True)
@@ -282,7 +298,7 @@ def register(sub) -> None:  # noqa: ANN001 — argparse's private subparsers typ
     s.add_argument("--arch", required=True)
     s.add_argument("--workspace", required=True)
     s.add_argument("--out", required=True, help="packages go to OUT/<arch>/")
-    s.add_argument("--signing-key", default="", help="used when the file exists (an optional secret)")
+    s.add_argument("--signing-key", default="", help="the private key (a secret mount)")
     s.add_argument("--key-name", default="", help="the key's name in signatures (default: the file's)")
     s.add_argument("--namespace", default="unknown")
     s.add_argument("--env-root", default="", help="the build environment's root (its /etc/passwd names owners)")
@@ -291,6 +307,6 @@ def register(sub) -> None:  # noqa: ANN001 — argparse's private subparsers typ
     s = sub.add_parser("melange-index", help="the .apk files of a directory → its signed APKINDEX.tar.gz")
     s.add_argument("--dir", required=True)
     s.add_argument("--arch", required=True)
-    s.add_argument("--signing-key", default="", help="used when the file exists (an optional secret)")
+    s.add_argument("--signing-key", default="", help="the private key (a secret mount)")
     s.add_argument("--key-name", default="", help="the key's name in signatures (default: the file's)")
     s.set_defaults(func=cmd_melange_index)

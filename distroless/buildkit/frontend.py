@@ -112,6 +112,16 @@ class Gateway:
         self.req = req
         self.spec_digest = ""  # the op that loaded the YAML: BuildKit attaches warnings to it
         self.reads: dict[str, int] = {}  # every file read through the gateway → bytes (the daemon log shows it)
+        self._inputs: dict[str, llb.State] | None = None
+
+    def input(self, key: str) -> llb.State | None:
+        """The frontend input `key`: when bake runs several builds in one session, the Dockerfile
+        frontend hands the forwarded build its `dockerfile` and `context` this way, not as locals."""
+        if self._inputs is None:
+            caps = self.bridge.caps
+            defs = self.bridge.inputs() if caps is not None and caps.supports("frontend.inputs") else {}
+            self._inputs = {k: llb.from_definition(d) for k, d in defs.items()}
+        return self._inputs.get(key)
 
     def solve(self, state: llb.State) -> str:
         return transport.ref_id(self.bridge.solve(state.marshal(), cache_imports=self.req.cache_imports))
@@ -135,9 +145,9 @@ class Gateway:
 def read_spec(gw: Gateway, env: transport.FrontendEnv) -> tuple[bytes, bytes | None, llb.SourceFile]:
     req = gw.req
     lock_name = Path(req.filename).stem + ".lock.json"
-    src = llb.local(req.source_key, session_id=env.session_id, follow_paths=[req.filename, lock_name],
-                    shared_key_hint=req.source_key,
-                    custom_name=f"[internal] load build definition from {req.filename}")
+    src = gw.input(req.source_key) or llb.local(
+        req.source_key, session_id=env.session_id, follow_paths=[req.filename, lock_name],
+        shared_key_hint=req.source_key, custom_name=f"[internal] load build definition from {req.filename}")
     ref = gw.solve(src)
     gw.spec_digest = llb.output_of(src.marshal()).digest
     data = gw.read_all(ref, req.filename)
@@ -153,8 +163,9 @@ def read_context_files(gw: Gateway, env: transport.FrontendEnv, paths: list[str]
     if not paths:
         return {}
     key = env.opts.get("contextkey", "context")
-    ref = gw.solve(llb.local(key, session_id=env.session_id, follow_paths=paths, shared_key_hint=key,
-                             custom_name=f"[internal] load {', '.join(paths)} from the build context"))
+    ref = gw.solve(gw.input(key) or llb.local(
+        key, session_id=env.session_id, follow_paths=paths, shared_key_hint=key,
+        custom_name=f"[internal] load {', '.join(paths)} from the build context"))
     return {p: gw.read_all(ref, p) for p in paths}
 
 

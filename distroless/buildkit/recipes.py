@@ -50,8 +50,11 @@ NAMESPACE = "DISTROLESS_NAMESPACE"  # build arg: the packages' maintainer (`--na
 # BuildKit shows a secret under its id only). melange's default name.
 KEY_NAME = "DISTROLESS_SIGNING_KEY_NAME"
 DEFAULT_KEY_NAME = "melange.rsa"
+# build arg: build unsigned packages. Otherwise the secret is required: BuildKit keeps secrets out
+# of cache keys, so an optional one would let an unsigned build's packages answer a signed one.
+UNSIGNED = "DISTROLESS_UNSIGNED"
 # build args that are ours or BuildKit's; every other one is an `--env-file`-style variable
-RESERVED_ARGS = frozenset({"SOURCE_DATE_EPOCH", ALLOW_NETWORK, NAMESPACE, KEY_NAME})
+RESERVED_ARGS = frozenset({"SOURCE_DATE_EPOCH", ALLOW_NETWORK, NAMESPACE, KEY_NAME, UNSIGNED})
 HOST_SHELL = "/bin/bash"  # the CLI's host-toolchain shell (recipes use `set -o pipefail`)
 
 
@@ -74,7 +77,7 @@ class Request:
     env_file: Mapping[str, str]
     allow_network: bool
     namespace: str
-    key_name: str
+    key_name: str  # "" when unsigned
     no_cache: bool
 
 
@@ -84,12 +87,17 @@ def parse_request(opts: Mapping[str, str]) -> Request:
     sde = epoch.parse_or(opts.get("build-arg:SOURCE_DATE_EPOCH"), 0, "build-arg:SOURCE_DATE_EPOCH")
     args = {k[len("build-arg:"):]: v for k, v in opts.items() if k.startswith("build-arg:")}
     env_file = {k: v for k, v in sorted(args.items()) if k not in RESERVED_ARGS and not k.startswith("BUILDKIT_")}
-    allow = args.get(ALLOW_NETWORK, "").strip().lower()
-    if allow not in ("", "0", "1", "false", "true"):
-        raise DistrolessError(f"build-arg:{ALLOW_NETWORK}={allow!r}: expected true or false")
+    allow, unsigned = _flag(args, ALLOW_NETWORK), _flag(args, UNSIGNED)
     return Request(filename=opts.get("filename", "Dockerfile"), archs=archs, sde=sde, env_file=env_file,
-                   allow_network=allow in ("1", "true"), namespace=args.get(NAMESPACE, "unknown") or "unknown",
-                   key_name=args.get(KEY_NAME) or DEFAULT_KEY_NAME, no_cache="no-cache" in opts)
+                   allow_network=allow, namespace=args.get(NAMESPACE, "unknown") or "unknown",
+                   key_name="" if unsigned else (args.get(KEY_NAME) or DEFAULT_KEY_NAME), no_cache="no-cache" in opts)
+
+
+def _flag(args: Mapping[str, str], name: str) -> bool:
+    value = args.get(name, "").strip().lower()
+    if value not in ("", "0", "1", "false", "true"):
+        raise DistrolessError(f"build-arg:{name}={value!r}: expected true or false")
+    return value in ("1", "true")
 
 
 def target_archs(req: Request, recipe: s.Recipe, default: str) -> tuple[str, ...]:
@@ -214,29 +222,48 @@ def sorted_env(env: Mapping[str, str]) -> list[str]:
     return [f"{k}={v}" for k, v in sorted(env.items())]
 
 
-def _secret() -> llb.Mount:
-    return llb.Mount(SECRET_PATH, kind="secret", secret_id=SIGNING_SECRET, optional=True)
+KEY_ID_STEP = "[internal] signing key: the sha256 of its public half"
 
 
-def pack_state(tool: llb.State, inputs: llb.State, ws: llb.State, compiled: CompiledRecipe, req: Request) -> llb.State:
+def key_id_state(tool: llb.State) -> llb.State:
+    """Runs on every build (a few milliseconds): its output, the public key's digest, is mounted
+    read-only into the signing stages, and BuildKit keys read-only mounts by content — so a new key
+    re-runs pack and index, the same key finds them cached."""
+    args = [sys.executable, "-m", "distroless.steps", "key-id", "--key", SECRET_PATH, "--out", "/out/key.id"]
+    run = tool.run(args, env=_python_env(), mounts=[llb.Mount("/out"), llb.Mount("/tmp", kind="tmpfs"),
+                                                     llb.Mount(SECRET_PATH, kind="secret", secret_id=SIGNING_SECRET)],
+                   network="none", readonly_root=True, ignore_cache=True, name=KEY_ID_STEP)
+    return run.mount("/out")
+
+
+def signing(req: Request, key_id: llb.State | None) -> tuple[list[str], list[llb.Mount]]:
+    """The stage's key arguments and mounts: the secret and the key's id (none when unsigned)."""
+    if not req.key_name or key_id is None:
+        return [], []
+    return (["--signing-key", SECRET_PATH, "--key-name", req.key_name],
+            [llb.Mount(SECRET_PATH, kind="secret", secret_id=SIGNING_SECRET),
+             llb.Mount("/key", key_id, readonly=True)])
+
+
+def pack_state(tool: llb.State, inputs: llb.State, ws: llb.State, compiled: CompiledRecipe, req: Request,
+               key_id: llb.State | None) -> llb.State:
     args = [sys.executable, "-m", "distroless.steps", f"--source-date-epoch={req.sde}", "melange-pack",
             "--recipe", "/in/recipe.yaml", "--recipe-name", req.filename, "--env-json", "/in/env.json",
-            "--arch", compiled.arch, "--workspace", "/ws", "--out", "/out", "--signing-key", SECRET_PATH,
-            "--key-name", req.key_name, "--namespace", req.namespace]
-    run = tool.run(args, env=_python_env(), mounts=[
+            "--arch", compiled.arch, "--workspace", "/ws", "--out", "/out", "--namespace", req.namespace]
+    key_args, secret = signing(req, key_id)
+    run = tool.run(args + key_args, env=_python_env(), mounts=[
         llb.Mount("/in", inputs, readonly=True), llb.Mount("/ws", ws, readonly=True), llb.Mount("/out"),
-        llb.Mount("/tmp", kind="tmpfs"), _secret()], network="none", readonly_root=True, ignore_cache=req.no_cache,
+        llb.Mount("/tmp", kind="tmpfs"), *secret], network="none", readonly_root=True, ignore_cache=req.no_cache,
         name=f"[{compiled.arch}] pack {', '.join(p.name for p in compiled.packages)}")
     return run.mount("/out")
 
 
-def index_state(tool: llb.State, packed: llb.State, arch: str, req: Request) -> llb.State:
-    args = [sys.executable, "-m", "distroless.steps", "melange-index", "--dir", f"/out/{arch}", "--arch", arch,
-            "--signing-key", SECRET_PATH, "--key-name", req.key_name]
-    no_cache = req.no_cache
-    run = tool.run(args, env=_python_env(), mounts=[llb.Mount("/out", packed), llb.Mount("/tmp", kind="tmpfs"),
-                                                     _secret()],
-                   network="none", readonly_root=True, ignore_cache=no_cache, name=f"[{arch}] index")
+def index_state(tool: llb.State, packed: llb.State, arch: str, req: Request, key_id: llb.State | None) -> llb.State:
+    args = [sys.executable, "-m", "distroless.steps", "melange-index", "--dir", f"/out/{arch}", "--arch", arch]
+    key_args, secret = signing(req, key_id)
+    run = tool.run(args + key_args, env=_python_env(),
+                   mounts=[llb.Mount("/out", packed), llb.Mount("/tmp", kind="tmpfs"), *secret],
+                   network="none", readonly_root=True, ignore_cache=req.no_cache, name=f"[{arch}] index")
     return run.mount("/out")
 
 
@@ -268,8 +295,9 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv, gw, data: byt
     inputs = step_inputs(tool, {"recipe.yaml": data,
                                 "env.json": json.dumps(dict(req.env_file), sort_keys=True).encode()})
     key = env.opts.get("contextkey", "context")
-    context = llb.local(key, session_id=env.session_id, shared_key_hint=key,
-                        custom_name="[internal] load the recipe's sources from the build context")
+    context = gw.input(key) or llb.local(key, session_id=env.session_id, shared_key_hint=key,
+                                         custom_name="[internal] load the recipe's sources from the build context")
+    key_id = key_id_state(tool) if req.key_name else None
     per_arch = []
     for arch in target_archs(req, recipe, default.architecture if default else "amd64"):
         try:
@@ -289,7 +317,8 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv, gw, data: byt
         from distroless.melange.build import recipe_needs_network
         ws = run_steps(env_root, ws, compiled, sources, sde=req.sde,
                        network=req.allow_network and recipe_needs_network(compiled), no_cache=req.no_cache)
-        per_arch.append(index_state(tool, pack_state(tool, inputs, ws, compiled, req), compiled.arch, req))
+        packed = pack_state(tool, inputs, ws, compiled, req, key_id)
+        per_arch.append(index_state(tool, packed, compiled.arch, req, key_id))
     if not per_arch:
         raise DistrolessError(f"{req.filename}: {recipe.package.name} builds for none of the requested architectures")
     mergeop = bridge.caps.supports_llb("mergeop") if bridge.caps else False

@@ -15,14 +15,20 @@ group "default" {
   targets = ["image"]
 }
 
-# A melange recipe built as packages: the result is a repository (<arch>/*.apk, APKINDEX.tar.gz).
-target "_recipe" {
-  context = "../recipes"
+# What every target shares: the frontend, the epoch, and the signing key as a secret. The image
+# target needs the secret too: bake solves the recipes' graphs inside the image's build session.
+target "_distroless" {
   args = {
     BUILDKIT_SYNTAX   = FRONTEND
     SOURCE_DATE_EPOCH = SOURCE_DATE_EPOCH
   }
   secret = ["id=signing-key,src=melange.rsa"]
+}
+
+# A melange recipe built as packages: the result is a repository (<arch>/*.apk, APKINDEX.tar.gz).
+target "_recipe" {
+  inherits = ["_distroless"]
+  context  = "../recipes"
 }
 
 target "baselayout" {
@@ -37,12 +43,9 @@ target "certs" {
 
 # The image: its YAML's repositories `baselayout` and `certs` are these named contexts.
 target "image" {
+  inherits   = ["_distroless"]
   context    = "."
   dockerfile = "image.yaml"
-  args = {
-    BUILDKIT_SYNTAX   = FRONTEND
-    SOURCE_DATE_EPOCH = SOURCE_DATE_EPOCH
-  }
   contexts = {
     baselayout = "target:baselayout"
     certs      = "target:certs"
