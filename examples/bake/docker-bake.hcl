@@ -1,7 +1,11 @@
-# Packages and the image built from them in one `docker buildx bake` (one graph, one cache).
-# Run from this directory, after `distroless keygen melange.rsa` here:
-#   FRONTEND=<registry>/distroless/frontend:<tag> docker buildx bake --load
+# The demo's packages, then an image from them, with `docker buildx bake` (run from this directory,
+# after `distroless keygen melange.rsa` here):
+#   export FRONTEND=<registry>/distroless/frontend:<tag>
+#   docker buildx bake packages            # out/baselayout/x86_64/*.apk, out/certs/x86_64/*.apk
+#   docker buildx bake image --load        # the image, its repositories the named contexts
 # The recipes and the image YAML need no `# syntax=` line: BUILDKIT_SYNTAX names the frontend.
+# (A `target:` context would make it one invocation, but dockerd 26.1's BuildKit panics on it; see
+# README "Packages with docker buildx".)
 
 variable "FRONTEND" {
   default = "127.0.0.1:5000/distroless/frontend:dev"
@@ -12,33 +16,38 @@ variable "SOURCE_DATE_EPOCH" {
 }
 
 group "default" {
-  targets = ["image"]
+  targets = ["packages"]
 }
 
-# What every target shares: the frontend, the epoch, and the signing key as a secret. The image
-# target needs the secret too: bake solves the recipes' graphs inside the image's build session.
+group "packages" {
+  targets = ["baselayout", "certs"]
+}
+
 target "_distroless" {
   args = {
     BUILDKIT_SYNTAX   = FRONTEND
     SOURCE_DATE_EPOCH = SOURCE_DATE_EPOCH
   }
-  secret = ["id=signing-key,src=melange.rsa"]
 }
 
-# A melange recipe built as packages: the result is a repository (<arch>/*.apk, APKINDEX.tar.gz).
+# A melange recipe built as packages: the result is a repository (<arch>/*.apk, APKINDEX.tar.gz),
+# signed with the secret `signing-key`.
 target "_recipe" {
   inherits = ["_distroless"]
   context  = "../recipes"
+  secret   = ["id=signing-key,src=melange.rsa"]
 }
 
 target "baselayout" {
   inherits   = ["_recipe"]
   dockerfile = "demo-baselayout.yaml"
+  output     = ["type=local,dest=out/baselayout"]
 }
 
 target "certs" {
   inherits   = ["_recipe"]
   dockerfile = "ca-certificates-bundle.yaml"
+  output     = ["type=local,dest=out/certs"]
 }
 
 # The image: its YAML's repositories `baselayout` and `certs` are these named contexts.
@@ -47,8 +56,8 @@ target "image" {
   context    = "."
   dockerfile = "image.yaml"
   contexts = {
-    baselayout = "target:baselayout"
-    certs      = "target:certs"
+    baselayout = "out/baselayout"
+    certs      = "out/certs"
   }
   tags = ["distroless/demo-bake:latest"]
 }
