@@ -1,0 +1,120 @@
+"""The packages mode's graph without a daemon: what is pinned, refused, mounted and where the
+secret goes (tests/test_buildkit_packages.py runs it on dockerd 26)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from distroless.buildkit import llb, recipes
+from distroless.buildkit._pb import ops as pb
+from distroless.errors import DistrolessError
+from distroless.melange.stages import RecipeInput
+
+ROOT = Path(__file__).resolve().parents[1]
+SHA = "ab" * 32
+RECIPE = """\
+package:
+  name: r
+  version: 1.0.0
+  epoch: 0
+  description: d
+  copyright:
+    - license: MIT
+environment:
+  contents:
+    packages: []
+pipeline:
+  - uses: fetch
+    with:
+      uri: http://127.0.0.1:1/r-1.0.0.tar.gz
+      {pin}
+  - name: build
+    runs: echo hi
+"""
+
+
+def compiled(pin: str = f"expected-sha256: {SHA}"):
+    return RecipeInput(RECIPE.format(pin=pin).encode(), "r.yaml", {}).compile("x86_64")
+
+
+def graph(req: recipes.Request, c) -> pb.Definition:
+    tool = llb.image("127.0.0.1:5000/fe:t", platform=llb.Platform("linux", "amd64", ""))
+    sources = recipes.pinned_sources(c, "r.yaml", req.allow_network, False)
+    ws = recipes.workspace_state(tool, llb.local("context"), c, False)
+    ws = recipes.run_steps(recipes.host_environment(tool, c), ws, c, sources, sde=req.sde, network=False,
+                           no_cache=False)
+    key_id = recipes.key_id_state(tool) if req.key_name else None
+    packed = recipes.pack_state(tool, tool, ws, c, req, key_id)
+    return recipes.index_state(tool, packed, "x86_64", req, key_id).marshal()
+
+
+def execs(d: pb.Definition) -> dict[str, pb.ExecOp]:
+    return {d.metadata[dg].description["llb.customname"]: op.exec for dg, op in llb.ops(d)
+            if op.WhichOneof("op") == "exec"}
+
+
+def test_detects_recipes_only() -> None:
+    assert recipes.is_recipe((ROOT / "examples/recipes/demo-hello.yaml").read_bytes())
+    assert not recipes.is_recipe((ROOT / "examples/image.yaml").read_bytes())
+    assert not recipes.is_recipe(b"package: [unclosed")
+
+
+def test_request_options() -> None:
+    req = recipes.parse_request({"platform": "linux/arm64,linux/amd64", "build-arg:SOURCE_DATE_EPOCH": "5",
+                                 "build-arg:BUILDKIT_SYNTAX": "x", "build-arg:GREETING": "hi",
+                                 "build-arg:DISTROLESS_NAMESPACE": "acme"})
+    assert req.archs == ("aarch64", "x86_64") and req.sde == 5 and req.namespace == "acme"
+    assert dict(req.env_file) == {"GREETING": "hi"} and req.key_name == "melange.rsa"
+    assert recipes.parse_request({"build-arg:DISTROLESS_UNSIGNED": "true"}).key_name == ""
+    with pytest.raises(DistrolessError, match="DISTROLESS_ALLOW_NETWORK"):
+        recipes.parse_request({"build-arg:DISTROLESS_ALLOW_NETWORK": "maybe"})
+
+
+def test_sha256_fetch_is_a_pinned_http_source_mounted_where_fetch_looks() -> None:
+    d = graph(recipes.parse_request({}), compiled())
+    https = [op.source for _, op in llb.ops(d) if op.WhichOneof("op") == "source"
+             and op.source.identifier.startswith("http://")]
+    assert [h.attrs["http.checksum"] for h in https] == [f"sha256:{SHA}"]
+    fetch = execs(d)["[x86_64] r: fetch > ???"]
+    mounts = {m.dest: m for m in fetch.mounts}
+    assert mounts[f"/var/cache/melange/sha256:{SHA}"].readonly
+    assert mounts[f"/var/cache/melange/sha256:{SHA}"].selector == f"/sha256:{SHA}"
+    assert "/var/cache/melange/sha256:" not in str(execs(d)["[x86_64] r: build"].mounts)
+
+
+def test_unpinned_and_git_sources_are_refused_unless_network_is_allowed() -> None:
+    with pytest.raises(DistrolessError, match=r"r.yaml: fetch http://127.0.0.1:1/r-1.0.0.tar.gz: no expected-sha256"):
+        recipes.pinned_sources(compiled("expected-none: 'true'"), "r.yaml", False, False)
+    assert recipes.pinned_sources(compiled("expected-none: 'true'"), "r.yaml", True, False) == []
+    (src,) = recipes.pinned_sources(compiled("expected-sha512: " + "cd" * 64), "r.yaml", False, False)
+    assert src.cache_name == "sha512:" + "cd" * 64
+
+
+def test_steps_run_as_the_build_user_without_network_and_never_see_the_secret() -> None:
+    d = graph(recipes.parse_request({"build-arg:SOURCE_DATE_EPOCH": "7"}), compiled())
+    ex = execs(d)
+    for name in ("[x86_64] r: fetch > ???", "[x86_64] r: build"):
+        assert ex[name].meta.user == "1000:1000" and ex[name].meta.cwd == "/home/build"
+        assert ex[name].network == pb.NONE
+        assert "SOURCE_DATE_EPOCH=7" in ex[name].meta.env
+        assert list(ex[name].meta.env) == sorted(ex[name].meta.env)  # bubblewrap's order
+    secret_users = sorted(n for n, e in ex.items() if any(m.mountType == pb.SECRET for m in e.mounts))
+    assert secret_users == sorted(["[x86_64] index", "[x86_64] pack r", recipes.KEY_ID_STEP])
+    for n in secret_users:
+        (m,) = [m for m in ex[n].mounts if m.mountType == pb.SECRET]
+        assert m.secretOpt.ID == "signing-key" and not m.secretOpt.optional and m.output == -1
+    # the key's id is a read-only (content-keyed) mount of the signing stages
+    assert any(m.dest == "/key" and m.readonly for m in ex["[x86_64] pack r"].mounts)
+
+
+def test_unsigned_builds_mount_no_secret() -> None:
+    d = graph(recipes.parse_request({"build-arg:DISTROLESS_UNSIGNED": "1"}), compiled())
+    assert not any(m.mountType == pb.SECRET for e in execs(d).values() for m in e.mounts)
+
+
+def test_from_definition_round_trips_a_graph() -> None:
+    d = graph(recipes.parse_request({}), compiled())
+    again = llb.from_definition(d).marshal()
+    assert [op for _, op in llb.ops(again)] == [op for _, op in llb.ops(d)]
