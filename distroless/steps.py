@@ -636,9 +636,61 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="")
     s.set_defaults(func=cmd_load)
 
-    from distroless.packagesteps import register
+    from distroless.packagesteps import (cmd_apk_index, cmd_key_id, cmd_melange, cmd_melange_index,
+                                         cmd_melange_pack, cmd_melange_workspace, cmd_pack)
 
-    register(sub)
+    s = sub.add_parser("pack", help="pack staged files into an .apk (`package create`'s flags after --)")
+    s.add_argument("--file", action="append", default=[], metavar="PATH=SRC")
+    s.add_argument("rest", nargs=argparse.REMAINDER)
+    s.set_defaults(func=cmd_pack)
+
+    s = sub.add_parser("melange", help="build a melange recipe over staged sources")
+    s.add_argument("--recipe", required=True)
+    s.add_argument("--file", action="append", default=[], metavar="PATH=SRC")
+    s.add_argument("--out", action="append", required=True, metavar="APK", help="declared outputs, by file name")
+    s.add_argument("--host-identity", default="", metavar="FILE",
+                   help="the host toolchain identity in the action key; refuse to build if this host differs")
+    s.add_argument("rest", nargs=argparse.REMAINDER)
+    s.set_defaults(func=cmd_melange)
+
+    s = sub.add_parser("apk-index", help="a signed APKINDEX.tar.gz over packages")
+    s.add_argument("--apk", nargs="+", required=True)
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--arch", default="")
+    s.add_argument("--description", default="")
+    s.add_argument("--signing-key", default="")
+    s.set_defaults(func=cmd_apk_index)
+
+    s = sub.add_parser("key-id", help="a signing key → the sha256 of its public half (never the key)")
+    s.add_argument("--key", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_key_id)
+
+    s = sub.add_parser("melange-workspace", help="sources → a recipe's workspace (owned by the build user)")
+    s.add_argument("--source", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--package", action="append", default=[], help="a package whose melange-out/ dir to make")
+    s.set_defaults(func=cmd_melange_workspace)
+
+    s = sub.add_parser("melange-pack", help="a workspace the pipeline ran in → the recipe's signed .apk files")
+    s.add_argument("--recipe", required=True)
+    s.add_argument("--recipe-name", default="", help="the recipe's name in messages (default: its file name)")
+    s.add_argument("--env-json", default="", help="a JSON object of --env-file variables")
+    s.add_argument("--arch", required=True)
+    s.add_argument("--workspace", required=True)
+    s.add_argument("--out", required=True, help="packages go to OUT/<arch>/")
+    s.add_argument("--signing-key", default="", help="the private key (a secret mount)")
+    s.add_argument("--key-name", default="", help="the key's name in signatures (default: the file's)")
+    s.add_argument("--namespace", default="unknown")
+    s.add_argument("--env-root", default="", help="the build environment's root (its /etc/passwd names owners)")
+    s.set_defaults(func=cmd_melange_pack)
+
+    s = sub.add_parser("melange-index", help="the .apk files of a directory → its signed APKINDEX.tar.gz")
+    s.add_argument("--dir", required=True)
+    s.add_argument("--arch", required=True)
+    s.add_argument("--signing-key", default="", help="the private key (a secret mount)")
+    s.add_argument("--key-name", default="", help="the key's name in signatures (default: the file's)")
+    s.set_defaults(func=cmd_melange_index)
     return p
 
 

@@ -11,7 +11,7 @@ Graph, per architecture:
   W_0   ExecOp in the frontend's image: the build context → the workspace, as `package build`
         copies it (`.melangeignore`, regular files, modes), owned by the build user;
   W_k   one ExecOp per step of the compiled pipeline (after `uses:` expansion and substitution,
-        main package first, then each subpackage), on E read-only with W_{k-1} at /home/build, as
+        main package first, then each subpackage), on E with W_{k-1} at /home/build, as
         uid 1000, network none: editing step k re-runs steps k… and what follows, nothing before;
   P     the engine's pack stage (SCA, .PKGINFO, three-member APKs, signing, linters) in the
         frontend's image, the signing key a secret mount (never in a layer, a cache key or a log);
@@ -189,7 +189,7 @@ def workspace_state(tool: llb.State, context: llb.State, compiled: CompiledRecip
         args += ["--package", pkg.name]
     run = tool.run(args, env=_python_env(), mounts=[llb.Mount("/src", context, readonly=True), llb.Mount("/ws"),
                                                      llb.Mount("/tmp", kind="tmpfs")],
-                   network="none", readonly_root=True, ignore_cache=no_cache,
+                   network="none", ignore_cache=no_cache,
                    name=f"[{compiled.arch}] workspace from the build context")
     return run.mount("/ws")
 
@@ -202,7 +202,8 @@ def run_steps(env_root: llb.State, ws: llb.State, compiled: CompiledRecipe, sour
               sde: int, network: bool, no_cache: bool) -> llb.State:
     """Each step one ExecOp on the previous step's workspace, as the bubblewrap runner runs it:
     uid/gid 1000, cwd /home/build, the container environment plus the step's, a fresh /tmp, the
-    root read-only, the same shell."""
+    same shell. (The root is writable here — the LLB builder has no read-only root — where
+    bubblewrap binds it read-only: a step writing outside the workspace fails only in the CLI.)"""
     container = container_environment(compiled.environment, sde)
     for pkg in compiled.packages:
         for step in pkg.steps:
@@ -211,7 +212,7 @@ def run_steps(env_root: llb.State, ws: llb.State, compiled: CompiledRecipe, sour
                                  readonly=True) for src in sources if src.digest in step.script]
             run = env_root.run([HOST_SHELL, "-c", step.script], env=sorted_env({**container, **step.environment}),
                                cwd=WORKSPACE, user=f"{BUILD_UID}:{BUILD_UID}", mounts=mounts,
-                               network="sandbox" if network else "none", readonly_root=True,
+                               network="sandbox" if network else "none",
                                ignore_cache=no_cache, name=step_name(compiled.arch, pkg.name, step))
             ws = run.mount(WORKSPACE)
     return ws
@@ -232,7 +233,7 @@ def key_id_state(tool: llb.State) -> llb.State:
     args = [sys.executable, "-m", "distroless.steps", "key-id", "--key", SECRET_PATH, "--out", "/out/key.id"]
     run = tool.run(args, env=_python_env(), mounts=[llb.Mount("/out"), llb.Mount("/tmp", kind="tmpfs"),
                                                      llb.Mount(SECRET_PATH, kind="secret", secret_id=SIGNING_SECRET)],
-                   network="none", readonly_root=True, ignore_cache=True, name=KEY_ID_STEP)
+                   network="none", ignore_cache=True, name=KEY_ID_STEP)
     return run.mount("/out")
 
 
@@ -253,7 +254,7 @@ def pack_state(tool: llb.State, inputs: llb.State, ws: llb.State, compiled: Comp
     key_args, secret = signing(req, key_id)
     run = tool.run(args + key_args, env=_python_env(), mounts=[
         llb.Mount("/in", inputs, readonly=True), llb.Mount("/ws", ws, readonly=True), llb.Mount("/out"),
-        llb.Mount("/tmp", kind="tmpfs"), *secret], network="none", readonly_root=True, ignore_cache=req.no_cache,
+        llb.Mount("/tmp", kind="tmpfs"), *secret], network="none", ignore_cache=req.no_cache,
         name=f"[{compiled.arch}] pack {', '.join(p.name for p in compiled.packages)}")
     return run.mount("/out")
 
@@ -263,7 +264,7 @@ def index_state(tool: llb.State, packed: llb.State, arch: str, req: Request, key
     key_args, secret = signing(req, key_id)
     run = tool.run(args + key_args, env=_python_env(),
                    mounts=[llb.Mount("/out", packed), llb.Mount("/tmp", kind="tmpfs"), *secret],
-                   network="none", readonly_root=True, ignore_cache=req.no_cache, name=f"[{arch}] index")
+                   network="none", ignore_cache=req.no_cache, name=f"[{arch}] index")
     return run.mount("/out")
 
 
