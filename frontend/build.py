@@ -40,7 +40,7 @@ from distroless.rootfs.layer import iter_tar  # noqa: E402
 from distroless.rootfs.tree import Tree  # noqa: E402
 
 DEPS = ["cryptography>=41", "requests>=2.31", "pyyaml>=6.0", "isal>=1.6", "zstandard>=0.22", "pynacl>=1.5",
-        "pyelftools>=0.30", "grpcio>=1.60", "protobuf>=7.35.1"]
+        "pyelftools>=0.30", "grpcio>=1.60", "protobuf>=7.35.1", "google-re2>=1.1"]
 CAPS = "moby.buildkit.frontend.inputs,moby.buildkit.frontend.subrequests,moby.buildkit.frontend.contexts"
 APP = "opt/distroless/app"
 SITE = "opt/distroless/site"
@@ -54,9 +54,9 @@ def codename() -> str:
     raise SystemExit("frontend/build.py: cannot tell the Debian suite from /etc/os-release")
 
 
-def base_rootfs(work: Path, suite: str) -> Path:
-    """Debian minbase + python3, built once per suite and kept in the work directory."""
-    base = work / f"base-{suite}"
+def base_rootfs(work: Path, suite: str, include: str = "python3,ca-certificates", name: str = "") -> Path:
+    """Debian minbase + python3 (or `include`), built once per suite and kept in the work directory."""
+    base = work / f"base-{suite}{name}"
     if (base / ".complete").exists():
         return base
     if shutil.which("mmdebstrap") is None:
@@ -64,10 +64,10 @@ def base_rootfs(work: Path, suite: str) -> Path:
         if subprocess.run(["apt-get", "install", "-y", "-qq", "mmdebstrap"], env=env).returncode != 0:
             subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
             subprocess.run(["apt-get", "install", "-y", "-qq", "mmdebstrap"], check=True, env=env)
-    tmp = work / f"base-{suite}.tmp"
+    tmp = work / f"base-{suite}{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     # no mirror argument: mmdebstrap uses the machine's own apt sources
-    subprocess.run(["mmdebstrap", "--variant=minbase", "--include=python3,ca-certificates",
+    subprocess.run(["mmdebstrap", "--variant=minbase", f"--include={include}",
                     "--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*",
                     "--dpkgopt=path-exclude=/usr/share/locale/*", "--skip=cleanup/reproducible",
                     suite, str(tmp)], check=True, stdout=sys.stderr)
@@ -179,13 +179,39 @@ def build(work: Path) -> tuple[Path, str]:
     return layout, image.digest
 
 
+def build_toolchain(work: Path, packages: str) -> Path:
+    """A host-toolchain image for the packages mode (`--build-arg DISTROLESS_TOOLCHAIN=REF`):
+    Debian minbase plus `packages`, one layer, no command. From the machine's own suite, it has
+    the host's compiler versions, so recipes built with it match `package build --host-toolchain`."""
+    suite = codename()
+    key = hashlib.sha256(packages.encode()).hexdigest()[:12]
+    base = base_rootfs(work, suite, include=packages, name=f"-toolchain-{key}")
+    blobs = work / "blobs"
+    blobs.mkdir(exist_ok=True)
+    tree = import_dir(base, mtime=EPOCH)
+    tree.remove(".complete")
+    layers = [layer_of(tree, blobs)]
+    plat = Platform.from_arch({"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()))
+    config = apko_config(platform=plat, diff_ids=[l.diff_id for l in layers], created=EPOCH,
+                         author="distroless", created_by="frontend/build.py --toolchain")
+    layout = work / f"toolchain-layout-{key}"
+    shutil.rmtree(layout, ignore_errors=True)
+    layout.mkdir()
+    write_layout(layout, build_index([build_image(config, layers, platform=plat)]))
+    return layout
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--push", help="registry reference to push to, e.g. 127.0.0.1:5000/distroless/frontend:dev")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "distroless-frontend")
+    ap.add_argument("--toolchain", metavar="PKG,…", help="build the host-toolchain image with these Debian packages")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    layout, digest = build(args.work)
+    if args.toolchain:
+        layout, digest = build_toolchain(args.work, args.toolchain), "toolchain"
+    else:
+        layout, digest = build(args.work)
     print(f"frontend image: {layout} ({digest})")
     if args.push:
         result = push_layout(layout, parse_reference(args.push))

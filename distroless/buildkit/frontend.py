@@ -46,7 +46,7 @@ from distroless.imagebuild import arch_config
 from distroless.oci.image import Platform as OciPlatform
 from distroless.oci.image import config_json
 
-from . import llb, recipes, transport
+from . import llb, transport
 from .contexts import NamedContexts
 from .report import frontend_events
 from ._pb import gateway
@@ -352,6 +352,8 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv) -> gateway.Re
     print(f"distroless frontend: options {sorted(env.opts)}; sbom={req.sbom}", file=sys.stderr)
     gw = Gateway(bridge, req)
     data, lock_bytes, file = read_spec(gw, env)
+    from . import recipes  # the packages mode loads melange's engine only when it is asked for
+
     if recipes.is_recipe(data):  # a melange recipe: the packages mode
         return recipes.build(bridge, env, gw, data, file)
     try:

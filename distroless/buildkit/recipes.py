@@ -53,8 +53,11 @@ DEFAULT_KEY_NAME = "melange.rsa"
 # build arg: build unsigned packages. Otherwise the secret is required: BuildKit keeps secrets out
 # of cache keys, so an optional one would let an unsigned build's packages answer a signed one.
 UNSIGNED = "DISTROLESS_UNSIGNED"
+# build arg: the image a recipe without repositories builds on (the CLI's --host-toolchain); default:
+# the frontend's own image (Debian + python3, no compiler). `frontend/build.py --toolchain` makes one.
+TOOLCHAIN = "DISTROLESS_TOOLCHAIN"
 # build args that are ours or BuildKit's; every other one is an `--env-file`-style variable
-RESERVED_ARGS = frozenset({"SOURCE_DATE_EPOCH", ALLOW_NETWORK, NAMESPACE, KEY_NAME, UNSIGNED})
+RESERVED_ARGS = frozenset({"SOURCE_DATE_EPOCH", ALLOW_NETWORK, NAMESPACE, KEY_NAME, UNSIGNED, TOOLCHAIN})
 HOST_SHELL = "/bin/bash"  # the CLI's host-toolchain shell (recipes use `set -o pipefail`)
 
 
@@ -78,6 +81,7 @@ class Request:
     allow_network: bool
     namespace: str
     key_name: str  # "" when unsigned
+    toolchain: str  # image reference; "" = the frontend's own image
     no_cache: bool
 
 
@@ -90,7 +94,8 @@ def parse_request(opts: Mapping[str, str]) -> Request:
     allow, unsigned = _flag(args, ALLOW_NETWORK), _flag(args, UNSIGNED)
     return Request(filename=opts.get("filename", "Dockerfile"), archs=archs, sde=sde, env_file=env_file,
                    allow_network=allow, namespace=args.get(NAMESPACE, "unknown") or "unknown",
-                   key_name="" if unsigned else (args.get(KEY_NAME) or DEFAULT_KEY_NAME), no_cache="no-cache" in opts)
+                   key_name="" if unsigned else (args.get(KEY_NAME) or DEFAULT_KEY_NAME),
+                   toolchain=args.get(TOOLCHAIN, "").strip(), no_cache="no-cache" in opts)
 
 
 def _flag(args: Mapping[str, str], name: str) -> bool:
@@ -172,15 +177,18 @@ def step_name(arch: str, pkg: str, step: RunnableStep) -> str:
     return f"[{arch}] {pkg}: {' > '.join(step.chain + (step.name,))}"
 
 
-def host_environment(tool: llb.State, compiled: CompiledRecipe) -> llb.State:
-    """The host-toolchain environment: the frontend's image with the recipe's accounts (the
-    CLI's sandbox root has only the skeleton's passwd/group over the host's system dirs)."""
+def host_environment(tool: llb.State, compiled: CompiledRecipe, toolchain: str = "") -> llb.State:
+    """The host-toolchain environment: the toolchain image (else the frontend's) with the recipe's
+    accounts (the CLI's sandbox root has only the skeleton's passwd/group over the host's dirs)."""
+    if toolchain:
+        tool = llb.image(toolchain, platform=tool.platform, name=f"[internal] toolchain {toolchain}")
     tree = skeleton_tree(compiled.environment)
     action = None
     for path in ("etc/passwd", "etc/group"):
         data = tree.get(path).data()
         action = (llb.mkfile if action is None else action.mkfile)(f"/{path}", 0o644, data)
-    return tool.file(action, name=f"[{compiled.arch}] build environment: the frontend's image (host toolchain)")
+    what = f"toolchain {toolchain}" if toolchain else "the frontend's image"
+    return tool.file(action, name=f"[{compiled.arch}] build environment: {what} (host toolchain)")
 
 
 def workspace_state(tool: llb.State, context: llb.State, compiled: CompiledRecipe, no_cache: bool) -> llb.State:
@@ -315,7 +323,7 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv, gw, data: byt
                 f"{req.filename}: environment.contents.repositories: building the environment from packages "
                 f"is not supported by the frontend yet; leave the repositories out to build on its image")
         sources = pinned_sources(compiled, req.filename, req.allow_network, req.no_cache)
-        env_root = host_environment(tool, compiled)
+        env_root = host_environment(tool, compiled, req.toolchain)
         ws = workspace_state(tool, context, compiled, req.no_cache)
         from distroless.melange.build import recipe_needs_network
         ws = run_steps(env_root, ws, compiled, sources, sde=req.sde,
