@@ -312,3 +312,58 @@ def test_bake_packages_then_the_image_from_named_contexts(tmp_path, frontend, pe
         assert {"etc/ssl/certs/ca-certificates.crt", "etc/os-release", "etc/passwd"} <= names
         installed = tf.extractfile("usr/lib/apk/db/installed").read().decode()
     assert "P:demo-baselayout\n" in installed and "P:ca-certificates-bundle\n" in installed
+
+
+TOOLCHAIN_PACKAGES = "bash,gcc,libc6-dev,openssl"
+
+
+@pytest.fixture(scope="module")
+def toolchain(peers) -> str:
+    """The host-toolchain image (`frontend/build.py --toolchain`): this machine's Debian suite with
+    gcc, so demo-hello compiles with the same compiler as `package build --host-toolchain`."""
+    ref = f"{peers.registry}/distroless/toolchain:test-{os.getpid()}"
+    r = subprocess.run([sys.executable, str(ROOT / "frontend/build.py"), "--work", "/var/cache/distroless-toolchain",
+                        "--toolchain", TOOLCHAIN_PACKAGES, "--push", ref], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return ref
+
+
+def test_demo_hello_with_a_toolchain_image_matches_the_cli_and_the_image_runs(
+        tmp_path, frontend, toolchain, peers, key) -> None:  # noqa: F811
+    ctx = tmp_path / "ctx"
+    shutil.copytree(RECIPES, ctx, ignore=shutil.ignore_patterns("BUILD.bazel"))
+    out = tmp_path / "bk"
+    for name in ("demo-baselayout", "ca-certificates-bundle", "demo-hello"):
+        recipe = with_syntax(RECIPES / f"{name}.yaml", ctx / f"{name}.yaml", frontend)
+        buildx_packages(peers.docker26, recipe, ctx, out / name, key, "--build-arg",
+                        f"DISTROLESS_TOOLCHAIN={toolchain}")
+    cli_build(ctx / "demo-hello.yaml", ctx, tmp_path / "cli", key)
+    got, want = apks(out / "demo-hello"), apks(tmp_path / "cli")
+    assert got.keys() == want.keys() == {"x86_64/demo-hello-0.1.0-r0.apk"}
+    assert got == want, "demo-hello differs from the CLI's (toolchain image vs host gcc)"
+    # the demo image from those three repositories, each a named build context
+    img = tmp_path / "img"
+    img.mkdir()
+    shutil.copy(f"{key}.pub", img / "melange.rsa.pub")
+    (img / "image.yaml").write_text(f"""# syntax={frontend}
+contents:
+  repositories: [baselayout, certs, hello]
+  keyring: [melange.rsa.pub]
+  packages: [demo-hello, ca-certificates-bundle]
+entrypoint:
+  command: /usr/bin/demo-hello
+accounts:
+  run-as: nonroot
+archs: [x86_64]
+""")
+    docker = peers.docker26
+    tag = f"bk-demo:{os.getpid()}"
+    docker.run("buildx", "build", "-f", str(img / "image.yaml"), "--progress=plain", "--build-arg",
+               f"SOURCE_DATE_EPOCH={SDE}", "--build-context", f"baselayout={out / 'demo-baselayout'}",
+               "--build-context", f"certs={out / 'ca-certificates-bundle'}", "--build-context",
+               f"hello={out / 'demo-hello'}", "-t", tag, "--load", str(img), timeout=600)
+    try:
+        r = docker.run("run", "--rm", "--network", "none", tag)
+        assert "Hello from distroless" in r.stdout
+    finally:
+        docker.run("rmi", "-f", tag, check=False)
