@@ -113,10 +113,12 @@ class Gateway:
         self.spec_digest = ""  # the op that loaded the YAML: BuildKit attaches warnings to it
         self.reads: dict[str, int] = {}  # every file read through the gateway → bytes (the daemon log shows it)
         self._inputs: dict[str, llb.State] | None = None
+        self.from_inputs = False  # the build file came as a frontend input (bake's shared session)
 
     def input(self, key: str) -> llb.State | None:
         """The frontend input `key`: when bake runs several builds in one session, the Dockerfile
-        frontend hands the forwarded build its `dockerfile` and `context` this way, not as locals."""
+        frontend hands the forwarded build its `dockerfile` and `context` this way, and the locals
+        of those names may be another target's."""
         if self._inputs is None:
             caps = self.bridge.caps
             defs = self.bridge.inputs() if caps is not None and caps.supports("frontend.inputs") else {}
@@ -145,12 +147,22 @@ class Gateway:
 def read_spec(gw: Gateway, env: transport.FrontendEnv) -> tuple[bytes, bytes | None, llb.SourceFile]:
     req = gw.req
     lock_name = Path(req.filename).stem + ".lock.json"
-    src = gw.input(req.source_key) or llb.local(
-        req.source_key, session_id=env.session_id, follow_paths=[req.filename, lock_name],
-        shared_key_hint=req.source_key, custom_name=f"[internal] load build definition from {req.filename}")
+    src = llb.local(req.source_key, session_id=env.session_id, follow_paths=[req.filename, lock_name],
+                    shared_key_hint=req.source_key,
+                    custom_name=f"[internal] load build definition from {req.filename}")
     ref = gw.solve(src)
+    try:
+        data = gw.read_all(ref, req.filename)
+    except transport.BridgeError:
+        # not in the local of that name: bake shares one session between targets and hands the
+        # build file over as a frontend input instead
+        alt = gw.input(req.source_key)
+        if alt is None:
+            raise
+        src, gw.from_inputs = alt, True
+        ref = gw.solve(src)
+        data = gw.read_all(ref, req.filename)
     gw.spec_digest = llb.output_of(src.marshal()).digest
-    data = gw.read_all(ref, req.filename)
     try:
         lock_bytes: bytes | None = gw.read_all(ref, lock_name)
     except transport.BridgeError:
@@ -163,7 +175,7 @@ def read_context_files(gw: Gateway, env: transport.FrontendEnv, paths: list[str]
     if not paths:
         return {}
     key = env.opts.get("contextkey", "context")
-    ref = gw.solve(gw.input(key) or llb.local(
+    ref = gw.solve((gw.from_inputs and gw.input(key)) or llb.local(
         key, session_id=env.session_id, follow_paths=paths, shared_key_hint=key,
         custom_name=f"[internal] load {', '.join(paths)} from the build context"))
     return {p: gw.read_all(ref, p) for p in paths}

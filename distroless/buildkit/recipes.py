@@ -306,7 +306,7 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv, gw, data: byt
     key = env.opts.get("contextkey", "context")
     # differ=none: sources with the same size and mtime as a cached copy are sent anyway (fsutil's
     # metadata check would keep stale bytes, and then build packages from them)
-    context = gw.input(key) or llb.local(key, session_id=env.session_id, shared_key_hint=key, differ="none",
+    context = (gw.from_inputs and gw.input(key)) or llb.local(key, session_id=env.session_id, shared_key_hint=key, differ="none",
                                          custom_name="[internal] load the recipe's sources from the build context")
     key_id = key_id_state(tool) if req.key_name else None
     per_arch = []
