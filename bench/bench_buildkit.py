@@ -1,6 +1,6 @@
 """A warm `docker buildx build` of a 120-package image against the CLI's warm build, same run.
 
-The repository of bench_image.py (120 packages, ≈ 220 MB) is served over loopback http with an
+The repository of bench_image.py (120 packages, 271 MB) is served over loopback http with an
 access log; the YAML is locked by the CLI and built on the real dockerd 26 (buildx, MergeOp) by the
 frontend image of this checkout. Then:
   cold   = the first buildx build (downloads, expansions, the metadata step);
@@ -69,7 +69,7 @@ def main() -> None:
     server = None
     try:
         t = time.perf_counter()
-        repo, pub, total = make_repo(work)
+        repo, pub, total = make_repo(work, 120)
         print(f"synthetic repository: 120 packages, {total / 1e6:.0f} MB uncompressed "
               f"(generated in {time.perf_counter() - t:.0f} s)")
         server = StaticServer(repo, access_log=work / "access.log").start()
