@@ -57,7 +57,7 @@ UNSIGNED = "DISTROLESS_UNSIGNED"
 # the frontend's own image (Debian + python3, no compiler). `frontend/build.py --toolchain` makes one.
 TOOLCHAIN = "DISTROLESS_TOOLCHAIN"
 # build args that are ours or BuildKit's; every other one is an `--env-file`-style variable
-RESERVED_ARGS = frozenset({"SOURCE_DATE_EPOCH", ALLOW_NETWORK, NAMESPACE, KEY_NAME, UNSIGNED, TOOLCHAIN})
+RESERVED_ARGS = frozenset({epoch.NAME, ALLOW_NETWORK, NAMESPACE, KEY_NAME, UNSIGNED, TOOLCHAIN})
 HOST_SHELL = "/bin/bash"  # the CLI's host-toolchain shell (recipes use `set -o pipefail`)
 
 
