@@ -102,12 +102,19 @@ def _packages(rows: list[tuple], repository: str, pin: str) -> list[Package]:
 
 
 def _store(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    """Best effort: the parse is a shortcut for the next run, so a full or read-only cache skips
+    it (the writes that matter, the downloads, name their file when they fail)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    except OSError:
+        return
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(MAGIC + b"%08x" % zlib.crc32(payload) + payload)
         os.replace(tmp, path)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -107,7 +107,11 @@ def expand(apk_path: Path, cache: Cache, *, expected_checksum: str | None = None
                 if e.filename is not None:
                     raise
                 raise OSError(e.errno, e.strerror, sink.name) from None  # a full disk: name the file
-        (work / "meta.json").write_text(json.dumps(_to_json(_lean(apk))))
+        meta = work / "meta.json"
+        try:
+            meta.write_text(json.dumps(_to_json(_lean(apk))))
+        except OSError as e:  # a full disk names nothing: name the file
+            raise OSError(e.errno, e.strerror, str(meta)) from None
         dest = root / apk.sha256
         try:
             os.rename(work, dest)
