@@ -15,12 +15,8 @@ from pathlib import Path
 
 from distroless import epoch
 from distroless.errors import StepError
-from distroless.events import Events, TextSink
 from distroless.fsutil import atomic_output, atomic_write
-
-
-def stderr_events() -> Events:
-    return Events(TextSink(sys.stderr))
+from distroless.stepio import stderr_events
 
 
 def _stage_tree(specs: Sequence[str], root: Path) -> None:

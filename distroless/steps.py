@@ -44,8 +44,8 @@ from pathlib import Path
 
 from distroless import epoch
 from distroless.errors import DistrolessError, StepError
-from distroless.events import Events, TextSink
 from distroless.fsutil import atomic_output, atomic_write
+from distroless.stepio import fresh_dir, publish_dir, staging, stderr_events, write_json
 
 META_VERSION = 1
 # Layering strategies as the config names them; "single" is apko's default (no `layering:`).
@@ -53,29 +53,6 @@ LAYERINGS = ("single", "package", "origin")
 
 
 # --------------------------------------------------------------------------- small helpers
-
-
-def _write_json(path: Path, doc: object) -> None:
-    atomic_write(path, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
-
-
-def _fresh_dir(path: Path) -> None:
-    """Bazel pre-creates tree-artifact outputs; other callers may not. Either way: empty."""
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-
-
-def _publish_dir(staging: Path, out: Path) -> None:
-    """Move a finished staging directory's contents into `out` (the atomic part is the staging)."""
-    _fresh_dir(out)
-    for child in staging.iterdir():
-        os.replace(child, out / child.name)
-
-
-def _staging(near: Path) -> Path:
-    near.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{near.name}.", dir=near.parent))
 
 
 def _oci_arch(arch: str) -> str:
@@ -92,24 +69,19 @@ def cmd_expand(args: argparse.Namespace) -> int:
     from distroless.store.cache import Cache
 
     out = Path(args.out)
-    work = _staging(out)
+    work = staging(out)
     try:
         # The engine's own expansion into a private cache; its entry is exactly data.tar + meta.json.
         exp = expand(Path(args.apk), Cache(work / "cache"), expected_checksum=args.checksum or None,
                      expected_sha256=args.sha256 or None)
         entry = exp.tar.parent
-        _fresh_dir(out)
+        fresh_dir(out)
         for name in ("data.tar", "meta.json"):
             os.replace(entry / name, out / name)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"{args.apk}: {exp.apk.package.name}-{exp.apk.package.version} expanded")
     return 0
-
-
-def stderr_events() -> Events:
-    """A step's warnings and notes, as lines on stderr (Bazel shows them with the action)."""
-    return Events(TextSink(sys.stderr))
 
 
 def load_expanded(directory: str | os.PathLike[str]):
@@ -224,7 +196,7 @@ def metadata_layer(loaded, ps, arch: str, expanded, out: Path) -> None:
     with atomic_output(out / "metadata.tar") as f:
         for chunk in iter_tar(overlay.metadata_entries(tree, arch_fs.expanded), users, groups):
             f.write(chunk)
-    _write_json(out / "image.json", {
+    write_json(out / "image.json", {
         "version": META_VERSION, "arch": arch, "image": imagebuild.image_settings(arch_fs.rootfs.config, arch_fs.bde),
         "source_date_epoch_pinned": loaded.source_date_epoch_pinned, "warnings": warnings,
     })
@@ -313,7 +285,7 @@ def cmd_assemble(args: argparse.Namespace) -> int:
     for path in args.out_layer[len(groups):]:
         atomic_write(path, b"")  # an unused slot: no layer
     osi = imagebuild.os_info(rootfs.tree)
-    _write_json(Path(args.out_meta), {
+    write_json(Path(args.out_meta), {
         "version": META_VERSION, "arch": arch, "image": imagebuild.image_settings(rootfs.config, bde),
         "index_annotations": dict(loaded.config.annotations), "index_vcs_url": loaded.config.vcs_url,
         "os": asdict(osi), "packages": [asdict(r.package) for r in rootfs.installer.installed],
@@ -338,16 +310,16 @@ def cmd_layer(args: argparse.Namespace) -> int:
     out_blob, out_desc = Path(args.out_blob), Path(args.out_desc)
     if os.path.getsize(args.tar) == 0:  # an unused slot stays empty all the way
         atomic_write(out_blob, b"")
-        _write_json(out_desc, {})
+        write_json(out_desc, {})
         return 0
-    work = _staging(out_blob)
+    work = staging(out_blob)
     try:
         with open(args.tar, "rb") as src:
             layer = write_layer(src, work, compression=args.compression)
         os.replace(layer.path, out_blob)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    _write_json(out_desc, {"digest": layer.digest, "size": layer.size, "diff_id": layer.diff_id,
+    write_json(out_desc, {"digest": layer.digest, "size": layer.size, "diff_id": layer.diff_id,
                            "media_type": layer.media_type})
     print(f"{args.tar}: {layer.digest}")
     return 0
@@ -359,10 +331,10 @@ def cmd_layer(args: argparse.Namespace) -> int:
 def _write_index_layout(out: Path, index) -> None:
     from distroless.oci.layout import write_layout
 
-    work = _staging(out)
+    work = staging(out)
     try:
         write_layout(work, index)
-        _publish_dir(work, out)
+        publish_dir(work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -430,7 +402,7 @@ def cmd_sbom(args: argparse.Namespace) -> int:
                                  OSInfo(**m["os"]), m["image"]["created"], m["image"]["vcs_url"]) for m in metas]
     docs = imagebuild.sbom_documents(archs, index, name=args.name, vcs_url=metas[0]["index_vcs_url"], formats=formats)
     out = Path(args.out_dir)
-    _fresh_dir(out)
+    fresh_dir(out)
     for name, doc in docs.items():
         atomic_write(out / name, doc)
     print(f"{args.layout}: {', '.join(sorted(docs))}")
@@ -453,7 +425,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
     key = keys.read_private_key(args.key, _password(args) if args.password_file else hostenv.key_password)
     out = Path(args.out)
-    work = _staging(out)
+    work = staging(out)
     try:
         signed = work / "layout"
         shutil.copytree(args.layout, signed, symlinks=False)
@@ -467,7 +439,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
                                       timestamp=hostenv.predicate_timestamp(epoch.parse(args.source_date_epoch,
                                                                                          "--source-date-epoch")))
             layout.attest_layout(signed, key, ptype, pred)
-        _publish_dir(signed, out)
+        publish_dir(signed, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"signed {subject.digest}")
