@@ -8,21 +8,16 @@ same fingerprints: the verification would then run on the same bytes with the sa
 end the same way, so the cache never serves what the keys given now would not verify.
 Unverified reads (`--ignore-signatures`) have their own entries and never serve verified ones.
 
-An entry is `MAGIC`, the CRC-32 of the payload and the payload (marshal, each distinct string
-stored once); one that does not match its CRC is ignored and rewritten. Entries are written
-atomically and live under the cache root like the blobs they describe, with the same trust: the
-cache directory is the user's own (the CRC catches damage, not a forger with write access there).
+An entry (`distroless.store.entries`: magic, CRC-32, marshal) holds the signers and one list per
+`Package` field (columns load faster than rows: no tuple per package).
 """
 
 from __future__ import annotations
 
 import gc
 import hashlib
-import marshal
-import os
-import tempfile
-import zlib
 from dataclasses import fields
+from itertools import repeat
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -30,10 +25,12 @@ from cryptography.hazmat.primitives import serialization
 from distroless.apk import index
 from distroless.apk.keys import Keyring
 from distroless.apk.model import Package
+from distroless.store import entries
 
-MAGIC = b"distroless parsed index 2\n"
-# every Package field but where it came from, which the caller gives
-_FIELDS = tuple(f.name for f in fields(Package) if f.name not in ("repository", "pin"))
+MAGIC = b"distroless parsed index 3\n"
+# every Package field but where it came from (the last two, which the caller gives), in order
+_FIELDS = tuple(f.name for f in fields(Package))[:-2]
+assert tuple(f.name for f in fields(Package))[-2:] == ("repository", "pin")
 Signers = tuple[tuple[str, str | None], ...]
 
 
@@ -67,54 +64,32 @@ def read_index(root: Path, data: bytes, source: str, keyring: Keyring, *, verify
             return [seen.setdefault(v, v) for v in value]
         return value
 
-    rows = [tuple(one(getattr(p, f)) for f in _FIELDS) for p in parsed.packages]
-    _store(path, marshal.dumps((signers, rows)))
+    columns = [[one(getattr(p, f)) for p in parsed.packages] for f in _FIELDS]
+    entries.store(path, MAGIC, (signers, columns))
     return parsed.packages
 
 
-def _load(path: Path, keyring: Keyring | None) -> list[tuple] | None:
+def _load(path: Path, keyring: Keyring | None) -> list[list] | None:
+    entry = entries.load(path, MAGIC)
     try:
-        blob = path.read_bytes()
-    except OSError:
-        return None
-    head = len(MAGIC) + 8
-    if not blob.startswith(MAGIC) or b"%08x" % zlib.crc32(blob[head:]) != blob[len(MAGIC):head]:
-        return None
-    try:
-        signers, rows = marshal.loads(blob[head:])
-    except (ValueError, EOFError, TypeError):
-        return None
+        signers, columns = entry  # type: ignore[misc]
+        if len(columns) != len(_FIELDS):
+            return None
+    except (TypeError, ValueError):
+        return None  # absent, or not this shape
     if keyring is not None and tuple((name, fingerprint(keyring, name)) for name, _ in signers) != tuple(
             (name, fp) for name, fp in signers):
         return None  # other keys now: verify again
-    return rows
+    return columns
 
 
-def _packages(rows: list[tuple], repository: str, pin: str) -> list[Package]:
+def _packages(columns: list[list], repository: str, pin: str) -> list[Package]:
     # thousands of small objects at once: the cyclic GC would run many times for nothing
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return [Package(*row, repository=repository, pin=pin) for row in rows]
+        n = len(columns[0])
+        return list(map(Package, *columns, repeat(repository, n), repeat(pin, n)))
     finally:
         if enabled:
             gc.enable()
-
-
-def _store(path: Path, payload: bytes) -> None:
-    """Best effort: the parse is a shortcut for the next run, so a full or read-only cache skips
-    it (the writes that matter, the downloads, name their file when they fail)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(MAGIC + b"%08x" % zlib.crc32(payload) + payload)
-        os.replace(tmp, path)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
