@@ -1,27 +1,31 @@
 """From a loaded image config to a pinned, verified package set per architecture.
 
 `resolve_config` reads every build repository's index for every arch and resolves the world
-with apko's multi-arch rule; `lock_of` turns that into a lock (fetching each package once to
-record its byte ranges and whole-file sha256); `from_lock` installs exactly what a lock says.
+with apko's multi-arch rule (a step with a content-addressed cache: `resolvecache`); `lock_of`
+turns that into a lock (fetching each package once to record its byte ranges and whole-file
+sha256); `from_lock` installs exactly what a lock says.
+
+The lock format, the package reader, the crypto behind keys and the resolver are imported where
+they are used: a warm `image show-packages` answers from the step cache without any of them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from distroless import lock as lockfile
-from distroless.apk.keys import Keyring
 from distroless.apk.model import Package
 from distroless.config import LoadedConfig, arch_to_apk
 from distroless.errors import DistrolessError, FormatError
 from distroless.events import NULL, Events, Location
-from distroless.store.expand import expand
-from distroless.store.cache import Cache
-from distroless.fetch.fetcher import Fetched, Fetcher
+from distroless.fetch.fetcher import Fetched, Fetcher, IndexData
 from distroless.fetch.repository import Repository, strip_scheme
-from distroless.resolve import resolve
+
+if TYPE_CHECKING:
+    from distroless import lock as lockfile
+    from distroless.apk.keys import Keyring
+    from distroless.store.cache import Cache
 
 
 class LockMismatchError(DistrolessError):
@@ -42,7 +46,6 @@ class PackageSet:
     """Per architecture (OCI spelling, e.g. `amd64`): the packages in install order."""
 
     archs: dict[str, list[Pinned]] = field(default_factory=dict)
-    keyring: Keyring = field(default_factory=Keyring)
     key_sources: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # name → (location, PEM)
 
     def pinned_world(self, arch: str) -> list[str]:
@@ -54,21 +57,51 @@ class PackageSet:
         return sorted(out)
 
 
-IndexLoader = Callable[[Repository, str, Keyring], list[Package]]  # (repo, apk arch, keys)
+IndexLoader = Callable[[Repository, str, "Keyring"], list[Package]]  # (repo, apk arch, keys)
 
 
 def resolve_config(loaded: LoadedConfig, fetcher: Fetcher, *, ignore_signatures: bool = False,
                    world: tuple[str, ...] | None = None) -> PackageSet:
-    """Resolve with indexes and keys fetched (and cached) by `fetcher`."""
-    return resolve_packages(
-        loaded, fetcher.keys(list(loaded.keyring())),
-        lambda repo, arch, ring: fetcher.index(repo, arch, ring, verify=not ignore_signatures), world=world)
+    """Resolve with indexes and keys fetched (and cached) by `fetcher`; the result is taken from
+    the step cache when every input is the same as in a run that resolved them (see
+    `distroless.resolvecache`)."""
+    from distroless import resolvecache
+
+    keys = fetcher.keys(list(loaded.keyring()))
+    verify = not ignore_signatures
+    if loaded.config.contents.baseimage is not None:  # the base's packages are an input the key lacks
+        return resolve_packages(loaded, keys, lambda repo, arch, ring: fetcher.index(repo, arch, ring, verify=verify),
+                                world=world)
+    wanted = list(world if world is not None else loaded.world())
+    repos = [Repository.parse(r) for r in loaded.build_repositories()]
+    found: dict[tuple[str, int], IndexData] = {
+        (arch, i): fetcher.index_data(repo, arch_to_apk(arch)) for arch in loaded.config.archs
+        for i, repo in enumerate(repos)}
+    root = fetcher.cache.root
+    key = resolvecache.key(wanted, list(loaded.config.archs), keys, list(found.values()), verify=verify,
+                           cap=fetcher.limits.index_decompressed)
+    hit = resolvecache.load(root, key)
+    if hit is not None:
+        for f in found.values():
+            fetcher.remember(f)  # the same bytes were verified with the same keys when the entry was made
+        return PackageSet({arch: [Pinned(p, url) for p, url in pins] for arch, pins in hit.items()},
+                          {name: (loc, pem) for name, loc, pem in keys})
+    by_repo = {(arch_to_apk(arch), repos[i].url, repos[i].pin): f for (arch, i), f in found.items()}
+    ps = resolve_packages(
+        loaded, keys,
+        lambda repo, arch, ring: fetcher.index_packages(by_repo[(arch, repo.url, repo.pin)], ring, verify=verify),
+        world=world)
+    resolvecache.store(root, key, {arch: [(p.package, p.url) for p in pins] for arch, pins in ps.archs.items()})
+    return ps
 
 
 def resolve_packages(loaded: LoadedConfig, keys: list[tuple[str, str, bytes]], load_index: IndexLoader, *,
                      world: tuple[str, ...] | None = None) -> PackageSet:
     """Read every build repository's index for every arch (through `load_index`, which verifies)
     and resolve the world with apko's multi-arch rule. Keys are (file name, location, PEM)."""
+    from distroless.apk.keys import Keyring
+    from distroless.resolve import resolve
+
     ring = Keyring()
     for name, loc, pem in keys:
         ring.add(name, pem, loc)
@@ -84,7 +117,7 @@ def resolve_packages(loaded: LoadedConfig, keys: list[tuple[str, str, bytes]], l
         base = bases[arch]
         indexes[arch] = pkgs + (base.packages if base else [])  # apko: the base as one more repository
     wanted = list(world if world is not None else loaded.world())
-    out = PackageSet(keyring=ring, key_sources=sources)
+    out = PackageSet(key_sources=sources)
     for arch in archs:
         siblings = [indexes[a] for a in archs if a != arch]
         base = bases[arch]
@@ -141,6 +174,8 @@ def fetch_all(ps: PackageSet, fetcher: Fetcher) -> dict[str, list[Fetched]]:
 
 def _lock_head(loaded: LoadedConfig, ps: PackageSet, config_name: str) -> lockfile.Lock:
     """A lock's config, keyring and repositories (everything but the packages)."""
+    from distroless import lock as lockfile
+
     lk = lockfile.Lock(config_name=config_name, config_checksum=loaded.checksum)
     # named by the location as written, sorted by that name (apko's lock)
     for loc, pem in sorted(ps.key_sources.values(), key=lambda lp: strip_scheme(lp[0])):
@@ -160,6 +195,9 @@ def _lock_head(loaded: LoadedConfig, ps: PackageSet, config_name: str) -> lockfi
 
 def lock_of(loaded: LoadedConfig, ps: PackageSet, fetched: dict[str, list[Fetched]], config_name: str,
             cache: Cache) -> lockfile.Lock:
+    from distroless import lock as lockfile
+    from distroless.store.expand import expand
+
     lk = _lock_head(loaded, ps, config_name)
     for arch, items in fetched.items():
         for pin, f in zip(ps.archs[arch], items):
@@ -173,6 +211,8 @@ def unfetched_lock(loaded: LoadedConfig, ps: PackageSet, config_name: str) -> lo
     """A resolved set as a lock without fetching anything: no byte ranges, and a sha256 only
     where the set has one. How a resolution made without package bytes (the BuildKit frontend's)
     is handed to a step that installs from a lock."""
+    from distroless import lock as lockfile
+
     lk = _lock_head(loaded, ps, config_name)
     for arch, pins in ps.archs.items():
         for pin in pins:
@@ -195,10 +235,13 @@ def from_lock(lk: lockfile.Lock, loaded: LoadedConfig, *, lock_path: str, config
         )
     if not lk.config_checksum:
         events.warning("no config checksum; cannot tell whether the lock is current", location=Location(lock_path))
+    from distroless.apk.keys import Keyring
+
     out = PackageSet()
+    ring = Keyring()  # a key in the lock that is not one is an error here, not at some later use
     for k in lk.keyring:
         if k.content:
-            out.keyring.add(Path(k.name).name, k.content.encode(), f"{lock_path}: keyring {k.name}")
+            ring.add(Path(k.name).name, k.content.encode(), f"{lock_path}: keyring {k.name}")
             out.key_sources[Path(k.name).name] = (k.url, k.content.encode())
     apk_to_oci = {arch_to_apk(a): a for a in loaded.config.archs}
     for p in lk.packages:

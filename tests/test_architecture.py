@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
     ("fetch", frozenset({"fetch", "registry"})),
     ("resolve", frozenset({"resolve"})),
     ("rootfs", frozenset({"rootfs"})),
-    ("engine", frozenset({"packages", "assembly", "layers", "overlay", "imagebuild", "sign", "melange",
+    ("engine", frozenset({"packages", "resolvecache", "assembly", "layers", "overlay", "imagebuild", "sign", "melange",
                          "baseimage"})),
     ("front doors", frozenset({"cli", "buildkit", "steps", "packagesteps", "stepio", "hostenv", "__main__", "resources"})),
 ]

@@ -51,3 +51,43 @@ def test_a_flag_value_that_looks_like_a_command_still_parses(tmp_path) -> None:
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "image" / "k").exists()
+
+
+def _image_verbs(parser: argparse.ArgumentParser) -> list[tuple[str, str]]:
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return _choices(sub.choices["image"])
+
+
+def test_image_verbs_table_matches_the_registrations() -> None:
+    from distroless.cli.image import VERBS
+
+    assert _image_verbs(build_parser()) == [(verb, text) for verb, (_, text) in VERBS.items()]
+    assert _image_verbs(build_parser(["image", "show-packages"])) == _image_verbs(build_parser())
+    parser = build_parser(["image", "show-packages", "x.yaml"])
+    assert parser.parse_args(["image", "show-packages", "x.yaml"]).func.__name__ == "cmd_show_packages"
+    assert not hasattr(parser.parse_args(["image", "build"]), "func")  # a placeholder
+    assert build_parser(["image", "resolve"]).parse_args(["image", "resolve", "x.yaml"]).func.__name__ == "cmd_lock"
+
+
+def test_a_warm_show_packages_loads_no_crypto_resolver_or_lock_format(tmp_path) -> None:
+    """The second run answers from the resolve step's cache: the keys are not parsed, the
+    index is not read, nothing is resolved (and the output is the same)."""
+    from shared import APK
+
+    (tmp_path / "repo" / "x86_64").mkdir(parents=True)
+    (tmp_path / "repo" / "x86_64" / "APKINDEX.tar.gz").write_bytes(
+        (APK / "alpine-v3.16-main-x86_64" / "APKINDEX.tar.gz").read_bytes())
+    key = APK / "keys" / "alpine-devel@lists.alpinelinux.org-6165ee59.rsa.pub"
+    (tmp_path / "image.yaml").write_text(f"contents:\n  repositories: [{tmp_path / 'repo'}]\n  keyring: [{key}]\n"
+                                         "  packages: [busybox, ifupdown-any]\narchs: [x86_64]\n")
+    code = ("import sys, io, contextlib\nfrom distroless.cli import main\nout = io.StringIO()\n"
+            "with contextlib.redirect_stdout(out):\n"
+            f"    main(['image', 'show-packages', {str(tmp_path / 'image.yaml')!r}, '--cache-dir', {str(tmp_path / 'c')!r}])\n"
+            "print(out.getvalue().count(chr(10)), sorted(m for m in sys.modules if m.startswith(('distroless', 'crypto'))))")
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            for _ in range(2)]
+    (cold_lines, cold), (warm_lines, warm) = [(int(r.split(" ", 1)[0]), eval(r.split(" ", 1)[1])) for r in runs]
+    assert cold_lines == warm_lines >= 3
+    assert "distroless.resolve" in cold and "cryptography" in cold
+    assert not [m for m in warm if m.split(".")[0] == "cryptography" or m in (
+        "distroless.resolve", "distroless.lock", "distroless.apk.keys", "distroless.apk.index", "distroless.cli.build")]

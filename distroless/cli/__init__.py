@@ -18,7 +18,8 @@ from distroless.events import Events
 # Every top-level command, the module under distroless/cli that registers it, and its help, in
 # help order: `distroless --help` and a command's parsing import only the module they need (the
 # engine behind the others is not loaded). tests/test_cli_entry.py holds this table to the
-# modules' own registrations.
+# modules' own registrations. A module's `register(sub, words)` is given the command line
+# (None: register everything); `image` uses it the same way for its verbs.
 COMMANDS: dict[str, tuple[str, str]] = {
     "keygen": ("apk", "generate an RSA key pair for signing packages and indexes"),
     "package": ("apk", "create, index, sign, verify and inspect APK packages"),
@@ -63,7 +64,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     for name, (module, text) in COMMANDS.items():
         if wanted is None or module in wanted:
             if module not in registered:
-                importlib.import_module(f"distroless.cli.{module}").register(sub)
+                importlib.import_module(f"distroless.cli.{module}").register(sub, argv)
                 registered.add(module)
         else:
             sub.add_parser(name, help=text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 import json
 import os
 from dataclasses import asdict
@@ -19,7 +20,7 @@ def source_date_epoch() -> int:
     return epoch.parse_or(os.environ.get(epoch.NAME), 0)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction, words: Sequence[str] | None = None) -> None:  # noqa: ARG001
     p = sub.add_parser("keygen", help="generate an RSA key pair for signing packages and indexes")
     p.add_argument("name", nargs="?", default="melange.rsa", help="private key path (public: NAME.pub); default melange.rsa as melange")
     p.add_argument("--key-size", type=int, default=keys.DEFAULT_BITS, help=f"RSA key size in bits (default {keys.DEFAULT_BITS})")

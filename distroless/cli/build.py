@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from distroless.cli.image import add_config_flags, fetcher_for, load, package_set, print_json
+from distroless.cli.image import VERBS, add_config_flags, fetcher_for, load, package_set, print_json
 from distroless.config import host_architecture, parse_architecture
 from distroless.errors import ConfigError, DistrolessError
 from distroless.fsutil import atomic_output, atomic_write, held_dir
@@ -21,7 +21,7 @@ OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"  # the minirootfs is an
 
 
 def register(isub: argparse._SubParsersAction) -> None:
-    b = isub.add_parser("build", help="build an OCI image (layout directory or docker-archive tar)")
+    b = isub.add_parser("build", help=VERBS["build"][1])
     b.add_argument("config", type=Path, help="the apko image configuration (YAML)")
     b.add_argument("tag", help="image reference recorded in the archive and the SBOM")
     b.add_argument("output", type=Path, help="an existing directory gets an OCI layout; otherwise a docker-archive tar")
@@ -34,7 +34,7 @@ def register(isub: argparse._SubParsersAction) -> None:
     add_config_flags(b)
     b.set_defaults(func=cmd_build)
 
-    mr = isub.add_parser("build-minirootfs", help="write the root filesystem as an uncompressed tar")
+    mr = isub.add_parser("build-minirootfs", help=VERBS["build-minirootfs"][1])
     mr.add_argument("config", type=Path, help="the apko image configuration (YAML)")
     mr.add_argument("output", type=Path, help="the root filesystem tar to write")
     mr.add_argument("--build-arch", default="", help="architecture (default: this machine's)")
@@ -44,10 +44,6 @@ def register(isub: argparse._SubParsersAction) -> None:
                          "(apko accepts this flag but writes nothing)")
     add_config_flags(mr)
     mr.set_defaults(func=cmd_minirootfs)
-
-    from distroless.cli import publish
-
-    publish.register(isub)
 
 
 def add_sbom_flags(p: argparse.ArgumentParser, *, sbom_path_default: Path | None = Path(".")) -> None:

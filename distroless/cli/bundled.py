@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 import runpy
 import shutil
 import sys
@@ -45,7 +46,7 @@ def cmd_completion(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction, words: Sequence[str] | None = None) -> None:  # noqa: ARG001
     p = sub.add_parser("demo", help="build, sign and verify the embedded example (packages, image) offline")
     p.add_argument("--dir", type=Path, default=Path("distroless-demo"),
                    help="working directory: examples/ is copied there, output goes to out/demo/ (default ./distroless-demo)")

@@ -5,6 +5,7 @@ output shapes (see `distroless.sign.inspect`)."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 import base64
 from pathlib import Path
 
@@ -123,7 +124,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction, words: Sequence[str] | None = None) -> None:  # noqa: ARG001
     d = sub.add_parser("download", help="print an image's signatures, attestations or SBOM")
     dsub = d.add_subparsers(dest="what", required=True, metavar="WHAT")
     for what, text in (("signature", "one JSON object per signature, cosign's shape"),

@@ -10,6 +10,7 @@ nil are false.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +73,12 @@ def parse(text: str) -> list[_Node]:
     items = _lex(text)
     nodes, i = _parse_list(items, 0, text, top=True)
     return nodes
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed(text: str) -> list[_Node]:
+    """`render` runs one template over every package: parsed once (the nodes are never changed)."""
+    return parse(text)
 
 
 def _parse_list(items, i, src, top=False):  # noqa: ANN001, ANN202
@@ -255,7 +262,7 @@ def render(text: str, data: dict[str, Any]) -> str:
     """Execute `text` over `data` (field names as in Go: `.Name`)."""
     try:
         out: list[str] = []
-        _render(parse(text), data, out)
+        _render(_parsed(text), data, out)
         return "".join(out)
     except TemplateError as e:
         if str(e).startswith("template "):

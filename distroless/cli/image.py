@@ -6,18 +6,20 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from distroless import hostenv
 from distroless.cli import events_of
-from distroless import lock as lockfile
-from distroless import packages as pkgset
-from distroless.config import LoadedConfig, Overrides, arch_to_apk, load_image_config
 from distroless.errors import ConfigError
-from distroless.store.cache import Cache
-from distroless.fetch.fetcher import Fetcher
-from distroless.fetch.transport import Transport
-from distroless.cli import gotemplate
 from distroless.limits import Limits
+
+# The engine is imported inside the commands: registering them must not load it, and each verb
+# loads only what it uses (a warm `show-packages` answers from the resolve step's cache).
+if TYPE_CHECKING:
+    from distroless import packages as pkgset
+    from distroless.config import LoadedConfig
+    from distroless.fetch.fetcher import Fetcher
 
 # apko's predefined formats (internal/cli/show-packages.go); anything else is a Go template.
 SHOW_FORMATS = {
@@ -72,6 +74,8 @@ def add_config_flags(p: argparse.ArgumentParser, *, build: bool = True) -> None:
 
 
 def load(args: argparse.Namespace) -> LoadedConfig:
+    from distroless.config import Overrides, load_image_config
+
     ov = Overrides(
         source_date_epoch=hostenv.source_date_epoch(),
         archs=tuple(args.arch), keyring_append=tuple(args.keyring_append),
@@ -89,31 +93,70 @@ def load(args: argparse.Namespace) -> LoadedConfig:
 
 
 def fetcher_for(args: argparse.Namespace) -> Fetcher:
+    from distroless.fetch.fetcher import Fetcher
+    from distroless.fetch.transport import Transport
+    from distroless.store.cache import Cache
+
     transport = Transport(auth=hostenv.http_auth(), deadline=hostenv.download_deadline())
     return Fetcher(Cache(args.cache_dir or hostenv.cache_root()), transport,
                    offline=args.offline, jobs=args.jobs, events=events_of(args), limits=limits_of(args))
 
 
 def package_set(args: argparse.Namespace, loaded: LoadedConfig, fetcher: Fetcher) -> pkgset.PackageSet:
+    from distroless import lock as lockfile
+    from distroless import packages as pkgset
+
     lock_path = getattr(args, "lockfile", None)
     if lock_path:
         return pkgset.from_lock(lockfile.load(lock_path), loaded, lock_path=str(lock_path), events=events_of(args))
     return pkgset.resolve_config(loaded, fetcher, ignore_signatures=args.ignore_signatures)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+# Every `image` verb, the module registering it and its help, in help order: a command line
+# naming one verb registers only that verb's module for real (the others are placeholders that
+# show in help), as the top-level commands do. tests/test_cli_entry.py holds this table to the
+# modules' registrations.
+VERBS: dict[str, tuple[str, str]] = {
+    "lock": ("image", "resolve and pin every package (apko.lock.json v1 + sha256); alias: resolve"),
+    "show-packages": ("image", "print the resolved packages in install order"),
+    "build": ("build", "build an OCI image (layout directory or docker-archive tar)"),
+    "build-minirootfs": ("build", "write the root filesystem as an uncompressed tar"),
+    "publish": ("publish", "build and push an image index; sign it and attest its SBOM"),
+    "show-config": ("inspect", "print the configuration after includes, flags and defaults (YAML)"),
+    "dot": ("inspect", "print the resolved package graph as Graphviz DOT"),
+}
+ALIASES = {"lock": ["resolve"]}
+
+
+def register(sub: argparse._SubParsersAction, words: Sequence[str] | None = None) -> None:
+    import importlib
+
     image = sub.add_parser("image", help="build distroless images from apko YAML")
     isub = image.add_subparsers(dest="image_command", required=True, metavar="VERB")
+    named = {verb for verb, aliases in ALIASES.items() for a in aliases if words and a in words}
+    named |= {w for w in words or () if w in VERBS}
+    wanted = None if words is None else {VERBS[v][0] for v in named}
+    registered: set[str] = set()
+    for verb, (module, text) in VERBS.items():
+        if wanted is None or module in wanted:
+            if module not in registered:
+                own = module == "image"
+                (register_verbs if own else importlib.import_module(f"distroless.cli.{module}").register)(isub)
+                registered.add(module)
+        else:
+            isub.add_parser(verb, aliases=ALIASES.get(verb, []), help=text)
 
-    lk = isub.add_parser("lock", aliases=["resolve"],
-                         help="resolve and pin every package (apko.lock.json v1 + sha256); alias: resolve")
+
+def register_verbs(isub: argparse._SubParsersAction) -> None:
+    """`image lock` and `image show-packages` (this module's verbs)."""
+    lk = isub.add_parser("lock", aliases=ALIASES["lock"], help=VERBS["lock"][1])
     lk.add_argument("config", type=Path, help="the apko image configuration (YAML)")
     lk.add_argument("--output", type=Path, help="default: <config without extension>.lock.json")
     lk.add_argument("--json", action="bool", help="print the result (lock file, package counts) as JSON")
     add_config_flags(lk, build=False)
     lk.set_defaults(func=cmd_lock)
 
-    sp = isub.add_parser("show-packages", help="print the resolved packages in install order")
+    sp = isub.add_parser("show-packages", help=VERBS["show-packages"][1])
     sp.add_argument("config", type=Path, help="the apko image configuration (YAML)")
     sp.add_argument("--format", dest="show_format", default="name-version",
                     help=f"one of {', '.join(SHOW_FORMATS)}, json, or a Go template over .Name .Version .Source "
@@ -121,14 +164,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_flags(sp, build=False)
     sp.set_defaults(func=cmd_show_packages)
 
-    from distroless.cli import build as build_cmds
-    from distroless.cli import inspect
-
-    build_cmds.register(isub)
-    inspect.register(isub)
-
 
 def cmd_lock(args: argparse.Namespace) -> int:
+    from distroless import lock as lockfile
     from distroless import steps
 
     loaded = load(args)
@@ -151,6 +189,10 @@ def print_json(obj: object) -> None:
 
 
 def cmd_show_packages(args: argparse.Namespace) -> int:
+    from distroless import packages as pkgset
+    from distroless.cli import gotemplate
+    from distroless.config import arch_to_apk
+
     template = SHOW_FORMATS.get(args.show_format, args.show_format)
     if args.show_format != "json":
         gotemplate.parse(template)  # a bad template fails before any network work
@@ -162,10 +204,10 @@ def cmd_show_packages(args: argparse.Namespace) -> int:
         return 0
     for arch, pins in ps.archs.items():
         if len(ps.archs) > 1:
+            sys.stdout.flush()
             print(f"packages for {arch}", file=sys.stderr)  # apko logs this line; stdout stays data
-        for p in pins:
-            print(gotemplate.render(template, {"Name": p.package.name, "Version": p.package.version,
-                                               "Source": p.url}))
+        sys.stdout.write("".join(gotemplate.render(template, {"Name": p.package.name, "Version": p.package.version,
+                                                               "Source": p.url}) + "\n" for p in pins))
     return 0
 
 

@@ -5,31 +5,29 @@ from __future__ import annotations
 import argparse
 import html
 import shutil
-import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import yaml
-
-from distroless import packages as pkgset
-from distroless.apk.atom import Atom
-from distroless.config import apko_json_dict
 from distroless.errors import ConfigError, FormatError
 from distroless.fsutil import atomic_write
+
+if TYPE_CHECKING:  # the engine loads in the commands, not when they are registered
+    from distroless import packages as pkgset
 
 DOT_TIMEOUT = 120  # seconds for Graphviz on a large graph
 
 
 def register(isub: argparse._SubParsersAction) -> None:
-    from distroless.cli.image import add_config_flags
+    from distroless.cli.image import VERBS, add_config_flags
 
-    sc = isub.add_parser("show-config", help="print the configuration after includes, flags and defaults (YAML)")
+    sc = isub.add_parser("show-config", help=VERBS["show-config"][1])
     sc.add_argument("config", type=Path, help="the apko image configuration (YAML)")
     add_config_flags(sc)
     sc.set_defaults(func=cmd_show_config)
 
-    d = isub.add_parser("dot", help="print the resolved package graph as Graphviz DOT")
+    d = isub.add_parser("dot", help=VERBS["dot"][1])
     d.add_argument("config", type=Path, help="the apko image configuration (YAML)")
     d.add_argument("-S", "--spanning-tree", action="bool", help="draw each dependency's incoming edge once")
     d.add_argument("--web", action="bool",
@@ -43,7 +41,10 @@ def register(isub: argparse._SubParsersAction) -> None:
 
 
 def cmd_show_config(args: argparse.Namespace) -> int:
+    import yaml
+
     from distroless.cli.image import load
+    from distroless.config import apko_json_dict
 
     loaded = load(args)
     c = loaded.config.contents
@@ -63,6 +64,8 @@ def _q(s: str) -> str:
 
 def _dep_name(atom: str) -> str:
     """The node a dependency atom points at: its name without version or repository pin."""
+    from distroless.apk.atom import Atom
+
     if atom.startswith("!"):
         return ""
     try:
@@ -132,6 +135,8 @@ def render_svg(dot_source: str) -> str | None:
     exe = shutil.which("dot")
     if exe is None:
         return None
+    import subprocess
+
     r = subprocess.run([exe, "-Tsvg"], input=dot_source, capture_output=True, text=True, timeout=DOT_TIMEOUT)
     if r.returncode != 0:
         raise ConfigError(f"graphviz dot failed: {r.stderr.strip()[:300]}")
@@ -149,6 +154,7 @@ def web_page(title: str, dot_source: str, svg: str | None) -> str:
 
 
 def cmd_dot(args: argparse.Namespace) -> int:
+    from distroless import packages as pkgset
     from distroless.cli.image import fetcher_for, load
 
     loaded = load(args)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from distroless import hostenv
 from distroless.cli.build import add_sbom_flags, add_vcs_flag, built_images, check_output_parent, sbom_formats_of, write_sboms
-from distroless.cli.image import add_config_flags, print_json
+from distroless.cli.image import VERBS, add_config_flags, print_json
 from distroless.config import host_architecture
 from distroless.errors import DistrolessError
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 
 def register(isub: argparse._SubParsersAction) -> None:
-    p = isub.add_parser("publish", help="build and push an image index; sign it and attest its SBOM")
+    p = isub.add_parser("publish", help=VERBS["publish"][1])
     p.add_argument("config", type=Path, help="the apko image configuration (YAML)")
     p.add_argument("tags", nargs="+", help="registry references; the first receives the blobs")
     p.add_argument("--sign-key", type=Path, help="cosign key: sign the index and attach the SPDX SBOM")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 import os
 import sys
 from pathlib import Path
@@ -252,7 +253,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- registration
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction, words: Sequence[str] | None = None) -> None:  # noqa: ARG001
     p = sub.add_parser("generate-key-pair", help="write cosign.key (encrypted) and cosign.pub")
     p.add_argument("--output-key-prefix", default="cosign", help="file name prefix (default cosign)")
     p.add_argument("--force", action="bool", help="overwrite existing files")

@@ -8,25 +8,24 @@ whole-file sha256 when a lock gives one). With `offline`, only the cache is used
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from distroless.apk import index
-from distroless.apk.package import ApkFile
-from distroless.store.expand import Expanded, expand
-from distroless.apk.keys import Keyring
 from distroless.apk.model import Package
 from distroless.errors import FetchError, FormatError
 from distroless.events import NULL, Events, Phase
-from distroless.fetch import parsedindex
 from distroless.store.cache import Cache
 from distroless.fetch.repository import Repository, is_remote, local_path
 from distroless.fetch.transport import Transport
 from distroless.limits import DEFAULT_LIMITS, Limits
 from distroless.fsutil import KEY_CAP, read_regular
 
+if TYPE_CHECKING:  # the package reader, its crypto and the expander load only when a package is fetched
+    from distroless.apk.keys import Keyring
+    from distroless.apk.package import ApkFile
+    from distroless.store.expand import Expanded
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +35,16 @@ class Fetched:
     sha256: str
     apk: ApkFile | None  # None when served from the cache (already verified on admission)
     expanded: Expanded | None = None  # the expansion made while verifying a download (this run's)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexData:
+    """An index file's bytes as found (not yet verified): local, downloaded now, or cached by URL."""
+
+    url: str
+    repo: Repository
+    data: bytes | None  # None: a local index that does not exist (skipped, as apko does)
+    downloaded: bool = False  # fetched in this run: recorded by URL once known to be good
 
 
 class Fetcher:
@@ -68,6 +77,8 @@ class Fetcher:
         return out
 
     def keyring(self, locations: list[str]) -> Keyring:
+        from distroless.apk.keys import Keyring
+
         ring = Keyring()
         for name, loc, pem in self.keys(locations):
             ring.add(name, pem, loc)
@@ -95,28 +106,42 @@ class Fetcher:
 
     def index(self, repo: Repository, arch: str, keyring: Keyring, *, verify: bool = True) -> list[Package]:
         """The packages of `repo` for `arch`. A missing local index is skipped (as apko does)."""
+        return self.index_packages(self.index_data(repo, arch), keyring, verify=verify)
+
+    def index_data(self, repo: Repository, arch: str) -> IndexData:
+        """The bytes of `repo`'s index for `arch`, unverified: what `index_packages` reads."""
         url = repo.index_url(arch)
         if not is_remote(url):
             path = Path(local_path(url))
             if not path.exists():
                 self.events.warning(f"{url}: no such index, skipped")
-                return []
-            return self._read_index(path.read_bytes(), url, keyring, verify, repo)
+                return IndexData(url, repo, None)
+            return IndexData(url, repo, path.read_bytes())
         if self.offline:
             cached = self.cache.find_index(url)
             if cached is None:
                 raise FetchError(f"{url}: not in the cache and --offline was given (run once online to fill it)")
-            return self._read_index(cached.read_bytes(), url, keyring, verify, repo)
+            return IndexData(url, repo, cached.read_bytes())
         # the compressed index is never larger than its decompressed cap
-        data = self.transport.get(url, min(self.limits.index_decompressed, self.limits.http_response))
-        packages = self._read_index(data, url, keyring, verify, repo)
-        self._store_by_url(url, data)
+        return IndexData(url, repo, self.transport.get(url, min(self.limits.index_decompressed, self.limits.http_response)),
+                         downloaded=True)
+
+    def index_packages(self, found: IndexData, keyring: Keyring, *, verify: bool = True) -> list[Package]:
+        """Parse and verify, or take the parse made when these bytes were verified with these keys."""
+        if found.data is None:
+            return []
+        from distroless.fetch import parsedindex
+
+        packages = parsedindex.read_index(self.cache.root, found.data, found.url, keyring, verify=verify,
+                                          repository=found.repo.url, pin=found.repo.pin,
+                                          cap=self.limits.index_decompressed)
+        self.remember(found)
         return packages
 
-    def _read_index(self, data: bytes, url: str, keyring: Keyring, verify: bool, repo: Repository) -> list[Package]:
-        """Parse and verify, or take the parse made when these bytes were verified with these keys."""
-        return parsedindex.read_index(self.cache.root, data, url, keyring, verify=verify,
-                                      repository=repo.url, pin=repo.pin, cap=self.limits.index_decompressed)
+    def remember(self, found: IndexData) -> None:
+        """Keep a downloaded index that is known to be good, so that `offline` finds it by URL."""
+        if found.downloaded and found.data is not None:
+            self._store_by_url(found.url, found.data)
 
     def url_of(self, pkg: Package, arch: str) -> str:
         if not pkg.repository:
@@ -142,6 +167,8 @@ class Fetcher:
             f.flush()
             # Verifying a package means decompressing it, so the expansion is kept from the same
             # pass: installing it later is a cache hit, not a second decompression.
+            from distroless.store.expand import expand
+
             exp = expand(tmp, self.cache, expected_checksum=pkg.checksum, expected_sha256=sha256,
                          source=location, limits=self.limits)
             path = self.cache.admit(tmp, exp.apk.sha256)
@@ -159,6 +186,8 @@ class Fetcher:
                     return self.package(p, arch, url=urls.get(p.name), sha256=sha256s.get(p.name), progress=progress)
                 finally:
                     progress.advance(1)
+
+            from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(max_workers=max(1, self.jobs)) as pool:
                 return list(pool.map(one, pkgs))

@@ -17,9 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from distroless.apk.gzmember import MemberReader
-from distroless.apk.package import CONTROL_CAP, q1_to_hex
-from distroless.apk.signature import is_signature_tar
 from distroless.errors import DistrolessError
 from distroless.fsutil import clean_stale, hold
 
@@ -63,6 +60,8 @@ class Cache:
 
     # packages, keyed by the control checksum an index or lock gives
     def record_apk(self, checksum: str, sha256: str, size: int) -> None:
+        from distroless.apk.package import q1_to_hex
+
         self._write_ref(self.root / "refs" / "apk" / q1_to_hex(checksum, "cache"), f"{sha256} {size}\n")
 
     def find_apk(self, checksum: str, sha256: str | None = None, size: int | None = None) -> Path | None:
@@ -72,6 +71,8 @@ class Cache:
         The control checksum does not cover the signature member, so the same package re-signed
         elsewhere has the same checksum but other bytes: `sha256` (from a lock) or `size` (the
         index's `S:`) tell such copies apart."""
+        from distroless.apk.package import q1_to_hex  # the package reader: only when packages are used
+
         ref = self.root / "refs" / "apk" / q1_to_hex(checksum, "cache")
         try:
             digest, stored = ref.read_text().split()
@@ -108,6 +109,10 @@ class Cache:
 
 def _control_sha1(path: Path) -> str:
     """SHA-1 of the control member, reading only the first one or two members."""
+    from distroless.apk.gzmember import MemberReader
+    from distroless.apk.package import CONTROL_CAP
+    from distroless.apk.signature import is_signature_tar
+
     with open(path, "rb") as f:
         reader = MemberReader(f, str(path))
         sha1 = hashlib.sha1()
