@@ -7,9 +7,7 @@ import errno
 import fcntl
 import fnmatch
 import os
-import shutil
 import stat
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -85,6 +83,8 @@ def _rmtree(path: str) -> None:
         with contextlib.suppress(OSError):
             os.chmod(os.path.dirname(p), 0o700)
             func(p)
+    import shutil
+
     shutil.rmtree(path, onerror=fix)
 
 
@@ -109,6 +109,8 @@ def staged_output(directory: str | os.PathLike[str], mode: int = 0o644) -> Itera
     if key not in _cleaned:
         _cleaned.add(key)
         clean_stale(directory, (".staged.*.tmp",))
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(prefix=".staged.", suffix=".tmp", dir=directory)
     hold(fd)
     placed: list[Path] = []

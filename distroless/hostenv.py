@@ -8,7 +8,6 @@ the environment, so the same call gives the same result whoever makes it
 
 from __future__ import annotations
 
-import getpass
 import os
 import sys
 import time
@@ -18,7 +17,6 @@ from pathlib import Path
 from distroless import epoch
 from distroless.errors import FormatError, KeyFileError
 from distroless.fetch.transport import DOWNLOAD_DEADLINE, BasicAuth, parse_http_auth
-from distroless.oci.gojson import rfc3339
 
 
 def source_date_epoch(environ: Mapping[str, str] | None = None) -> int | None:
@@ -68,6 +66,8 @@ def cosign_password(confirm: bool = False, what: str = "Enter password for priva
         return env.encode()
     if not sys.stdin.isatty():
         raise KeyFileError("no password: set COSIGN_PASSWORD (stdin is not a terminal to prompt on)")
+    import getpass
+
     first = getpass.getpass(what)
     if confirm:
         again = getpass.getpass("Enter password for private key again: ")
@@ -84,5 +84,7 @@ def key_password(what: str) -> bytes:
 def predicate_timestamp(sde: int | None = None) -> str:
     """The `Timestamp` of a custom attestation predicate: the given or environment's
     SOURCE_DATE_EPOCH (reproducible), else now, as cosign does; decided here, not in `sign`."""
+    from distroless.oci.gojson import rfc3339
+
     seconds = sde if sde is not None else source_date_epoch()
     return rfc3339(int(time.time()) if seconds is None else seconds)

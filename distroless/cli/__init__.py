@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 from typing import Sequence
 
@@ -110,6 +108,8 @@ def events_of(args: argparse.Namespace) -> Events:
 
 
 def version_info() -> dict[str, str]:
+    import platform
+
     return {"gitVersion": __version__, "pythonVersion": platform.python_version(),
             "platform": f"{sys.platform}/{platform.machine()}"}
 
@@ -117,6 +117,8 @@ def version_info() -> dict[str, str]:
 def cmd_version(args: argparse.Namespace) -> int:
     info = version_info()
     if args.json:
+        import json
+
         print(json.dumps(info, indent=2))
     else:
         print(f"distroless {info['gitVersion']}")

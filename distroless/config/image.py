@@ -7,8 +7,6 @@ The records live in `model`, the strict YAML decoding in `reader`.
 from __future__ import annotations
 
 import base64
-import csv
-import datetime as dt
 import hashlib
 import json
 import math
@@ -82,6 +80,8 @@ def merge_into(base: ImageConfig, target: ImageConfig) -> ImageConfig:
 
 def split_flag_values(values: Iterable[str]) -> tuple[str, ...]:
     """cobra's StringSlice: every occurrence of the flag is itself a CSV list."""
+    import csv
+
     out: list[str] = []
     for value in values:
         if value:
@@ -114,6 +114,8 @@ def parse_build_date(value: str) -> int:
     m = _RFC3339_RE.match(value)
     if not m:
         raise ConfigError(f"--build-date {value!r}: not an RFC 3339 time (e.g. 2024-01-31T12:00:00Z)")
+    import datetime as dt
+
     year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
     zone = m.group(8)
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -18,6 +17,8 @@ arch_to_apk = arch.to_apk
 
 
 def host_architecture() -> str:
+    import platform
+
     return arch.from_machine(platform.machine())
 
 

@@ -10,7 +10,6 @@ offending line without wrapping their data in custom types.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from dataclasses import dataclass, field
@@ -253,6 +252,8 @@ def struct_fields(loc: "Locator", value: Any, path: NodePath, allowed: tuple[str
                 shown = format_path(path)
                 raise ConfigError(f"{loc.key_mark(sub)}: {shown + ': ' if shown else ''}unknown key (not shown; "
                                   f"is this a YAML configuration?); valid keys: {', '.join(allowed)}")
+            import difflib
+
             hint = difflib.get_close_matches(name, allowed, n=1)
             suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise loc.error(sub, f"unknown key {name!r}{suggestion}; valid keys: {', '.join(allowed)}", key=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -35,6 +34,8 @@ class Cache:
     @contextmanager
     def incoming(self) -> Iterator[tuple[BinaryIO, Path]]:
         """A temp file for a download; removed unless `admit` moved it into the store."""
+        import tempfile
+
         fd, name = tempfile.mkstemp(dir=self.root / "tmp", prefix="dl-")
         path = Path(name)
         try:
@@ -53,6 +54,8 @@ class Cache:
         return dest
 
     def _write_ref(self, path: Path, text: str) -> None:
+        import tempfile
+
         fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix="ref-")
         with os.fdopen(fd, "w") as f:
             f.write(text)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import gc
 import marshal
 import os
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -45,6 +44,8 @@ def load(path: Path, magic: bytes) -> object | None:
 
 def store(path: Path, magic: bytes, value: object) -> None:
     """Write `value` (plain values only: what marshal takes) to `path` atomically, best effort."""
+    import tempfile  # (not needed to read an entry, the common case)
+
     payload = marshal.dumps(value)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
