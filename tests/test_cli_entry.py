@@ -69,9 +69,9 @@ def test_image_verbs_table_matches_the_registrations() -> None:
     assert build_parser(["image", "resolve"]).parse_args(["image", "resolve", "x.yaml"]).func.__name__ == "cmd_lock"
 
 
-def test_a_warm_show_packages_loads_no_crypto_resolver_or_lock_format(tmp_path) -> None:
-    """The second run answers from the resolve step's cache: the keys are not parsed, the
-    index is not read, nothing is resolved (and the output is the same)."""
+def test_a_warm_show_packages_loads_no_yaml_crypto_resolver_or_lock_format(tmp_path) -> None:
+    """The second run answers from the caches: the config is not parsed (no PyYAML), the keys
+    are not parsed, the index is not read, nothing is resolved (and the output is the same)."""
     from shared import APK
 
     (tmp_path / "repo" / "x86_64").mkdir(parents=True)
@@ -83,11 +83,11 @@ def test_a_warm_show_packages_loads_no_crypto_resolver_or_lock_format(tmp_path) 
     code = ("import sys, io, contextlib\nfrom distroless.cli import main\nout = io.StringIO()\n"
             "with contextlib.redirect_stdout(out):\n"
             f"    main(['image', 'show-packages', {str(tmp_path / 'image.yaml')!r}, '--cache-dir', {str(tmp_path / 'c')!r}])\n"
-            "print(out.getvalue().count(chr(10)), sorted(m for m in sys.modules if m.startswith(('distroless', 'crypto'))))")
+            "print(out.getvalue().count(chr(10)), sorted(m for m in sys.modules if m.startswith(('distroless', 'crypto', 'yaml'))))")
     runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
             for _ in range(2)]
     (cold_lines, cold), (warm_lines, warm) = [(int(r.split(" ", 1)[0]), eval(r.split(" ", 1)[1])) for r in runs]
     assert cold_lines == warm_lines >= 3
-    assert "distroless.resolve" in cold and "cryptography" in cold
-    assert not [m for m in warm if m.split(".")[0] == "cryptography" or m in (
+    assert "distroless.resolve" in cold and "cryptography" in cold and "yaml" in cold
+    assert not [m for m in warm if m.split(".")[0] in ("cryptography", "yaml") or m in (
         "distroless.resolve", "distroless.lock", "distroless.apk.keys", "distroless.apk.index", "distroless.cli.build")]

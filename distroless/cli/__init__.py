@@ -67,8 +67,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         else:
             sub.add_parser(name, help=text)
     # cobra's persistent flags work after the verb too; the top level holds their defaults.
+    # Every real command sets `func`; a placeholder (no `func`) is never the one a parse of the
+    # same words selects (each command word in them was registered for real), so it needs none.
     for _path, leaf in leaves(parser):
-        if leaf is not parser:
+        if leaf is not parser and leaf.get_default("func") is not None:
             add_global_flags(leaf, suppress_defaults=True)
     return parser
 

@@ -85,11 +85,17 @@ def load(args: argparse.Namespace) -> LoadedConfig:
         annotations=tuple(getattr(args, "annotations", ())), build_date=getattr(args, "build_date", ""),
         format=getattr(args, "format", ""),
     )
-    loaded = load_image_config(args.config, ov)
+    from distroless.store.parsedconfig import cached_parser
+
+    loaded = load_image_config(args.config, ov, parse=cached_parser(cache_dir(args)))
     if loaded.config.layer_format != "tar":
         raise ConfigError(f"{args.config}: format {loaded.config.layer_format!r}: only tar layers are built "
                           f"(apko's experimental erofs is not supported)")
     return loaded
+
+
+def cache_dir(args: argparse.Namespace) -> Path:
+    return args.cache_dir or hostenv.cache_root()
 
 
 def fetcher_for(args: argparse.Namespace) -> Fetcher:
@@ -98,7 +104,7 @@ def fetcher_for(args: argparse.Namespace) -> Fetcher:
     from distroless.store.cache import Cache
 
     transport = Transport(auth=hostenv.http_auth(), deadline=hostenv.download_deadline())
-    return Fetcher(Cache(args.cache_dir or hostenv.cache_root()), transport,
+    return Fetcher(Cache(cache_dir(args)), transport,
                    offline=args.offline, jobs=args.jobs, events=events_of(args), limits=limits_of(args))
 
 

@@ -1,5 +1,7 @@
 """Configuration front ends: a positions-keeping YAML 1.2 loader and apko's image configuration."""
 
+from __future__ import annotations
+
 from distroless.config.image import (
     LoadedConfig,
     Overrides,
@@ -41,14 +43,23 @@ from distroless.config.reader import (
     go_yaml_int,
     parse_image_config,
 )
-from distroless.config.yaml12 import (
-    Core12Loader,
+from distroless.config.positions import (
     Locator,
     Mark,
     ScalarInfo,
     format_path,
-    load,
 )
+
+
+def __getattr__(name: str):  # noqa: ANN202
+    # the YAML loader (and PyYAML behind it) loads on first use: a configuration served from the
+    # parsed-config cache never needs it
+    if name in ("Core12Loader", "load"):
+        from distroless.config import yaml12
+
+        return getattr(yaml12, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ALL_ARCHS",

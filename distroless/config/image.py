@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from distroless.fsutil import CONFIG_CAP, read_regular
 from distroless.errors import ConfigError
@@ -36,7 +36,10 @@ from distroless.config.reader import (
     _ANNOTATION_KEY_RE,
     parse_image_config,
 )
+from distroless.config.positions import Locator
 
+
+Parse = Callable[[bytes, str], tuple[ImageConfig, Locator]]  # one file's bytes and shown name → records
 
 # --- include merging (apko's MergeInto: the included file is the base) ----------------------
 
@@ -209,7 +212,7 @@ def _resolve_file(name: str, include_paths: tuple[str, ...], cwd: Path) -> tuple
 
 
 def _load_chain(name: str, include_paths: tuple[str, ...], cwd: Path, hasher: Any,
-                files: list[Path], chain: tuple[str, ...], origin: str) -> ImageConfig:
+                files: list[Path], chain: tuple[str, ...], origin: str, parse: Parse) -> ImageConfig:
     found = _resolve_file(name, include_paths, cwd)
     if found is None:
         where = f" (also looked under {', '.join(include_paths)})" if include_paths else ""
@@ -228,10 +231,10 @@ def _load_chain(name: str, include_paths: tuple[str, ...], cwd: Path, hasher: An
     # The checksum covers each file's bytes before its include, as apko hashes while parsing.
     hasher.update(data)
     files.append(file)
-    config, loc = parse_image_config(data, shown)
+    config, loc = parse(data, shown)
     if config.include:
         base = _load_chain(config.include, include_paths, cwd, hasher, files, chain + (real,),
-                           f"{loc.where(('include',))}: ")
+                           f"{loc.where(('include',))}: ", parse)
         config = merge_into(base, config)
     config = _trim_repositories(config)
     _check_baseimage(config, loc)
@@ -276,20 +279,22 @@ def config_checksum(chunks: Iterable[bytes]) -> str:
 
 
 def load_image_config(path: str | os.PathLike[str], overrides: Overrides | None = None, *,
-                      cwd: str | os.PathLike[str] | None = None) -> LoadedConfig:
+                      cwd: str | os.PathLike[str] | None = None, parse: Parse | None = None) -> LoadedConfig:
     """Load an apko image configuration as `apko build` does.
 
     Relative paths (the config itself and `include`) resolve against `cwd` (default: the
     process's), then against `overrides.include_paths`. The result has includes merged, the
     archs decided (--arch, else the config's, else all nine), CLI annotations and --format
     applied, and apko's Validate defaults filled in. -k/-b/-r/-p stay separate, as in apko,
-    so that `/etc/apko.json` shows the configuration itself; see LoadedConfig's methods."""
+    so that `/etc/apko.json` shows the configuration itself; see LoadedConfig's methods.
+    `parse` reads one file's bytes (default `parse_image_config`; the front doors give the
+    cached one, `store.parsedconfig`)."""
     ov = overrides or Overrides()
     base_dir = Path(cwd) if cwd is not None else Path.cwd()
     files: list[Path] = []
     hasher = hashlib.sha256()
     config = _load_chain(os.fspath(path), split_flag_values(ov.include_paths), base_dir, hasher,
-                         files, (), "")
+                         files, (), "", parse or parse_image_config)
 
     return _finish(config, tuple(files), "sha256-" + base64.b64encode(hasher.digest()).decode(), ov)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from distroless import arch
-from distroless.config.yaml12 import Mark
+from distroless.config.positions import Mark
 
 # --- architectures --------------------------------------------------------------------------
 

@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from distroless.config.yaml12 import (YAML11_FALSE, YAML11_TRUE, Locator, NodePath, describe, field_of,
-                                      load as load_yaml, struct_fields)
+from distroless.config.positions import (YAML11_FALSE, YAML11_TRUE, Locator, NodePath, describe, field_of,
+                                         struct_fields)
 from distroless.errors import ConfigError
 from distroless.config.model import (
     Accounts,
@@ -400,6 +400,8 @@ def _read_config(r: _Reader, data: Any) -> ImageConfig:
 def parse_image_config(source: str | bytes, filename: str = "<string>") -> tuple[ImageConfig, Locator]:
     """One file as apko parses it (strict keys, repositories without trailing `/`, the
     baseimage restriction), except that `include` is kept as text and not resolved."""
+    from distroless.config.yaml12 import load as load_yaml  # PyYAML: only when a file is parsed
+
     data, locator = load_yaml(source, filename)
     config = _trim_repositories(_read_config(_Reader(locator), data))
     _check_baseimage(config, locator)
