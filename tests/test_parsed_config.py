@@ -72,7 +72,8 @@ def test_a_damaged_or_foreign_entry_is_ignored_and_written_again(tmp_path: Path)
     assert same(parse(data, "nginx.yaml"), want)
     assert entry.read_bytes() != bytes(blob)  # written again
     # intact entries that are not records of ours: a class outside the table, another shape
-    for value in [("D", "Popen", ["rm -rf /"]), ("T", [("D", "Mark", ["x", 1, 1])]), ["not", "a", "pair"]]:
+    mark = ("D", "Mark", ["x", 1, 1])
+    for value in [("D", "Popen", ["rm -rf /"]), ("T", [mark]), ("T", [mark, mark]), ["not", "a", "pair"]]:
         entries.store(entry, parsedconfig.MAGIC, value)
         assert same(parse(data, "nginx.yaml"), want)
 

@@ -101,11 +101,13 @@ def test_a_damaged_entry_is_ignored_and_written_again(tmp_path: Path, signer, mo
     entry.write_bytes(bytes(blob))
     assert resolve(cfg, cache).archs == first.archs and len(calls) == 2  # the damaged entry was not used
     assert entry.read_bytes() != bytes(blob)  # and was written again
-    entries.store(entry, resolvecache.MAGIC, ["not", "the", "shape"])  # intact, but not an answer
-    assert resolve(cfg, cache).archs == first.archs and len(calls) == 3
+    # intact, but not an answer: another shape, or rows that are not packages
+    for n, value in enumerate([["not", "the", "shape"], {"amd64": [(("app",), "url")]}, {"amd64": [1]}]):
+        entries.store(entry, resolvecache.MAGIC, value)
+        assert resolve(cfg, cache).archs == first.archs and len(calls) == 3 + n
     entry.write_bytes(b"")
-    assert resolve(cfg, cache).archs == first.archs and len(calls) == 4
-    assert resolve(cfg, cache).archs == first.archs and len(calls) == 4  # and now served
+    assert resolve(cfg, cache).archs == first.archs and len(calls) == 6
+    assert resolve(cfg, cache).archs == first.archs and len(calls) == 6  # and now served
 
 
 def test_a_changed_index_is_read_again_even_with_the_same_mtime(tmp_path: Path, signer) -> None:
@@ -161,3 +163,32 @@ def test_a_key_that_is_not_one_fails_even_when_an_index_entry_exists(tmp_path: P
     cfg.write_text(cfg.read_text().replace(f"keyring: [{pub}]", f"keyring: [{pub}, {bad}]"))
     with pytest.raises(DistrolessError, match="not a PEM public key"):
         resolve(cfg, cache)
+
+
+def test_a_downloaded_index_answered_from_the_step_cache_is_still_kept_for_offline(tmp_path: Path, signer) -> None:
+    """Served from the step cache, a downloaded index is still recorded by URL (its bytes are the
+    ones verified when the entry was made), so `--offline` next sees what this run saw."""
+    from httpserver import StaticServer
+
+    key, pub = signer
+    srv = tmp_path / "srv"
+    (srv / "x86_64").mkdir(parents=True)
+    old, new = own_index(key, "1.0-r0"), own_index(key, "2.0-r0")
+    server = StaticServer(srv).start()
+    try:
+        cfg = tmp_path / "image.yaml"
+        cfg.write_text(f"contents:\n  repositories: [{server.url}]\n  keyring: [{pub}]\n"
+                       "  packages: [app]\narchs: [x86_64]\n")
+        cache = tmp_path / "cache"
+
+        def app(offline: bool = False) -> str:
+            fetcher = Fetcher(Cache(cache), offline=offline)
+            ps = pkgset.resolve_config(load_image_config(cfg, Overrides()), fetcher)
+            return [p.package.version for p in ps.archs["amd64"] if p.package.name == "app"][0]
+
+        for data, want in ((old, "1.0-r0"), (new, "2.0-r0"), (old, "1.0-r0")):  # the last: a step-cache hit
+            (srv / "x86_64" / "APKINDEX.tar.gz").write_bytes(data)
+            assert app() == want
+        assert app(offline=True) == "1.0-r0"
+    finally:
+        server.stop()
