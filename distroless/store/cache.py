@@ -5,6 +5,10 @@ Layout under the cache root:
   refs/apk/<control sha1>   "<sha256> <size>": which blob holds the package with that `C:`
   refs/index/<sha256(url)>  "<sha256>": the last verified index fetched from that URL
   tmp/                      downloads in progress
+  parsed/, parsed-configs/, steps/resolve/
+                            derived entries (`store.entries`): parsed indexes (`fetch.parsedindex`),
+                            parsed config files (`store.parsedconfig`), the resolve step's answers
+                            (`resolvecache`); each module says what its key covers
 Every write is a temp file renamed into place, so concurrent processes never see partial files.
 """
 

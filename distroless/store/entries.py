@@ -46,7 +46,10 @@ def store(path: Path, magic: bytes, value: object) -> None:
     """Write `value` (plain values only: what marshal takes) to `path` atomically, best effort."""
     import tempfile  # (not needed to read an entry, the common case)
 
-    payload = marshal.dumps(value)
+    try:
+        payload = marshal.dumps(value)
+    except ValueError:  # nested deeper than marshal goes: not kept
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")

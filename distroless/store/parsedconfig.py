@@ -103,7 +103,7 @@ def cached_parser(root: Path) -> Parse:
                 config, loc = _decode(hit)
                 if type(config) is ImageConfig and type(loc) is Locator:
                     return config, loc
-            except (TypeError, ValueError, KeyError, IndexError):
+            except (TypeError, ValueError, KeyError, IndexError, RecursionError):
                 pass  # absent, or not this shape: parse
         from distroless.config.reader import parse_image_config
 
@@ -111,7 +111,7 @@ def cached_parser(root: Path) -> Parse:
         if path is not None:
             try:
                 value = _encode((config, loc))
-            except TypeError:
+            except (TypeError, RecursionError):
                 return config, loc
             entries.store(path, MAGIC, value)
         return config, loc
