@@ -5,7 +5,14 @@
 Every action runs the engine's own Python code (`distroless.steps`); see bazel/README.md.
 """
 
-load("//bazel/private:apk.bzl", _apk_import = "apk_import", _apk_index = "apk_index", _apk_package = "apk_package", _melange_package = "melange_package")
+load(
+    "//bazel/private:apk.bzl",
+    _apk_import = "apk_import",
+    _apk_index = "apk_index",
+    _apk_package = "apk_package",
+    _melange_lock = "melange_lock",
+    _melange_package = "melange_package",
+)
 load(
     "//bazel/private:image.bzl",
     _distroless_image = "distroless_image",
@@ -33,6 +40,7 @@ apk_import = _apk_import
 apk_package = _apk_package
 apk_index = _apk_index
 melange_package = _melange_package
+melange_lock = _melange_lock
 distroless_image = _distroless_image
 distroless_image_index = _distroless_image_index
 distroless_sign = _distroless_sign

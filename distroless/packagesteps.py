@@ -136,9 +136,17 @@ def cmd_melange(args: argparse.Namespace) -> int:
     from distroless import hostenv
     from distroless.melange.build import BuildOptions, build
 
+    from distroless.melange.envlock import LockedEnvironment
+
     if args.host_identity:
         check_host_identity(Path(args.host_identity))
     opts = _melange_parser().parse_args(args.rest)
+    # a build system's action must say where its environment comes from: the host (a declared,
+    # local-only toolchain) or a lock's packages (declared inputs); never a download at build time
+    if not (opts.host_toolchain or args.env_lock):
+        raise StepError(f"{args.recipe}: give the build environment as a lock (--env-lock, --env-apk; Bazel: "
+                        "melange_package's environment) or build with the host toolchain (host_toolchain = True)")
+    env = LockedEnvironment(Path(args.env_lock), tuple(Path(a) for a in args.env_apk)) if args.env_lock else None
     csv = lambda vs: tuple(v.strip() for item in vs for v in item.split(",") if v.strip())  # noqa: E731
     work = Path(tempfile.mkdtemp(prefix="melange-"))
     try:
@@ -151,7 +159,7 @@ def cmd_melange(args: argparse.Namespace) -> int:
             generate_index=False, keyring_append=csv(opts.keyring_append),
             repository_append=csv(opts.repository_append), build_options=csv(opts.build_option),
             host_toolchain=opts.host_toolchain, source_date_epoch=_epoch(args.source_date_epoch),
-            namespace=opts.namespace, offline=opts.offline, log=sys.stderr, events=stderr_events(),
+            namespace=opts.namespace, offline=opts.offline, log=sys.stderr, events=stderr_events(), environment=env,
             # a build action is the front door here: the package cache location comes from its environment
             apk_cache_dir=hostenv.cache_root()))
         built = {p.name: p for p in out.glob("*/*.apk")}
@@ -164,6 +172,25 @@ def cmd_melange(args: argparse.Namespace) -> int:
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def cmd_melange_lock(args: argparse.Namespace) -> int:
+    """`bazel run :<name>` of melange_lock: `package lock` in the workspace."""
+    from distroless import hostenv
+    from distroless import lock as lockfile
+    from distroless.melange.build import BuildOptions, lock_recipe
+
+    parser = _melange_parser()
+    parser.add_argument("--cache-dir", default="", help="the package cache (default: the engine's)")
+    opts = parser.parse_args(args.rest)
+    csv = lambda vs: tuple(v.strip() for item in vs for v in item.split(",") if v.strip())  # noqa: E731
+    lk = lock_recipe(args.recipe, BuildOptions(
+        archs=csv(opts.arch), keyring_append=csv(opts.keyring_append), repository_append=csv(opts.repository_append),
+        build_options=csv(opts.build_option), offline=opts.offline, source_date_epoch=_epoch(args.source_date_epoch),
+        apk_cache_dir=Path(opts.cache_dir) if opts.cache_dir else hostenv.cache_root(), events=stderr_events()))
+    lockfile.write(lk, args.out)
+    print(f"{args.out}: {len(lk.packages)} environment packages locked ({', '.join(lk.archs())})")
+    return 0
 
 
 def apk_index(packages: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str], *, arch: str = "",

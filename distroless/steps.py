@@ -16,7 +16,9 @@ build system that passes files between steps) run.
     python3 -m distroless.steps push     --layout DIR --ref REF [--insecure]
     python3 -m distroless.steps load     --layout DIR --tag T [--docker CLI | --out F]
     python3 -m distroless.steps pack     --file PATH=SRC... -- --name N --version V ... -o OUT.apk
-    python3 -m distroless.steps melange  --recipe R --file PATH=SRC... --out APK... -- [--arch A] [--runner R] ...
+    python3 -m distroless.steps melange  --recipe R --file PATH=SRC... --out APK... [--host-identity F | \
+                                         --env-lock LOCK --env-apk F...] -- [--arch A] [--runner R] ...
+    python3 -m distroless.steps melange-lock --recipe R --out LOCK -- [--arch A] [--cache-dir D] ...
     python3 -m distroless.steps apk-index --apk F... -o APKINDEX.tar.gz [--arch A] [--signing-key K]
 
 Why this split (see bazel/README.md): expansion is per package (keyed by the .apk alone), the
@@ -609,7 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_load)
 
     from distroless.packagesteps import (cmd_apk_index, cmd_key_id, cmd_melange, cmd_melange_index,
-                                         cmd_melange_pack, cmd_melange_workspace, cmd_pack)
+                                         cmd_melange_lock, cmd_melange_pack, cmd_melange_workspace, cmd_pack)
 
     s = sub.add_parser("pack", help="pack staged files into an .apk (`package create`'s flags after --)")
     s.add_argument("--file", action="append", default=[], metavar="PATH=SRC")
@@ -622,8 +624,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", action="append", required=True, metavar="APK", help="declared outputs, by file name")
     s.add_argument("--host-identity", default="", metavar="FILE",
                    help="the host toolchain identity in the action key; refuse to build if this host differs")
+    s.add_argument("--env-lock", default="", metavar="LOCK", help="install the build environment from this lock…")
+    s.add_argument("--env-apk", action="append", default=[], metavar="APK", help="…and these .apk files (lock order)")
     s.add_argument("rest", nargs=argparse.REMAINDER)
     s.set_defaults(func=cmd_melange)
+
+    s = sub.add_parser("melange-lock", help="a recipe's build environment → its lock (`package lock`)")
+    s.add_argument("--recipe", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("rest", nargs=argparse.REMAINDER)
+    s.set_defaults(func=cmd_melange_lock)
 
     s = sub.add_parser("apk-index", help="a signed APKINDEX.tar.gz over packages")
     s.add_argument("--apk", nargs="+", required=True)

@@ -1,6 +1,6 @@
 """Package rules: import (+ expand) a locked APK, pack a tree, build a melange recipe, index."""
 
-load(":common.bzl", "TOOL_ATTR", "run_step")
+load(":common.bzl", "TOOL_ATTR", "run_script", "run_step", "shell_quote")
 load(":providers.bzl", "ApkInfo", "ApkLockInfo")
 
 def _expand(ctx, apk, checksum, sha256, name):
@@ -161,9 +161,28 @@ def _melange_package_impl(ctx):
     args.add("--out", out)
     inputs = [ctx.file.recipe] + ctx.files.srcs
 
-    # the engine isolates the build in its own bubblewrap sandbox, which cannot be nested in
-    # Bazel's linux-sandbox (mounts fail with EINVAL); the action stays cacheable
-    requirements = {"no-sandbox": "1"}
+    if ctx.attr.environment:
+        # hermetic: the environment is the lock's packages, declared inputs pinned by sha256; the
+        # step installs them and runs the pipelines in its bubblewrap sandbox, nested in Bazel's
+        # linux-sandbox or a remote worker's (no network in either), so the action is remotable
+        if ctx.attr.host_toolchain:
+            fail("%s: environment and host_toolchain exclude each other" % ctx.label)
+        env = ctx.attr.environment[ApkLockInfo]
+        if env.arch != ctx.attr.arch:
+            fail("%s: the environment is locked for %s, the package is built for %s" % (ctx.label, env.arch, ctx.attr.arch))
+        args.add("--env-lock", env.lock)
+        inputs.append(env.lock)
+        for p in env.packages:
+            args.add("--env-apk", p.apk)
+            inputs.append(p.apk)
+        requirements = {"block-network": "1"}
+    elif not ctx.attr.host_toolchain:
+        fail("%s: give the build environment as a lock (environment = \"@<hub>//:<arch>\", see melange_lock) " % ctx.label +
+             "or build with the host toolchain (host_toolchain = True)")
+    else:
+        # the host toolchain's build runs the engine's own sandbox with the host's /usr overlaid,
+        # which needs root's mounts: not nested in Bazel's linux-sandbox; the action stays cacheable
+        requirements = {"no-sandbox": "1"}
     if ctx.attr.host_toolchain:
         # the host's compiler and libc are part of the result: their identity is an input (so in
         # the action key; the step refuses a host that differs), and no other machine may run it
@@ -198,9 +217,31 @@ melange_package = rule(
         "runner": attr.string(default = "bubblewrap", values = ["bubblewrap", "docker"]),
         "host_toolchain": attr.bool(default = False, doc = "build with the host's /usr (offline; not hermetic: " +
                                                         "no-remote-exec, and the host compiler/libc identity is in the key)"),
+        "environment": attr.label(providers = [ApkLockInfo], doc = "the build environment: one arch of a " +
+                                                                     "lock hub (`@<hub>//:<arch>`, from melange_lock's lock); hermetic and remotable"),
         "_host_identity": attr.label(default = "@distroless_host_toolchain//:identity.txt", allow_single_file = True),
         "signing_key": attr.label(allow_single_file = True),
         "source_date_epoch": attr.string(default = "0"),
     }),
     doc = "A melange recipe → its .apk (`distroless package build` in the engine's sandbox).",
+)
+
+def _melange_lock_impl(ctx):
+    # runs in the workspace (BUILD_WORKSPACE_DIRECTORY): the recipe's relative keyring paths resolve there
+    lock = ctx.attr.lock_path or (ctx.label.package + "/" + ctx.label.name + ".env.lock.json")
+    args = ["--recipe", shell_quote(ctx.file.recipe.short_path), "--out", shell_quote(lock), "--",
+            "--arch", shell_quote(ctx.attr.arch)]
+    pre = ['cd "$BUILD_WORKSPACE_DIRECTORY"']
+    script, runfiles = run_script(ctx, ctx.label.name + ".sh", "melange-lock", args, [ctx.file.recipe], pre = pre)
+    return [DefaultInfo(executable = script, runfiles = runfiles)]
+
+melange_lock = rule(
+    implementation = _melange_lock_impl,
+    executable = True,
+    attrs = dict(TOOL_ATTR, **{
+        "recipe": attr.label(allow_single_file = [".yaml", ".yml"], mandatory = True),
+        "lock_path": attr.string(doc = "workspace-relative lock file to (re)write"),
+        "arch": attr.string(default = "x86_64"),
+    }),
+    doc = "`bazel run`: resolve and pin a recipe's build environment (`distroless package lock`) into the workspace.",
 )

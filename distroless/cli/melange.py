@@ -88,6 +88,13 @@ def register(psub: argparse._SubParsersAction) -> None:
     ln.add_argument("--out-dir", type=Path, default=Path("packages"), help="where --persist-lint-results writes")
     ln.set_defaults(func=cmd_lint)
 
+    lk = psub.add_parser("lock", help="resolve and pin a recipe's build environment (the lock a hermetic "
+                                      "Bazel melange_package installs from)")
+    _common(lk)
+    lk.add_argument("-o", "--output", type=Path, help="the lock (default: RECIPE's name with .env.lock.json)")
+    lk.add_argument("--package-append", action="list", help="extra packages for the build environment")
+    lk.set_defaults(func=cmd_lock)
+
     t = psub.add_parser("test", help="run a melange recipe's test pipelines against built packages")
     _common(t)
     t.add_argument("package", nargs="?", default="", help="test only this (sub)package")
@@ -155,6 +162,24 @@ def cmd_build(args: argparse.Namespace) -> int:
             print(f"{p.path}: {p.package.name}-{p.package.version} {p.package.checksum} sha256:{p.sha256}")
         if r.index is not None:
             print(f"{r.index}: updated")
+    return 0
+
+
+def env_lock_path(recipe: Path) -> Path:
+    stem = recipe.name.rsplit(".", 1)[0] if recipe.suffix in (".yaml", ".yml") else recipe.name
+    return recipe.with_name(stem + ".env.lock.json")
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    from distroless import lock as lockfile
+    from distroless.melange.build import lock_recipe
+
+    recipe = _recipe(args.recipe)
+    lk = lock_recipe(recipe, options_from(args))
+    out = args.output or env_lock_path(recipe)
+    lockfile.write(lk, out)
+    counts = ", ".join(f"{a}: {len(lk.packages_for(a))}" for a in lk.archs())
+    print(f"{out}: {len(lk.packages)} environment packages locked ({counts})")
     return 0
 
 

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
+from distroless import lock as lockfile
 from distroless.apk import index as apkindex
 from distroless.apk import keys as apkkeys
 from distroless.apk.model import Package
 from distroless.apk.pack import Ownership, pack
-from distroless.config import ImageConfig, LoadedConfig, arch_to_apk, host_architecture, parse_architecture
+from distroless.config import ImageConfig, arch_to_apk, host_architecture, parse_architecture
 from distroless.errors import ConfigError, DistrolessError, FormatError
 from distroless.store.cache import Cache
 from distroless.events import NULL, Events
@@ -39,7 +40,8 @@ from distroless.melange import schema as s
 from distroless.melange.compile import ArchSkipped, CompiledRecipe, CompileOptions, PackageOutput, compile_recipe
 from distroless.melange.recipe import load_recipe, with_env_file
 from distroless.melange.duration import parse_duration
-from distroless.melange import sandboxnet
+from distroless.melange import envlock, sandboxnet
+from distroless.melange.envlock import LockedEnvironment, loaded_from
 from distroless.melange.runner import (CACHE_MOUNT, Mount, SandboxSpec, check_runner, host_shell, make_runner,
                                        run_steps)
 from distroless.melange.sca import analyze, merge_metadata
@@ -94,6 +96,7 @@ class BuildOptions:
     lint_warn: tuple[str, ...] | None = None
     build_log: Path | None = None  # --create-build-log: append `arch|origin|name|version` lines here
     persist_lint_results: bool = False  # write <out>/<arch>/lint-<name>-<version>.json
+    environment: LockedEnvironment | None = None  # install the environment from a lock's .apk files only
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,14 +202,6 @@ class Environment:
     users: dict[int, str]
 
 
-def loaded_from(config: ImageConfig, arch: str, sde: int, *, keyring: Sequence[str] = (),
-                repositories: Sequence[str] = ()) -> LoadedConfig:
-    """A LoadedConfig for the engine from a recipe's (compiled) environment."""
-    return LoadedConfig(config=replace(config, archs=(parse_architecture(arch),)), files=(), checksum="",
-                        build_date_epoch=sde, source_date_epoch_pinned=True,
-                        extra_keyring=tuple(keyring), extra_repositories=tuple(repositories))
-
-
 def skeleton_tree(config: ImageConfig) -> Tree:
     """A minimal root for host-toolchain sandboxes: accounts and the usual top dirs."""
     tree = Tree()
@@ -221,11 +216,17 @@ def skeleton_tree(config: ImageConfig) -> Tree:
 def assemble_environment(config: ImageConfig, arch: str, sde: int, dest: Path, *,
                          host_toolchain: bool, keyring: Sequence[str] = (), repositories: Sequence[str] = (),
                          cache_dir: Path | None = None, offline: bool = False,
-                         ignore_signatures: bool = False, http_auth: Sequence[BasicAuth] = ()) -> Environment:
-    """Install the environment's packages with the engine (when there are any) and export the
-    tree to `dest`; otherwise a skeleton. With the host toolchain the runner adds the host."""
+                         ignore_signatures: bool = False, http_auth: Sequence[BasicAuth] = (),
+                         locked: tuple[lockfile.Lock, LockedEnvironment] | None = None) -> Environment:
+    """Install the environment's packages with the engine (when there are any; from `locked`'s
+    .apk files alone when given) and export the tree to `dest`; otherwise a skeleton. With the
+    host toolchain the runner adds the host."""
     loaded = loaded_from(config, arch, sde, keyring=keyring, repositories=repositories)
-    if loaded.build_repositories() and loaded.world():
+    if locked is not None:
+        lk, env = locked
+        # the tree reads file contents from the expansions: they live beside dest, as long as it
+        tree = envlock.install(config, arch, sde, env, lk, dest.parent / "env-packages")
+    elif loaded.build_repositories() and loaded.world():
         if cache_dir is None:
             raise ConfigError("the build environment needs packages, but no package cache was given (--apk-cache-dir)")
         fetcher = Fetcher(Cache(cache_dir), Transport(auth=list(http_auth)), offline=offline)
@@ -234,7 +235,8 @@ def assemble_environment(config: ImageConfig, arch: str, sde: int, dest: Path, *
         tree = built.rootfs.tree
     else:
         tree = skeleton_tree(config)
-    export_tree(tree, dest)
+    # nested root cannot chown to the packages' ids: the tree is its own (the build user's, read-only)
+    export_tree(tree, dest, chown=sandboxnet.privileged())
     users, _groups = _owners(tree)
     return Environment(dest, tree, host_toolchain, users)
 
@@ -319,6 +321,7 @@ def build(recipe_path: str | os.PathLike[str], options: BuildOptions = BuildOpti
     recipe = load_for_build(recipe_path, options)
     sde = options.source_date_epoch
     key = apkkeys.load_private(options.signing_key) if options.signing_key else None
+    locked = locked_environment(recipe, recipe_path, options) if options.environment is not None else None
     out: list[ArchBuild] = []
     for arch in build_archs(options):
         try:
@@ -328,29 +331,90 @@ def build(recipe_path: str | os.PathLike[str], options: BuildOptions = BuildOpti
         except ArchSkipped as exc:
             _log(options, f"skipping: {exc}")
             continue
-        out.append(build_compiled(compiled, recipe_path, options, sde, key))
+        out.append(build_compiled(compiled, recipe_path, options, sde, key, locked=locked))
     return out
 
 
-def build_compiled(compiled: CompiledRecipe, recipe_path: Path, options: BuildOptions, sde: int,
-                   key: apkkeys.SigningKey | None) -> ArchBuild:
-    arch = compiled.arch
-    out_dir = Path(options.out_dir) / arch
-    out_dir.mkdir(parents=True, exist_ok=True)
+def environment_config(compiled: CompiledRecipe, options: BuildOptions) -> ImageConfig:
+    """The compiled `environment` (pipelines' `needs` included) plus --package-append."""
     env_config = compiled.environment
     if options.package_append:
         contents = env_config.contents
         env_config = replace(env_config, contents=replace(
             contents, packages=tuple(dict.fromkeys(contents.packages + tuple(options.package_append)))))
-    host = options.host_toolchain or not env_config.contents.repositories
+    return env_config
+
+
+def environment_configs(recipe: s.Recipe, options: BuildOptions, archs: Sequence[str]) -> dict[str, ImageConfig]:
+    """Each architecture's environment (apk spelling; archs the recipe skips are left out)."""
+    out: dict[str, ImageConfig] = {}
+    for arch in archs:
+        try:
+            compiled = compile_recipe(recipe, CompileOptions(
+                arch=arch, build_options=options.build_options, pipeline_dirs=options.pipeline_dirs,
+                include_tests=False))
+        except ArchSkipped:
+            continue
+        out[compiled.arch] = environment_config(compiled, options)
+    return out
+
+
+def lock_recipe(recipe_path: str | os.PathLike[str], options: BuildOptions = BuildOptions()) -> lockfile.Lock:
+    """`package lock`: resolve the recipe's build environment for each requested architecture
+    and pin every package (what a hermetic build installs from, see envlock)."""
+    recipe_path = Path(recipe_path)
+    recipe = load_for_build(recipe_path, options)
+    configs = environment_configs(recipe, options, build_archs(options))
+    if not configs:
+        raise ConfigError(f"{recipe_path}: the recipe builds for none of {', '.join(build_archs(options))}")
+    if options.apk_cache_dir is None:
+        raise ConfigError("locking the build environment needs a package cache (--apk-cache-dir)")
+    fetcher = Fetcher(Cache(options.apk_cache_dir), Transport(auth=list(options.http_auth)), offline=options.offline)
+    return envlock.lock_environment(configs, str(recipe_path), fetcher, sde=options.source_date_epoch,
+                                    keyring=options.keyring_append, repositories=options.repository_append,
+                                    ignore_signatures=options.ignore_signatures)
+
+
+def locked_environment(recipe: s.Recipe, recipe_path: Path,
+                       options: BuildOptions) -> tuple[lockfile.Lock, LockedEnvironment]:
+    """The lock of a hermetic build, checked against the recipe: one architecture, no host
+    toolchain, and the environment the lock was resolved from."""
+    env = options.environment
+    assert env is not None
+    if options.host_toolchain:
+        raise ConfigError(f"{recipe_path}: a locked build environment and the host toolchain exclude each other")
+    archs = build_archs(options)
+    if len(archs) != 1:
+        raise ConfigError(f"{recipe_path}: a build from a locked environment is for one architecture, "
+                          f"not {', '.join(archs)}")
+    lk = lockfile.load(env.lock)
+    configs = environment_configs(recipe, options, lk.archs())
+    envlock.check_current(lk, str(env.lock), envlock.environment_checksum(
+        configs, options.keyring_append, options.repository_append), str(recipe_path))
+    if archs[0] not in lk.archs():
+        raise ConfigError(f"{env.lock}: no packages locked for {archs[0]} (locked: {', '.join(lk.archs())})")
+    return lk, env
+
+
+def build_compiled(compiled: CompiledRecipe, recipe_path: Path, options: BuildOptions, sde: int,
+                   key: apkkeys.SigningKey | None, *,
+                   locked: tuple[lockfile.Lock, LockedEnvironment] | None = None) -> ArchBuild:
+    arch = compiled.arch
+    out_dir = Path(options.out_dir) / arch
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env_config = environment_config(compiled, options)
+    host = locked is None and (options.host_toolchain or not env_config.contents.repositories)
     network = recipe_needs_network(compiled) if options.network is None else options.network
+    if locked is not None and network:
+        raise ConfigError(f"{recipe_path}: the recipe fetches (fetch, git-checkout) or asks for the network, "
+                          "but a build from a locked environment has none: fetch its sources ahead of time")
     source = Path(options.source_dir) if options.source_dir else recipe_path.parent
     with _scratch(options, arch) as scratch:
         env = assemble_environment(
             env_config, arch, sde, scratch / "root", host_toolchain=host,
             keyring=options.keyring_append, repositories=options.repository_append,
             cache_dir=options.apk_cache_dir, offline=options.offline,
-            ignore_signatures=options.ignore_signatures, http_auth=options.http_auth)
+            ignore_signatures=options.ignore_signatures, http_auth=options.http_auth, locked=locked)
         workspace = scratch / "workspace"
         workspace.mkdir()
         if not options.empty_workspace:

@@ -11,7 +11,10 @@ root), so root-only host files stay unreadable inside; no /sys; its own network 
 ids to 0 either way. Where the root tree and the host both have a system directory (`/usr` with
 package files plus the host's toolchain) the two are merged with a read-only overlayfs, mounted
 (with the bind points that let the unprivileged id reach its directories) in a private mount
-namespace (`unshare`) so that it disappears with the sandbox.
+namespace (`unshare`) so that it disappears with the sandbox. Nested in another sandbox's user
+namespace (Bazel's linux-sandbox, a remote worker's bubblewrap), root maps only itself: bubblewrap
+then runs as an unprivileged user's would (the build user is the invoker), with the enclosing
+/proc bound rather than a fresh one mounted.
 """
 
 from __future__ import annotations
@@ -238,6 +241,7 @@ class BwrapSession:
     _staged: list[tuple[tuple[str, ...], str, str]] = field(default_factory=list)
     resolv: Path | None = None  # the network step's /etc/resolv.conf (slirp's DNS forwarder)
     _binds: dict[str, str] = field(default_factory=dict)  # host source -> its reachable bind point
+    nested: bool = False  # inside another sandbox's user namespace (see sandboxnet.nested)
 
     def _src(self, path: Path) -> str:
         return self._binds.get(str(path), str(path))
@@ -260,7 +264,7 @@ class BwrapSession:
         for m in self.spec.mounts:
             if m.writable:
                 sandboxnet.give_to_sandbox(m.source)
-        if os.geteuid() == 0:
+        if sandboxnet.privileged():
             for i, src in enumerate([root, self.spec.workspace, *(m.source for m in self.spec.mounts)]):
                 staged = self.scratch / f"bind{i}"
                 staged.mkdir() if src.is_dir() else staged.touch()
@@ -287,7 +291,10 @@ class BwrapSession:
             for _lowers, target, staged in self._staged:
                 args += ["--ro-bind", staged, target]
         # /tmp as every container runtime makes it (runc, BuildKit's tmpfs mounts): 1777, not bwrap's 0755
-        args += ["--dev", "/dev", "--proc", "/proc", "--perms", "1777", "--tmpfs", "/tmp",
+        # nested in another sandbox's user namespace a fresh procfs may be refused (a worker's
+        # bubblewrap under a container's masked /proc): the enclosing one is bound instead
+        proc = ["--ro-bind", "/proc", "/proc"] if self.nested else ["--proc", "/proc"]
+        args += ["--dev", "/dev", *proc, "--perms", "1777", "--tmpfs", "/tmp",
                  "--bind", self._src(spec.workspace), WORKSPACE]
         for m in spec.mounts:
             args += ["--bind" if m.writable else "--ro-bind", self._src(m.source), m.target]
@@ -305,7 +312,7 @@ class BwrapSession:
             return args
         # Mounting needs root; bubblewrap then starts as the unprivileged host id (dropped by a
         # one-line Python exec, which keeps bwrap's --info-fd/--block-fd as they are).
-        drop = sandboxnet.drop_privileges_prefix() if os.geteuid() == 0 else ""
+        drop = sandboxnet.drop_privileges_prefix() if sandboxnet.privileged() else ""
         return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
                 f'{" && ".join(mounts)} && exec {drop}"$@"', "sh", *args]
 
@@ -353,7 +360,7 @@ class BwrapRunner:
     def session(self, spec: SandboxSpec) -> Iterator[BwrapSession]:
         exe = self.check()
         with tempfile.TemporaryDirectory(prefix="distroless-bwrap-") as scratch:
-            s = BwrapSession(spec, exe, self.sink, Path(scratch))
+            s = BwrapSession(spec, exe, self.sink, Path(scratch), nested=sandboxnet.nested())
             s.prepare()
             yield s
 

@@ -38,9 +38,37 @@ class NetworkSetupError(DistrolessError):
     """The step's network namespace could not be connected (slirp4netns missing or failing)."""
 
 
+def _id_ranges(text: str) -> list[tuple[int, int]]:
+    """/proc/self/uid_map lines (`inside outside count`) → [(first inside id, count)]."""
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and all(p.isdigit() for p in parts):
+            out.append((int(parts[0]), int(parts[2])))
+    return out
+
+
+def nested(uid_map: str | None = None) -> bool:
+    """Inside a user namespace that maps only some ids (Bazel's linux-sandbox, a remote worker's
+    bubblewrap): root here cannot chown to, or become, an id of the sandbox's own, and a fresh
+    procfs may not be mountable. Outside one (a host, a plain container) every id is mapped."""
+    if uid_map is None:
+        try:
+            uid_map = Path("/proc/self/uid_map").read_text()
+        except OSError:
+            return False
+    return not any(first <= SANDBOX_ID < first + count for first, count in _id_ranges(uid_map))
+
+
+def privileged() -> bool:
+    """Root that can give the sandbox a host id of its own (SANDBOX_ID). Nested root runs the
+    sandbox as an unprivileged user does: as itself, mapped to the build user."""
+    return os.geteuid() == 0 and not nested()
+
+
 def host_ids() -> tuple[int, int]:
     """The host uid/gid the sandbox's build user maps to."""
-    if os.geteuid() == 0:
+    if privileged():
         return SANDBOX_ID, SANDBOX_ID
     return os.getuid(), os.getgid()
 
@@ -55,8 +83,8 @@ def drop_privileges_prefix() -> str:
 
 def give_to_sandbox(path: Path) -> None:
     """Make `path` (the workspace, a writable cache) writable by the sandbox's host id: chown
-    its tree, never following symlinks. Only root can, and only root needs to."""
-    if os.geteuid() != 0:
+    its tree, never following symlinks. Only (un-nested) root can, and only it needs to."""
+    if not privileged():
         return
     uid, gid = host_ids()
     os.chown(path, uid, gid, follow_symlinks=False)
