@@ -43,6 +43,11 @@ SDE = "1700000000"
 COPY = ["WORKSPACE", ".bazelrc", ".bazelignore", "bazel", "distroless", "examples/bazel", "examples/recipes",
         "examples/monorepo"]
 ALL_IMAGE = "//examples/bazel:all"
+HERMETIC = "//examples/bazel/hermetic:demo-motd"
+MOTD = Path("examples/bazel/hermetic/x86_64/demo-motd-0.1.0-r0.apk")
+# the example's files that name its repository's port (moved to a free port in the copy)
+PORTED = ("examples/bazel/image.yaml", "examples/bazel/demo.lock.json", "examples/bazel/hermetic/demo-motd.yaml",
+          "examples/bazel/hermetic/demo-motd.env.lock.json")
 
 # --------------------------------------------------------------------------- harness
 
@@ -65,10 +70,10 @@ class Bazel:
         self.bases.add(ob)
         cmd = [BAZEL, f"--output_user_root={self.user_root}", f"--output_base={ob}", "--max_idle_secs=60",
                command]
-        if command in ("build", "test", "run", "fetch"):
+        if command in ("build", "test", "run"):
             # no bazel-* links: //... would wander into another output base's execroot
             cmd += [f"--repository_cache={self.repo_cache}", "--symlink_prefix=/"]
-        elif command == "aquery":  # fetches what it analyses: from this run's repository cache
+        elif command in ("aquery", "fetch"):  # fetch what they need: from this run's repository cache
             cmd += [f"--repository_cache={self.repo_cache}"]
         cmd += list(args)
         proc = subprocess.run(cmd, cwd=self.ws, env=dict(self.env, **(env or {})), capture_output=True, text=True,
@@ -198,7 +203,7 @@ def bz(tmp_path_factory):
     # the example's repository on a port of this run's own: tests running at the same time on
     # this machine must not answer each other's downloads
     port = free_port()
-    for rel in ("examples/bazel/image.yaml", "examples/bazel/demo.lock.json"):
+    for rel in PORTED:
         f = ws / rel
         f.write_text(f.read_text().replace(f"127.0.0.1:{REPO_PORT}", f"127.0.0.1:{port}"))
     b = Bazel(ws, tmp, port)
@@ -224,7 +229,7 @@ class FirstBuild:
     spawns: list[dict]
     lock: dict
     out: Path  # a copy of bazel-bin/examples/bazel after the build
-    cli: Path  # `distroless image build` of the same config + lock: layout/, sbom/
+    cli: Path  # `distroless image build` of the same config + lock: layout/, sbom/; packages/ (package build)
     remote: str  # the --remote_cache flag
 
 
@@ -238,9 +243,8 @@ def first_build(bz, nginx) -> FirstBuild:
     server = serve_packages(bz)
     try:
         bz.run("A", "run", "//examples/bazel:lock", *caches, "--", "--cache-dir", str(bz.tmp / "lock-cache"))
+        lock_environment(bz, "A")
         lock = json.loads((bz.ws / "examples/bazel/demo.lock.json").read_text())
-        log_a = bz.tmp / "exec-A.json"
-        bz.run("A", "build", "//...", *caches, f"--execution_log_json_file={log_a}")
         # the CLI from the same config + lock + SOURCE_DATE_EPOCH, against the same repository
         cli = bz.tmp / "cli"
         (cli / "layout").mkdir(parents=True)
@@ -250,11 +254,28 @@ def first_build(bz, nginx) -> FirstBuild:
                                "--cache-dir", str(cli / "cache"), "--sbom-path", str(cli / "sbom")],
                               cwd=bz.ws, env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr
+        # the hermetic recipe as `distroless package build` builds it: resolving its environment
+        proc = subprocess.run([sys.executable, "-m", "distroless", "package", "build", "examples/bazel/hermetic/demo-motd.yaml",
+                               "--signing-key", "examples/bazel/demo.rsa", "--out-dir", str(cli / "packages"),
+                               "--apk-cache-dir", str(cli / "cache")],
+                              cwd=bz.ws, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        bz.run("A", "fetch", "//...")  # every locked APK into the repository cache
     finally:
         server.stop()
+    # offline from here: the repository is gone, and Bazel may not download
+    log_a = bz.tmp / "exec-A.json"
+    bz.run("A", "build", "//...", *caches, "--experimental_repository_disable_download",
+           f"--execution_log_json_file={log_a}")
     out = bz.tmp / "first-build-out"
     shutil.copytree(bz.bin("A") / "examples" / "bazel", out, ignore=shutil.ignore_patterns("*.runfiles*", "packages"))
     return FirstBuild(spawns(log_a0) + spawns(log_a), lock, out, cli, remote)
+
+
+def lock_environment(bz: Bazel, base: str) -> None:
+    """`bazel run //examples/bazel/hermetic:lock`: demo-motd's build environment against the
+    served repository, into the workspace's demo-motd.env.lock.json."""
+    bz.run(base, "run", "//examples/bazel/hermetic:lock", "--", "--cache-dir", str(bz.tmp / f"env-lock-cache-{base}"))
 
 
 @pytest.fixture(scope="session")
@@ -357,6 +378,43 @@ def test_one_package_change_reruns_only_its_actions(bz, first_build):
           + ", ".join(f"{k} x{len(v)}" for k, v in sorted(by.items())))
 
 
+# --------------------------------------------------------------------------- hermetic package builds
+
+
+def test_hermetic_package_built_offline_equals_cli(first_build):
+    """demo-motd from its locked environment (the APK server stopped, downloads disabled) in
+    Bazel's linux-sandbox is byte-identical to `distroless package build`, which resolves it."""
+    built = first_build.out / MOTD.relative_to("examples/bazel")
+    cli = first_build.cli / "packages" / "x86_64" / MOTD.name
+    assert built.read_bytes() == cli.read_bytes()
+    (spawn,) = [e for e in first_build.spawns if MOTD.as_posix() in " ".join(e.get("listedOutputs", []))]
+    assert spawn.get("runner") == "linux-sandbox" and not spawn.get("remoteCacheHit"), spawn.get("runner")
+    print(f"\n{MOTD.name}: {len(built.read_bytes())} bytes, equal to `package build`'s; runner {spawn['runner']}")
+
+
+def test_an_environment_package_change_rekeys_the_hermetic_build(bz, first_build):
+    """A new demo-busybox (the environment's one package) re-locked: the action re-runs."""
+    recipe = bz.ws / "examples/recipes/demo-busybox.yaml"
+    env_lock = bz.ws / "examples/bazel/hermetic/demo-motd.env.lock.json"
+    with restored(recipe, env_lock):
+        before = json.loads(env_lock.read_text())["contents"]["packages"][0]["sha256"]
+        recipe.write_text(recipe.read_text().replace("(a build environment for the demo)", "(a build environment, changed)"))
+        bz.run("A", "build", "//examples/bazel/packages:repository")
+        server = serve_packages(bz)
+        try:
+            lock_environment(bz, "A")
+            after = json.loads(env_lock.read_text())["contents"]["packages"][0]["sha256"]
+            bz.run("A", "fetch", HERMETIC)
+        finally:
+            server.stop()
+        log = bz.tmp / "exec-A5.json"
+        bz.run("A", "build", HERMETIC, "--experimental_repository_disable_download", f"--execution_log_json_file={log}")
+    ran = executed(spawns(log))
+    assert before != after
+    assert [e.get("mnemonic") for e in ran] == ["DistrolessMelange"], describe(ran)
+    print(f"\ndemo-busybox changed ({before[:12]} -> {after[:12]}): the hermetic build re-ran")
+
+
 # --------------------------------------------------------------------------- remote-execution readiness
 
 
@@ -415,17 +473,25 @@ def test_actions_name_no_client_path(bz, first_build):
         # the step's own engine files, not the whole engine: the BuildKit front door is never one
         assert not [i for i in a["inputs"] if i.startswith("distroless/buildkit/")], a["mnemonic"]
     # host-toolchain package builds: local only, and the host compiler/libc identity is in the key
-    melange = [a for a in actions if a["mnemonic"] == "DistrolessMelange"]
+    melange = [a for a in actions if a["mnemonic"] == "DistrolessMelange" and "--env-lock" not in a["arguments"]]
     identity = "external/distroless_host_toolchain/identity.txt"
-    assert len(melange) == 3
+    assert len(melange) == 4
     for a in melange:
         assert a["requirements"].get("no-remote-exec") == "1" and identity in a["inputs"], a["requirements"]
-    others = [a for a in actions if a["mnemonic"] != "DistrolessMelange"]
+    # the hermetic one: its environment's APKs (and lock) are inputs; remotable, sandboxed, no network
+    (hermetic,) = [a for a in actions if "--env-lock" in a["arguments"]]
+    apks = sorted(i for i in hermetic["inputs"] if i.startswith("external/motd_env__") and i.endswith("/pkg.apk"))
+    assert apks == ["external/motd_env__x86_64__demo-busybox__0.1.0-r0/pkg.apk"], sorted(hermetic["inputs"])
+    assert "examples/bazel/hermetic/demo-motd.env.lock.json" not in hermetic["inputs"]  # the hub's copy is
+    assert "external/motd_env/lock.json" in hermetic["inputs"]
+    assert hermetic["requirements"] == {"block-network": "1"}, hermetic["requirements"]
+    others = [a for a in actions if a not in melange]
     assert not [a for a in others if "no-remote-exec" in a["requirements"] or identity in a["inputs"]]
     recorded = (bz.tmp / "bases" / "A" / identity).read_text()
     assert recorded.startswith("cc: ") and "\nlibc: " in recorded, recorded
     print(f"\naquery: {len(actions)} actions, no client path in arguments, env or inputs; "
-          f"{len(melange)} host-toolchain builds keyed by {recorded.splitlines()}")
+          f"{len(melange)} host-toolchain builds keyed by {recorded.splitlines()}; 1 hermetic build "
+          f"over {apks} ({hermetic['requirements']})")
 
 
 def test_monorepo_lock_set_shares_packages_and_names_no_client_path(bz):

@@ -4,7 +4,8 @@ a fresh directory, with only its environment, under bubblewrap hiding the client
 checkout. Not part of `make test` (BuildGrid's first install takes ~10 minutes): `make test-remote`.
 
 Proves: every remotable action runs remotely (host-toolchain package builds stay local, as their
-`no-remote-exec` tag says) and the image digest equals a local build's; after `bazel clean` the
+`no-remote-exec` tag says; the hermetic one, from its locked environment, runs on a worker) and
+the image digest and the hermetic package equal a local build's; after `bazel clean` the
 rebuild is served entirely from the remote action cache; a second client whose interpreter lives
 at another path gets remote cache hits for the same actions.
 """
@@ -21,10 +22,11 @@ import pytest
 
 from tests.remote import services
 from tests.httpserver import free_port
-from tests.test_bazel import (ALL_IMAGE, BAZEL, COPY, REPO_PORT, ROOT, Bazel, describe, executed, other_interpreter,
-                              serve_packages, spawns)
+from tests.test_bazel import (ALL_IMAGE, BAZEL, COPY, HERMETIC, MOTD, PORTED, REPO_PORT, ROOT, Bazel, describe, executed,
+                              lock_environment, other_interpreter, serve_packages, spawns)
 
 IMAGE_DIGEST = Path("examples/bazel/demo.digest")
+TARGETS = ("//examples/bazel/packages:repository", ALL_IMAGE, HERMETIC)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +72,7 @@ def bz(tmp_path_factory):
             shutil.copy2(src, dst)
     # the example's repository on a port of this run's own (as tests/test_bazel.py does)
     port = free_port()
-    for rel in ("examples/bazel/image.yaml", "examples/bazel/demo.lock.json"):
+    for rel in PORTED:
         f = ws / rel
         f.write_text(f.read_text().replace(f"127.0.0.1:{REPO_PORT}", f"127.0.0.1:{port}"))
     b = Bazel(ws, tmp, port)
@@ -89,17 +91,18 @@ def runners(entries: list[dict]) -> Counter:
 
 
 def test_remote_build_equals_local(bz, grid):
-    # local: packages, lock, images (the reference digest)
+    # local: packages, locks, images and the hermetic package (the reference bytes)
     bz.run("A", "build", "//examples/bazel/packages:repository")
     server = serve_packages(bz)
     try:
         bz.run("A", "run", "//examples/bazel:lock", "--", "--cache-dir", str(bz.tmp / "lock-cache"))
-        bz.run("A", "build", ALL_IMAGE)
+        lock_environment(bz, "A")
+        bz.run("A", "build", ALL_IMAGE, HERMETIC)
         local = (bz.bin("A") / IMAGE_DIGEST).read_text()
+        local_motd = (bz.bin("A") / MOTD).read_bytes()
         # remote: a fresh output base, every action through BuildGrid
         log = bz.tmp / "exec-R.json"
-        bz.run("R", "build", "//examples/bazel/packages:repository", ALL_IMAGE, *remote_flags(grid),
-               f"--execution_log_json_file={log}")
+        bz.run("R", "build", *TARGETS, *remote_flags(grid), f"--execution_log_json_file={log}")
     finally:
         server.stop()
     ran = spawns(log)
@@ -107,18 +110,23 @@ def test_remote_build_equals_local(bz, grid):
     local_only = [e for e in ran if e.get("runner") != "remote"]
     # only the host-toolchain package builds (tagged no-remote-exec) ran on this machine
     assert {e.get("mnemonic") for e in local_only} == {"DistrolessMelange"}, describe(local_only)
+    assert all("/examples/bazel/packages/" in e["listedOutputs"][0] for e in local_only), describe(local_only)
     assert len(remote) >= 10 and len(remote) + len(local_only) == len(ran), runners(ran)
     assert (bz.bin("R") / IMAGE_DIGEST).read_text() == local
+    # the hermetic package build ran on a worker (its environment's APKs uploaded as inputs)
+    (motd,) = [e for e in ran if MOTD.as_posix() in " ".join(e.get("listedOutputs", []))]
+    assert motd.get("runner") == "remote" and not motd.get("remoteCacheHit"), motd.get("runner")
+    assert (bz.bin("R") / MOTD).read_bytes() == local_motd
     worked = sum(w.log.read_text().count(" exit 0 ") for w in grid[1])
     assert worked >= len(executed(remote)), (worked, len(executed(remote)))
-    print(f"\nremote: {len(remote)} actions remote ({worked} run by the workers), "
-          f"{len(local_only)} local (no-remote-exec); digest {local.strip()} equals the local build's")
+    print(f"\nremote: {len(remote)} actions remote ({worked} run by the workers, {MOTD.name} among them), "
+          f"{len(local_only)} local (no-remote-exec); digest {local.strip()} and {MOTD.name} equal the local build's")
 
 
 def test_clean_rebuild_is_served_from_the_remote_cache(bz, grid):
     bz.run("R", "clean")
     log = bz.tmp / "exec-R2.json"
-    bz.run("R", "build", "//examples/bazel/packages:repository", ALL_IMAGE, *remote_flags(grid),
+    bz.run("R", "build", *TARGETS, *remote_flags(grid),
            "--experimental_repository_disable_download", f"--execution_log_json_file={log}")
     ran = spawns(log)
     assert ran and executed(ran) == [], describe(executed(ran))
@@ -128,7 +136,7 @@ def test_clean_rebuild_is_served_from_the_remote_cache(bz, grid):
 def test_client_with_interpreter_elsewhere_gets_remote_hits(bz, grid):
     exe = other_interpreter(bz.tmp)
     log = bz.tmp / "exec-S.json"
-    bz.run("S", "build", "//examples/bazel/packages:repository", ALL_IMAGE, *remote_flags(grid),
+    bz.run("S", "build", *TARGETS, *remote_flags(grid),
            "--experimental_repository_disable_download", f"--execution_log_json_file={log}",
            env={"DISTROLESS_PYTHON": str(exe)})
     site = bz.tmp / "bases" / "S" / "external" / "distroless_python" / "site"
