@@ -40,7 +40,7 @@ RECIPE = """\
       - runs: |
           d=${{{{targets.destdir}}}}/usr/share/probe
           mkdir -p $d
-          echo "$(id -u):$(id -g) $HOME $(busybox | head -n 1 | cut -d' ' -f1-2)" > $d/who
+          echo "$(id -u):$(id -g) $HOME $(busybox 2>&1 | sed -n '1s/^\\(BusyBox v[^ ]*\\).*/\\1/p')" > $d/who
           cat /etc/os-release > $d/os-release
           ls /etc/apk/keys > $d/keys
     """
