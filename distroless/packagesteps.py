@@ -135,7 +135,6 @@ def cmd_melange(args: argparse.Namespace) -> int:
     writes are copied to the declared `--out APK` files (by file name)."""
     from distroless import hostenv
     from distroless.melange.build import BuildOptions, build
-
     from distroless.melange.envlock import LockedEnvironment
 
     if args.host_identity:

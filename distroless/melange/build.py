@@ -321,7 +321,8 @@ def build(recipe_path: str | os.PathLike[str], options: BuildOptions = BuildOpti
     recipe = load_for_build(recipe_path, options)
     sde = options.source_date_epoch
     key = apkkeys.load_private(options.signing_key) if options.signing_key else None
-    locked = locked_environment(recipe, recipe_path, options) if options.environment is not None else None
+    env = options.environment
+    locked = (locked_environment(recipe, recipe_path, env, options), env) if env is not None else None
     out: list[ArchBuild] = []
     for arch in build_archs(options):
         try:
@@ -375,12 +376,10 @@ def lock_recipe(recipe_path: str | os.PathLike[str], options: BuildOptions = Bui
                                     ignore_signatures=options.ignore_signatures)
 
 
-def locked_environment(recipe: s.Recipe, recipe_path: Path,
-                       options: BuildOptions) -> tuple[lockfile.Lock, LockedEnvironment]:
+def locked_environment(recipe: s.Recipe, recipe_path: Path, env: LockedEnvironment,
+                       options: BuildOptions) -> lockfile.Lock:
     """The lock of a hermetic build, checked against the recipe: one architecture, no host
     toolchain, and the environment the lock was resolved from."""
-    env = options.environment
-    assert env is not None
     if options.host_toolchain:
         raise ConfigError(f"{recipe_path}: a locked build environment and the host toolchain exclude each other")
     archs = build_archs(options)
@@ -393,7 +392,7 @@ def locked_environment(recipe: s.Recipe, recipe_path: Path,
         configs, options.keyring_append, options.repository_append), str(recipe_path))
     if archs[0] not in lk.archs():
         raise ConfigError(f"{env.lock}: no packages locked for {archs[0]} (locked: {', '.join(lk.archs())})")
-    return lk, env
+    return lk
 
 
 def build_compiled(compiled: CompiledRecipe, recipe_path: Path, options: BuildOptions, sde: int,
