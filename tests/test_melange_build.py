@@ -370,6 +370,27 @@ def test_writes_outside_the_workspace_fail(tmp_path: Path) -> None:
         assert not Path(target).exists()
 
 
+def test_steps_cannot_read_the_builders_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bubblewrap's init is the sandbox's pid 1: its /proc/1/environ was the front door's whole
+    environment (HTTP_AUTH's password, COSIGN_PASSWORD); it now holds PATH only."""
+    secret = f"s3cret-{tmp_path.name}"
+    monkeypatch.setenv("HTTP_AUTH", f"basic:realm:user:{secret}")
+    recipe = write_recipe(tmp_path, """\
+        package: {name: environ, version: 1.0.0, epoch: 0}
+        pipeline:
+          - runs: |
+              d=${{targets.destdir}}/usr/share/probe
+              mkdir -p $d
+              for p in /proc/[0-9]*; do echo "$p: $(tr '\\0' ' ' < $p/environ 2>&1)"; done > $d/environ
+        """)
+    build(recipe, options(tmp_path / "out"))
+    import tarfile
+    with tarfile.open(tmp_path / "out" / "x86_64" / "environ-1.0.0-r0.apk") as tar:
+        seen = tar.extractfile("usr/share/probe/environ").read().decode()
+    assert "/proc/1: PATH=" in seen, seen  # the probe did read bubblewrap's environment
+    assert secret not in seen and "HTTP_AUTH" not in seen, seen
+
+
 def _host_address() -> str:
     """The host's outbound (non-loopback) IPv4 address: what a network step reaches it by."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:

@@ -127,21 +127,57 @@ def step_argv(locked: Locked, out: Path, *apks: str) -> list[str]:
     return argv + ["--", "--arch", "x86_64"]
 
 
-def test_the_step_nested_in_a_workers_sandbox_gives_the_same_bytes(locked, tmp_path):
-    """As tests/remote/worker.py runs an action: bubblewrap with every namespace unshared (a user
-    namespace mapping root only, no network, a fresh /tmp); the step's own sandbox nests in it."""
-    out = tmp_path / "probe-1.0.0-r0.apk"
-    inner = [*step_argv(locked, out)]
+def in_a_worker(locked: Locked, tmp_path: Path, step: list[str], secret: str = "") -> None:
+    """Run `step` as tests/remote/worker.py runs an action: bubblewrap with every namespace
+    unshared (a user namespace mapping root only, no network, a fresh /tmp), only its environment."""
     argv = ["bwrap", "--die-with-parent", "--unshare-all", "--ro-bind", "/", "/", "--tmpfs", "/tmp",
             "--bind", str(locked.root), str(locked.root), "--bind", str(tmp_path), str(tmp_path),
             "--proc", "/proc", "--dev", "/dev", "--chdir", str(ROOT), "--clearenv",
-            "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "LC_ALL", "C.UTF-8", "--", *inner]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+            "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "LC_ALL", "C.UTF-8"]
+    if secret:
+        argv += ["--setenv", "WORKER_SECRET", secret]
+    proc = subprocess.run([*argv, "--", *step], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_the_step_nested_in_a_workers_sandbox_gives_the_same_bytes(locked, tmp_path):
+    """The step's own sandbox nests in the worker's: the same bytes as the resolving build."""
+    out = tmp_path / "probe-1.0.0-r0.apk"
+    in_a_worker(locked, tmp_path, step_argv(locked, out))
     assert out.read_bytes() == locked.resolved
     probe = subprocess.run(["bwrap", "--unshare-all", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
                             "cat", "/proc/self/uid_map"], capture_output=True, text=True, check=True).stdout
     assert sandboxnet.nested(probe)  # the case the step detected
+
+
+PEEK = """\
+    - runs: |
+        d=${{targets.destdir}}/usr/share/probe
+        mkdir -p $d
+        # /proc is the enclosing one here: pid 1 is the worker's bubblewrap, outside our namespace
+        if ls /proc/1/root/etc >/dev/null 2>&1; then echo "root readable"; else echo "root denied"; fi > $d/outer
+        if cat /proc/1/environ >/dev/null 2>&1; then echo "environ readable"; else echo "environ denied"; fi >> $d/outer
+        for p in /proc/[0-9]*; do echo "$p: $(tr '\\0' ' ' < $p/environ 2>&1)"; done > $d/environ
+    """
+
+
+def test_a_nested_step_sees_neither_the_workers_processes_nor_its_environment(locked, tmp_path):
+    """With the enclosing /proc bound, the worker's processes are listed but their roots and
+    environments stay unreadable (another user namespace); bubblewrap's own holds PATH only."""
+    recipe = tmp_path / "peek.yaml"  # the same environment, so the same lock
+    text = locked.recipe.read_text()
+    recipe.write_text(text[:text.index("pipeline:")] + "pipeline:\n" + textwrap.indent(textwrap.dedent(PEEK), "  "))
+    secret = f"s3cret-{tmp_path.name}"
+    out = tmp_path / "probe-1.0.0-r0.apk"
+    argv = step_argv(locked, out)
+    argv[argv.index(str(locked.recipe))] = str(recipe)
+    in_a_worker(locked, tmp_path, argv, secret=secret)
+    import tarfile
+    with tarfile.open(out) as tar:
+        outer = tar.extractfile("usr/share/probe/outer").read().decode()
+        environ = tar.extractfile("usr/share/probe/environ").read().decode()
+    assert outer.split() == ["root", "denied", "environ", "denied"], outer
+    assert secret not in environ and "PATH=" in environ, environ  # PATH: bubblewrap's own, readable
 
 
 def test_nested_detection():

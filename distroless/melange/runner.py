@@ -114,6 +114,11 @@ class Runner(Protocol):
     def session(self, spec: SandboxSpec) -> AbstractContextManager[Session]: ...
 
 
+def launcher_environment() -> dict[str, str]:
+    """What bubblewrap (and the mount prefix before it) is started with: PATH to find its tools."""
+    return {"PATH": os.environ.get("PATH") or "/usr/local/bin:/usr/bin:/bin"}
+
+
 def step_environment(spec: SandboxSpec, step: RunnableStep) -> dict[str, str]:
     """Container env, then the step's own (PATH and its `environment`) on top."""
     return {**spec.environment, **step.environment}
@@ -324,8 +329,10 @@ class BwrapSession:
         try:
             argv = self.argv(step, net)
             try:
+                # bubblewrap's own environment is readable inside (its init process is the
+                # sandbox's pid 1, /proc/1/environ): only PATH, never the front door's (HTTP_AUTH…)
                 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, umask=0o022,
+                                        stderr=subprocess.STDOUT, umask=0o022, env=launcher_environment(),
                                         pass_fds=net.child_fds() if net else ())
             except OSError as exc:
                 raise RunnerError(f"cannot start bubblewrap ({self.bwrap}): {exc.strerror or exc}") from None
