@@ -114,9 +114,9 @@ class Runner(Protocol):
     def session(self, spec: SandboxSpec) -> AbstractContextManager[Session]: ...
 
 
-def launcher_environment() -> dict[str, str]:
-    """What bubblewrap (and the mount prefix before it) is started with: PATH to find its tools."""
-    return {"PATH": os.environ.get("PATH") or "/usr/local/bin:/usr/bin:/bin"}
+# What bubblewrap (and the mount prefix before it: unshare, mount, sh) is started with: the
+# system's PATH and nothing else (bubblewrap itself is named by its absolute path).
+LAUNCHER_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 
 
 def step_environment(spec: SandboxSpec, step: RunnableStep) -> dict[str, str]:
@@ -332,7 +332,7 @@ class BwrapSession:
                 # bubblewrap's own environment is readable inside (its init process is the
                 # sandbox's pid 1, /proc/1/environ): only PATH, never the front door's (HTTP_AUTH…)
                 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, umask=0o022, env=launcher_environment(),
+                                        stderr=subprocess.STDOUT, umask=0o022, env=LAUNCHER_ENV,
                                         pass_fds=net.child_fds() if net else ())
             except OSError as exc:
                 raise RunnerError(f"cannot start bubblewrap ({self.bwrap}): {exc.strerror or exc}") from None
