@@ -35,7 +35,7 @@ test: $(STAMP) peers
 	$(PY) -m pytest -q --durations=15 --ignore=tests/remote
 
 # The Bazel example through a real Remote Execution API service (BuildGrid + PostgreSQL + our
-# bubblewrap workers on loopback). First run ~10 min of install, then under 2 min of tests.
+# bubblewrap workers on loopback). First run ~10 min of install, then about 2 min of tests.
 test-remote: $(STAMP) peers
 	bash tests/remote/install.sh
 	$(PY) -m pytest -q tests/remote
