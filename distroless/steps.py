@@ -16,8 +16,7 @@ build system that passes files between steps) run.
     python3 -m distroless.steps push     --layout DIR --ref REF [--insecure]
     python3 -m distroless.steps load     --layout DIR --tag T [--docker CLI | --out F]
     python3 -m distroless.steps pack     --file PATH=SRC... -- --name N --version V ... -o OUT.apk
-    python3 -m distroless.steps melange  --recipe R --file PATH=SRC... --out APK... [--host-identity F | \
-                                         --env-lock LOCK --env-apk F...] -- [--arch A] [--runner R] ...
+    python3 -m distroless.steps melange  --recipe R --file PATH=SRC... --out APK... [--env-lock L --env-apk F...] -- ...
     python3 -m distroless.steps melange-lock --recipe R --out LOCK -- [--arch A] [--cache-dir D] ...
     python3 -m distroless.steps apk-index --apk F... -o APKINDEX.tar.gz [--arch A] [--signing-key K]
 
