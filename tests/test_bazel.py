@@ -422,6 +422,26 @@ def test_an_environment_package_change_rekeys_the_hermetic_build(bz, first_build
     print(f"\ndemo-busybox changed ({before[:12]} -> {after[:12]}): the hermetic build re-ran")
 
 
+NO_ENVIRONMENT_BUILD = """load("//bazel:defs.bzl", "melange_package")
+
+melange_package(name = "bare", recipe = "//examples/bazel/hermetic:demo-motd.yaml", version = "0.1.0-r0")
+"""
+
+
+def test_a_package_build_names_where_its_environment_comes_from(bz, first_build):
+    """Neither a locked environment nor the host toolchain: refused at analysis, so no action
+    ever downloads its build environment."""
+    pkg = bz.ws / "noenvcheck"
+    try:
+        pkg.mkdir()
+        (pkg / "BUILD.bazel").write_text(NO_ENVIRONMENT_BUILD)
+        proc = bz.run("A", "build", "//noenvcheck:bare", check=False)
+    finally:  # other tests build //... in this workspace
+        shutil.rmtree(pkg, ignore_errors=True)
+    assert proc.returncode != 0
+    assert "//noenvcheck:bare: give the build environment as a lock" in proc.stderr, proc.stderr[-3000:]
+
+
 # --------------------------------------------------------------------------- remote-execution readiness
 
 
