@@ -14,10 +14,12 @@ Usage: distroless frontend build --push (or python frontend/build.py --push) 127
 from __future__ import annotations
 
 import argparse
+import compileall
 import hashlib
 import json
 import os
 import platform
+import py_compile
 import shutil
 import subprocess
 import sys
@@ -37,7 +39,7 @@ from distroless.sign.push import push_layout  # noqa: E402
 from distroless.registry.reference import parse_reference  # noqa: E402
 from distroless.rootfs.importdir import import_dir  # noqa: E402
 from distroless.rootfs.layer import iter_tar  # noqa: E402
-from distroless.rootfs.tree import Tree  # noqa: E402
+from distroless.rootfs.tree import Node, TarRef, Tree  # noqa: E402
 
 DEPS = ["cryptography>=41", "requests>=2.31", "pyyaml>=6.0", "isal>=1.6", "zstandard>=0.22", "pynacl>=1.5",
         "pyelftools>=0.30", "grpcio>=1.60", "protobuf>=7.35.1", "google-re2>=1.1"]
@@ -112,6 +114,52 @@ def app_tree(work: Path) -> Path:
     return app
 
 
+def compile_app(app: Path, pyver: str) -> None:
+    """The `distroless` package's bytecode, when this interpreter is the image's Python version
+    (a .pyc is only read by the version that wrote it); `restamp_bytecode` then fits it to the
+    layer's timestamps."""
+    if f"{sys.version_info[0]}.{sys.version_info[1]}" == pyver:
+        compileall.compile_dir(app, quiet=2, ddir=f"/{APP}", workers=1,
+                               invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
+
+
+PYC_HEADER = 16  # magic, flags, source mtime, source size (importlib._bootstrap_external)
+
+
+def restamp_bytecode(tree: Tree, mtime: int) -> int:
+    """Python trusts a timestamp-based .pyc only if it records its source's mtime and size; the
+    layer gives every file `mtime`, which would make every .pyc stale, and the frontend would
+    compile each module it imports on every build (~0.5 s of CPU). A .pyc that matches its
+    source as it is on disk gets `mtime` recorded instead; any other is left as it is (Python
+    ignores it). Returns how many were re-stamped."""
+    count = 0
+    for path, node in tree.walk():
+        parent, _, name = path.rpartition("/")
+        if node.type != "reg" or not parent.endswith("__pycache__") or not name.endswith(".pyc"):
+            continue
+        src = tree.get(f"{parent.removesuffix('__pycache__')}{name.split('.', 1)[0]}.py")
+        if src is None or src.type != "reg" or not isinstance(src.content, TarRef):
+            continue
+        data = node.data()
+        if len(data) < PYC_HEADER or int.from_bytes(data[4:8], "little") != 0:  # hash-based: no stamp
+            continue
+        st = src.content.path.stat()
+        if data[8:16] != _stamp(int(st.st_mtime), st.st_size):
+            continue
+        restamped = data[:8] + _stamp(mtime, st.st_size) + data[PYC_HEADER:]
+        _set_content(node, restamped)
+        count += 1
+    return count
+
+
+def _stamp(mtime: int, size: int) -> bytes:
+    return (mtime & 0xFFFFFFFF).to_bytes(4, "little") + (size & 0xFFFFFFFF).to_bytes(4, "little")
+
+
+def _set_content(node: Node, data: bytes) -> None:
+    node.content, node.size, node.sha1 = data, len(data), hashlib.sha1(data).hexdigest()
+
+
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -150,6 +198,7 @@ def build(work: Path) -> tuple[Path, str]:
     pyver = python_version(base)
     site = site_packages(work, pyver)
     app = app_tree(work)
+    compile_app(app, pyver)
     blobs = work / "blobs"
     blobs.mkdir(exist_ok=True)
     layers = []
@@ -159,6 +208,7 @@ def build(work: Path) -> tuple[Path, str]:
             for marker in (".complete",):
                 if tree.get(f"{prefix}/{marker}".strip("/")) is not None:
                     tree.remove(f"{prefix}/{marker}".strip("/"))
+            restamp_bytecode(tree, EPOCH)
             layers.append(layer_of(tree, blobs))
     finally:
         shutil.rmtree(app, ignore_errors=True)
@@ -166,7 +216,7 @@ def build(work: Path) -> tuple[Path, str]:
     labels = {"moby.buildkit.frontend.network.none": "true", "moby.buildkit.frontend.caps": CAPS}
     config = apko_config(
         platform=plat, diff_ids=[l.diff_id for l in layers], created=EPOCH, annotations=labels,
-        entrypoint_command="python3 -m distroless.buildkit.frontend",
+        entrypoint_command="python3 -S -m distroless.buildkit.frontend",  # -S: no site (PYTHONPATH has all)
         env={"PYTHONPATH": f"/{APP}:/{SITE}", "PYTHONDONTWRITEBYTECODE": "1"},
         author="distroless", created_by="frontend/build.py",
     )

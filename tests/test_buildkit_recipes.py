@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from distroless.buildkit import llb, recipes
+from distroless.buildkit import frontend, llb, recipes
 from distroless.buildkit._pb import ops as pb
 from distroless.errors import DistrolessError
 from distroless.melange.stages import RecipeInput
@@ -56,9 +56,9 @@ def execs(d: pb.Definition) -> dict[str, pb.ExecOp]:
 
 
 def test_detects_recipes_only() -> None:
-    assert recipes.is_recipe((ROOT / "examples/recipes/demo-hello.yaml").read_bytes())
-    assert not recipes.is_recipe((ROOT / "examples/image.yaml").read_bytes())
-    assert not recipes.is_recipe(b"package: [unclosed")
+    assert frontend.is_recipe((ROOT / "examples/recipes/demo-hello.yaml").read_bytes())
+    assert not frontend.is_recipe((ROOT / "examples/image.yaml").read_bytes())
+    assert not frontend.is_recipe(b"package: [unclosed")
 
 
 def test_request_options() -> None:

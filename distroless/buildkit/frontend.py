@@ -348,6 +348,28 @@ def image_config(meta: dict, arch: str, layers: list[str]) -> bytes:
     return config_json(replace(base, history=history))
 
 
+def is_recipe(data: bytes) -> bool:
+    """A melange recipe has `package:` at the top level (an image YAML never does)."""
+    import yaml
+
+    try:
+        doc = yaml.load(data, Loader=yaml.BaseLoader)  # noqa: S506 — BaseLoader builds only str/list/dict
+    except yaml.YAMLError:
+        return False  # the image mode reports the YAML error with its line
+    return isinstance(doc, dict) and "package" in doc
+
+
+def account(gw: Gateway, bridge: transport.LLBBridge) -> str:
+    """What this run of the frontend cost: its CPU (start-up and imports included) and its
+    gateway calls (count, seconds waited), for the daemon's log and bench/."""
+    t = os.times()
+    calls = {m: [n, round(s, 3)] for m, (n, s) in sorted(getattr(bridge, "calls", {}).items())}
+    ages = [transport.STARTED_AFTER, transport.process_age()]
+    wall = "/".join("?" if a is None else f"{a:.2f}" for a in ages)
+    return (f"cpu {t.user + t.system:.2f} s, wall {wall} s (imports/all), "
+            f"gateway {json.dumps(calls, separators=(',', ':'))}")
+
+
 def platform_id(arch: str) -> str:
     return f"linux/{arch}"
 
@@ -364,9 +386,9 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv) -> gateway.Re
     print(f"distroless frontend: options {sorted(env.opts)}; sbom={req.sbom}", file=sys.stderr)
     gw = Gateway(bridge, req)
     data, lock_bytes, file = read_spec(gw, env)
-    from . import recipes  # the packages mode loads melange's engine only when it is asked for
+    if is_recipe(data):  # a melange recipe: the packages mode
+        from . import recipes  # melange's engine is loaded only when it is asked for (~0.2 s of imports)
 
-    if recipes.is_recipe(data):  # a melange recipe: the packages mode
         return recipes.build(bridge, env, gw, data, file)
     try:
         overrides = req.overrides
@@ -415,6 +437,7 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv) -> gateway.Re
     events.note(f"session {env.session_id} spec sha256:{hashlib.sha256(data).hexdigest()}: "
                 f"read {sum(gw.reads.values())} bytes from "
                 f"{json.dumps(gw.reads, sort_keys=True)}")
+    events.note(f"session {env.session_id} spec sha256:{hashlib.sha256(data).hexdigest()}: {account(gw, bridge)}")
     result.metadata["refs.platforms"] = json.dumps({"Platforms": platforms}, separators=(",", ":")).encode()
     if len(platforms) == 1:
         # a single platform goes back as a plain ref, which every exporter (dockerd 20.10's too) takes

@@ -61,17 +61,6 @@ RESERVED_ARGS = frozenset({epoch.NAME, ALLOW_NETWORK, NAMESPACE, KEY_NAME, UNSIG
 HOST_SHELL = "/bin/bash"  # the CLI's host-toolchain shell (recipes use `set -o pipefail`)
 
 
-def is_recipe(data: bytes) -> bool:
-    """A melange recipe has `package:` at the top level (an image YAML never does)."""
-    import yaml
-
-    try:
-        doc = yaml.load(data, Loader=yaml.BaseLoader)  # noqa: S506 — BaseLoader builds only str/list/dict
-    except yaml.YAMLError:
-        return False  # the image mode reports the YAML error with its line
-    return isinstance(doc, dict) and "package" in doc
-
-
 @dataclass(frozen=True, slots=True)
 class Request:
     filename: str

@@ -29,9 +29,11 @@ import socket
 import struct
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -357,6 +359,7 @@ class LLBBridge:
     def __init__(self, channel: grpc.Channel, *, timeout: float | None = None) -> None:
         self.timeout = timeout
         self.caps = Caps()
+        self.calls: dict[str, tuple[int, float]] = {}  # method → (calls, seconds waited): the frontend's account
         self._calls = {
             name: channel.unary_unary(method_path(name),
                                       request_serializer=lambda m: m.SerializeToString(),
@@ -365,10 +368,14 @@ class LLBBridge:
         }
 
     def _call(self, method: str, request: Any, timeout: float | None = None) -> Any:
+        started = time.perf_counter()
         try:
             return self._calls[method](request, timeout=timeout or self.timeout)
         except grpc.RpcError as err:
             raise BridgeError(method, status_from_rpc_error(err)) from None
+        finally:
+            n, seconds = self.calls.get(method, (0, 0.0))
+            self.calls[method] = (n + 1, seconds + time.perf_counter() - started)
 
     def ping(self, timeout: float = PING_TIMEOUT) -> Caps:
         self.caps = Caps.from_pong(self._call("Ping", gateway.PingRequest(), timeout))
@@ -491,8 +498,24 @@ def serve(bridge: LLBBridge, build: BuildFn, env: FrontendEnv) -> int:
     return 0
 
 
+def process_age() -> float | None:
+    """Seconds since this process started (Linux /proc, 10 ms ticks): start-up and imports
+    included, which a timer started in Python would miss."""
+    try:
+        started = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return uptime - started / os.sysconf("SC_CLK_TCK")
+
+
+STARTED_AFTER: float | None = None  # the process's age when `run` began: interpreter start-up and imports
+
+
 def run(build: BuildFn, environ: Mapping[str, str] | None = None) -> int:
     """Run `build` as a BuildKit gateway frontend over this process's stdin/stdout."""
+    global STARTED_AFTER
+    STARTED_AFTER = process_age()
     env = parse_env(environ)
     in_fd, out_fd = take_stdio()
     with connect(in_fd, out_fd) as bridge:
