@@ -300,7 +300,7 @@ def test_warm_build_is_all_cached_and_reads_no_package(tmp_path, frontend, repo,
     reads = frontend_reads(docker, ctx / "image.yaml")[before:]
     assert len(reads) == 2, reads
     for rd in reads:
-        assert set(rd["files"]) == {"image.yaml", "image.lock.json", "/image.json"}, rd
+        assert set(rd["files"]) == {"image.yaml", "image.lock.json", "/amd64/image.json"}, rd
         assert not any(f.endswith(".apk") for f in rd["files"])
 
 
@@ -356,7 +356,7 @@ def oci_top_digest(path: Path) -> str:
 
 def test_registry_cache_round_trip(tmp_path, frontend, peers) -> None:
     """`--cache-to type=registry,mode=max`, prune the builder, rebuild `--cache-from`: the same
-    image, and not one package downloaded the second time. No SOURCE_DATE_EPOCH: every time in
+    two-platform image, and not one package downloaded the second time. No SOURCE_DATE_EPOCH: every time in
     the config comes from the packages, and each layer's history is ours, not BuildKit's record
     of where the layer came from (`imported sha256:…` after an import)."""
     # a repository of its own, with a fresh key: new bytes, so the first build really downloads
@@ -369,18 +369,20 @@ def test_registry_cache_round_trip(tmp_path, frontend, peers) -> None:
 
 
 def _registry_round_trip(tmp_path, frontend, server, pub, peers) -> None:
-    ctx = context(tmp_path, frontend, server, pub)
+    ctx = context(tmp_path, frontend, server, pub, archs=ARCHS)
     docker = peers.docker26
     cache = f"{peers.registry}/distroless/bkcache:{os.getpid()}"
-    # One platform: with two, the second platform's metadata step was sometimes not found in
-    # the imported cache and re-ran (re-downloading its packages) — open, see the branch report.
-    plat = ("--platform", "linux/amd64", "--provenance=false")
+    # two platforms: their metadata steps are looked up in the imported cache together, and
+    # BuildKit downloaded every input of a step it did not match at once, to key it by content
+    # (then ran it); the frontend now keys the step's inputs by their pins only
+    plat = ("--platform", "linux/amd64,linux/arm64", "--provenance=false")
     first, second = tmp_path / "first.tar", tmp_path / "second.tar"
     buildx(docker, ctx, *plat, "--cache-to", f"type=registry,ref={cache},mode=max", "--output", f"type=oci,dest={first}")
     docker.run("buildx", "prune", "-af", timeout=300)  # the whole local build cache: nothing left but the registry's
     gets = len(server.gets(".apk"))
     r = buildx(docker, ctx, *plat, "--cache-from", f"type=registry,ref={cache}", "--output", f"type=oci,dest={second}")
     assert len(server.gets(".apk")) == gets, f"packages downloaded again: {server.gets('.apk')[gets:]}\n{r.stderr}"
+    assert "metadata layer over" not in r.stderr, r.stderr  # no step ran: both came from the cache
     assert oci_top_digest(first) == oci_top_digest(second), r.stderr[-3000:]
 
 

@@ -284,22 +284,24 @@ def step_inputs(tool: llb.State, files: dict[str, bytes]) -> llb.State:
 
 def metadata_step(tool: llb.State, plat: llb.Platform, nodes: list[PackageNode], inputs: llb.State, *,
                   config_name: str, lock_name: str, archs: tuple[str, ...], arch: str, sde: int | None,
-                  no_cache: bool) -> llb.State:
+                  no_cache: bool, by_key_only: bool = False) -> llb.State:
     """The engine's `metadata` step as an ExecOp, cached by its inputs (the downloads by their
     pins), so a warm build (or one from `--cache-from`) neither downloads nor expands a package."""
     args = [sys.executable, "-m", "distroless.steps"]
     if sde is not None:
         args.append(f"--source-date-epoch={sde}")
     args += ["metadata", "--config", "/in/config.yaml", "--config-name", config_name, "--lock", "/in/lock.json",
-             "--lock-name", lock_name, "--arch", arch, "--work", "/tmp", "--out", "/out"]
+             "--lock-name", lock_name, "--arch", arch, "--work", "/tmp", "--out", f"/out{meta_dir(arch)}"]
     args += [f"--config-arch={a}" for a in archs]
-    # Every input is mounted writable although the step writes only /out: BuildKit keys a
-    # read-only mount by its content, so finding the step in a cache would need every input
-    # materialised (each download loaded or fetched again); a writable one is keyed by its
-    # node's own cache key (the downloads' pins, the image's digest), which costs nothing.
-    mounts = [llb.Mount("/in", inputs), llb.Mount("/tmp", kind="tmpfs"), llb.Mount("/out")]
+    # The inputs must key the step by their nodes' own cache keys (the downloads' pins), never by
+    # their content: BuildKit keys a read-only mount, and (0.13) a writable one of a whole tree,
+    # by its content too, and when a step is not matched at once (two platforms' steps looked up
+    # together in an imported cache) it downloads every input to hash it: `by_key_only` turns
+    # that off (cap exec.mount.cache.content); older daemons key writable mounts by key anyway.
+    off = False if by_key_only else None
+    mounts = [llb.Mount("/in", inputs, content_cache=off), llb.Mount("/tmp", kind="tmpfs"), llb.Mount("/out")]
     for i, n in enumerate(nodes):
-        mounts.append(llb.Mount(f"/apk/{i:04d}", n.source))
+        mounts.append(llb.Mount(f"/apk/{i:04d}", n.source, content_cache=off))
     if nodes:
         args += ["--apk", *(f"/apk/{i:04d}/{n.filename}" for i, n in enumerate(nodes))]
     env = {"PYTHONPATH": os.environ.get("PYTHONPATH", ""), "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": "/tmp"}
@@ -308,20 +310,38 @@ def metadata_step(tool: llb.State, plat: llb.Platform, nodes: list[PackageNode],
     return run.mount("/out")
 
 
-METADATA_TAR = "/metadata.tar"
+def meta_dir(arch: str) -> str:
+    """Where an arch's step writes (`metadata.tar`, `image.json`, `sbom.spdx.json`) in its output:
+    one folder per arch, so that the outputs of all arches merge into one tree (`all_metadata`)."""
+    return f"/{arch}"
 
 
-def metadata_state(meta_out: llb.State) -> llb.State:
+def metadata_state(meta_out: llb.State, arch: str) -> llb.State:
     """The metadata layer: the step's tar unpacked onto an empty tree (device nodes included).
     The step's output is the FileOp's base, not a copy source: keyed by the step's cache key
     (not the tar's bytes), the layer leads an exported cache to the step's own record."""
-    return meta_out.file(llb.rm(NOTHING, allow_not_found=True).unpack_previous(METADATA_TAR),
+    return meta_out.file(llb.rm(NOTHING, allow_not_found=True).unpack_previous(f"{meta_dir(arch)}/metadata.tar"),
                          name="metadata layer: installed database, accounts, generated files")
 
 
-def root_state(nodes: list[PackageNode], meta_out: llb.State, mergeop: bool) -> llb.State:
+def all_metadata(meta_outs: dict[str, llb.State], mergeop: bool) -> llb.State:
+    """Every arch's step output in one tree: one Solve and one ref from which the frontend reads
+    each arch's `image.json` (and hands its SBOM over), instead of a Solve per arch."""
+    states = list(meta_outs.values())
+    if len(states) == 1:
+        return states[0]
     if mergeop:
-        return llb.merge([n.state for n in nodes] + [metadata_state(meta_out)],
+        return llb.merge(states, name=f"metadata of {len(states)} platforms")
+    action = None
+    for out in states:  # no MergeOp (dockerd 20.10): a copy of each output (one arch's folder)
+        action = (llb.copy if action is None else action.copy)(out, "/", "/", copy_dir_contents=True,
+                                                                create_dest_path=True)
+    return llb.scratch().file(action, name=f"metadata of {len(states)} platforms")
+
+
+def root_state(nodes: list[PackageNode], meta_out: llb.State, arch: str, mergeop: bool) -> llb.State:
+    if mergeop:
+        return llb.merge([n.state for n in nodes] + [metadata_state(meta_out, arch)],
                          name=f"merge {len(nodes)} packages and metadata")
     # dockerd 20.10 / graphdriver stores: no MergeOp, so one FileOp copies every package in order
     # and unpacks the metadata tar last (a copy of an unpacked layer turns device nodes into files)
@@ -330,8 +350,8 @@ def root_state(nodes: list[PackageNode], meta_out: llb.State, mergeop: bool) -> 
         action = (llb.copy if action is None else action.copy)(n.state, "/", "/", copy_dir_contents=True,
                                                                 create_dest_path=True)
     tail = dict(unpack=True, create_dest_path=True)
-    action = llb.copy(meta_out, METADATA_TAR, "/", **tail) if action is None else \
-        action.copy(meta_out, METADATA_TAR, "/", **tail)
+    tar = f"{meta_dir(arch)}/metadata.tar"
+    action = llb.copy(meta_out, tar, "/", **tail) if action is None else action.copy(meta_out, tar, "/", **tail)
     return llb.scratch().file(action, name=f"copy {len(nodes)} packages and metadata into one layer")
 
 
@@ -412,24 +432,27 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv) -> gateway.Re
 
     result = gateway.Result()
     platforms = []
-    for arch in loaded.config.archs:
-        nodes = package_nodes(ps.archs[arch], req.no_cache, contexts)
-        meta_out = metadata_step(tool, plat, nodes, inputs, config_name=req.filename, lock_name=lock_name,
-                                 archs=tuple(loaded.config.archs), arch=arch, sde=req.sde, no_cache=req.no_cache)
+    archs = tuple(loaded.config.archs)
+    nodes = {arch: package_nodes(ps.archs[arch], req.no_cache, contexts) for arch in archs}
+    by_key = bridge.caps.supports_llb("exec.mount.cache.content") if bridge.caps else False
+    meta_outs = {arch: metadata_step(tool, plat, nodes[arch], inputs, config_name=req.filename, lock_name=lock_name,
+                                     archs=archs, arch=arch, sde=req.sde, no_cache=req.no_cache, by_key_only=by_key)
+                 for arch in archs}
+    meta_ref = gw.solve(all_metadata(meta_outs, mergeop))
+    for arch in archs:
         pid = platform_id(arch)
-        result.refs.refs[pid].id = gw.solve(root_state(nodes, meta_out, mergeop))
-        meta_ref = gw.solve(meta_out)
-        meta = json.loads(gw.read_all(meta_ref, "/image.json"))
+        meta = json.loads(gw.read_all(meta_ref, f"{meta_dir(arch)}/image.json"))
+        result.refs.refs[pid].id = gw.solve(root_state(nodes[arch], meta_outs[arch], arch, mergeop))
         for w in meta.get("warnings", []):  # the step's, with the YAML lines they point at
             events.warning(w["text"], location=Location(w["file"], w["line"]) if w.get("file") else None)
-        layers = [f"{n.pin.package.name}-{n.pin.package.version}" for n in nodes] if mergeop else \
-            [f"{len(nodes)} packages"]
+        layers = [f"{n.pin.package.name}-{n.pin.package.version}" for n in nodes[arch]] if mergeop else \
+            [f"{len(nodes[arch])} packages"]
         result.metadata[f"containerimage.config/{pid}"] = image_config(meta, arch, layers + ["metadata layer"])
         if meta["source_date_epoch_pinned"]:
             result.metadata[f"source.date.epoch/{pid}"] = str(meta["image"]["created"]).encode()
         platforms.append({"ID": pid, "Platform": OciPlatform.from_arch(arch).to_json()})
         if req.sbom and bridge.caps and bridge.caps.supports("reference.attestations"):
-            att = gateway.Attestation(kind=gateway.InToto, path="/sbom.spdx.json",
+            att = gateway.Attestation(kind=gateway.InToto, path=f"{meta_dir(arch)}/sbom.spdx.json",
                                       inTotoPredicateType=SPDX_PREDICATE, metadata={"reason": b"sbom"})
             att.ref.id = meta_ref
             result.attestations[pid].attestation.append(att)

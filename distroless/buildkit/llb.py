@@ -454,6 +454,9 @@ class Mount:
     optional: bool = False  # a secret the client may not have given
     sharing: Literal["shared", "private", "locked"] = "shared"
     tmpfs_size: int = 0
+    # May the input's content key the op? None leaves it to BuildKit (which hashes a whole-tree
+    # writable bind's content, BuildKit 0.13); False keys it by the input's own cache key only.
+    content_cache: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -480,6 +483,9 @@ def _mount_pb(m: Mount, inputs: _Inputs, output: int) -> tuple[pb.Mount, set[str
                      input=EMPTY_INPUT if m.kind in ("tmpfs", "secret") else inputs.index(m.source))
     if m.selector:
         caps.add("exec.mount.selector")
+    if m.content_cache is not None:
+        mount.contentCache = pb.ON if m.content_cache else pb.OFF
+        caps.add("exec.mount.cache.content")
     if m.kind == "bind":
         caps.add("exec.mount.bind")
     elif m.kind == "secret":

@@ -26,6 +26,12 @@ class MountType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CACHE: _ClassVar[MountType]
     TMPFS: _ClassVar[MountType]
 
+class MountContentCache(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DEFAULT: _ClassVar[MountContentCache]
+    ON: _ClassVar[MountContentCache]
+    OFF: _ClassVar[MountContentCache]
+
 class CacheSharingOpt(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SHARED: _ClassVar[CacheSharingOpt]
@@ -41,6 +47,9 @@ SECRET: MountType
 SSH: MountType
 CACHE: MountType
 TMPFS: MountType
+DEFAULT: MountContentCache
+ON: MountContentCache
+OFF: MountContentCache
 SHARED: CacheSharingOpt
 PRIVATE: CacheSharingOpt
 LOCKED: CacheSharingOpt
@@ -148,7 +157,7 @@ class ProxyEnv(_message.Message):
     def __init__(self, http_proxy: _Optional[str] = ..., https_proxy: _Optional[str] = ..., ftp_proxy: _Optional[str] = ..., no_proxy: _Optional[str] = ..., all_proxy: _Optional[str] = ...) -> None: ...
 
 class Mount(_message.Message):
-    __slots__ = ("input", "selector", "dest", "output", "readonly", "mountType", "TmpfsOpt", "cacheOpt", "secretOpt", "SSHOpt", "resultID")
+    __slots__ = ("input", "selector", "dest", "output", "readonly", "mountType", "TmpfsOpt", "cacheOpt", "secretOpt", "SSHOpt", "resultID", "contentCache")
     INPUT_FIELD_NUMBER: _ClassVar[int]
     SELECTOR_FIELD_NUMBER: _ClassVar[int]
     DEST_FIELD_NUMBER: _ClassVar[int]
@@ -160,6 +169,7 @@ class Mount(_message.Message):
     SECRETOPT_FIELD_NUMBER: _ClassVar[int]
     SSHOPT_FIELD_NUMBER: _ClassVar[int]
     RESULTID_FIELD_NUMBER: _ClassVar[int]
+    CONTENTCACHE_FIELD_NUMBER: _ClassVar[int]
     input: int
     selector: str
     dest: str
@@ -171,7 +181,8 @@ class Mount(_message.Message):
     secretOpt: SecretOpt
     SSHOpt: SSHOpt
     resultID: str
-    def __init__(self, input: _Optional[int] = ..., selector: _Optional[str] = ..., dest: _Optional[str] = ..., output: _Optional[int] = ..., readonly: _Optional[bool] = ..., mountType: _Optional[_Union[MountType, str]] = ..., TmpfsOpt: _Optional[_Union[TmpfsOpt, _Mapping]] = ..., cacheOpt: _Optional[_Union[CacheOpt, _Mapping]] = ..., secretOpt: _Optional[_Union[SecretOpt, _Mapping]] = ..., SSHOpt: _Optional[_Union[SSHOpt, _Mapping]] = ..., resultID: _Optional[str] = ...) -> None: ...
+    contentCache: MountContentCache
+    def __init__(self, input: _Optional[int] = ..., selector: _Optional[str] = ..., dest: _Optional[str] = ..., output: _Optional[int] = ..., readonly: _Optional[bool] = ..., mountType: _Optional[_Union[MountType, str]] = ..., TmpfsOpt: _Optional[_Union[TmpfsOpt, _Mapping]] = ..., cacheOpt: _Optional[_Union[CacheOpt, _Mapping]] = ..., secretOpt: _Optional[_Union[SecretOpt, _Mapping]] = ..., SSHOpt: _Optional[_Union[SSHOpt, _Mapping]] = ..., resultID: _Optional[str] = ..., contentCache: _Optional[_Union[MountContentCache, str]] = ...) -> None: ...
 
 class TmpfsOpt(_message.Message):
     __slots__ = ("size",)
