@@ -17,7 +17,7 @@ from distroless.apk.model import Package
 from distroless.config import ImageConfig, LoadedConfig, image_environment
 from distroless import baseimage
 from distroless.oci.gojson import marshal
-from distroless.oci.image import (OCI_CONFIG, ConfigFile, Descriptor, Image, Index, Platform, apko_config, build_image,
+from distroless.oci.image import (OCI_CONFIG, arch_config, Descriptor, Image, Index, Platform, apko_config, build_image,
                                   build_index, history_comment, image_annotations, manifest_json, sha256_digest,
                                   write_layer)
 from distroless.assembly import ArchRootfs
@@ -74,10 +74,6 @@ def image_settings(cfg: ImageConfig, bde: int) -> dict[str, Any]:
         "cmd": cfg.cmd, "env": dict(image_environment(cfg)), "user": cfg.accounts.run_as,
         "working_dir": cfg.work_dir, "stop_signal": cfg.stop_signal, "volumes": list(cfg.volumes),
     }
-
-
-def arch_config(settings: dict[str, Any], arch: str, diff_ids: Sequence[str]) -> ConfigFile:
-    return apko_config(platform=Platform.from_arch(arch), diff_ids=list(diff_ids), **settings)
 
 
 def manifest_annotations(settings: dict[str, Any]) -> dict[str, str]:

@@ -42,8 +42,8 @@ from distroless.config import LoadedConfig, Overrides, load_image_config_bytes
 from distroless.errors import ConfigError, DistrolessError
 from distroless.events import NULL, Events, Location
 from distroless.fetch.repository import Repository, is_remote
-from distroless.imagebuild import arch_config
 from distroless.oci.image import Platform as OciPlatform
+from distroless.oci.image import arch_config
 from distroless.oci.image import config_json
 
 from . import llb, transport

@@ -417,6 +417,11 @@ def apko_config(
 # --------------------------------------------------------------------------- manifest, index
 
 
+
+def arch_config(settings: dict, arch: str, diff_ids: Sequence[str]) -> ConfigFile:
+    """The config of one arch from the image settings the engine writes (`image.json`'s "image")."""
+    return apko_config(platform=Platform.from_arch(arch), diff_ids=list(diff_ids), **settings)
+
 def manifest_json(
     config_desc: Descriptor,
     layer_descs: Sequence[Descriptor],
