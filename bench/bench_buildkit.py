@@ -20,6 +20,7 @@ Needs the peers (`make peers`); pushes the frontend image to the loopback regist
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -39,9 +40,10 @@ from tests.httpserver import StaticServer  # noqa: E402
 from tests.peers.env import load as load_peers, read_state, state_file  # noqa: E402
 
 SDE = "1700000000"
-READS = re.compile(r"distroless frontend: session (\S*) spec sha256:\w+: read (\d+) bytes from (\{.*\})")
-ACCOUNT = re.compile(r"distroless frontend: session \S* spec sha256:\w+: cpu ([\d.]+) s, wall ([\d.?]+)/([\d.?]+) s "
-                     r"\(imports/all\), gateway (\{.*\})")
+# the frontend's notes in the daemon log (which other builds share), for the spec of this sha256
+READS = r"distroless frontend: session (\S*) spec sha256:{spec}: read (\d+) bytes from (\{{.*\}})"
+ACCOUNT = (r"distroless frontend: session \S* spec sha256:{spec}: cpu ([\d.]+) s, wall ([\d.?]+)/([\d.?]+) s "
+           r"\(imports/all\), gateway (\{{.*\}})")
 LAYERS = 120  # the floor Dockerfile's COPY stages, as many layers as our packages
 
 
@@ -96,6 +98,26 @@ def _cmdline(proc: Path) -> str:
         return ""
 
 
+def warm_rounds(buildx, floors: dict[str, Path], pids: list[int]):
+    """Three rounds of our warm build and each floor, interleaved so that the machine's load falls
+    on all alike: (wall, daemon CPU) of each, and whether some vertex ran (the cache was pruned)."""
+    warm: list[tuple[float, float]] = []
+    floor_runs: dict[str, list[tuple[float, float]]] = {k: [] for k in floors}
+    for _ in range(3):
+        cpu0 = cpu_seconds(pids)
+        seconds, r = timed(buildx)
+        warm.append((seconds, cpu_seconds(pids) - cpu0))
+        if ran(r.stderr):
+            return warm, floor_runs, True
+        for name, d in floors.items():
+            cpu0 = cpu_seconds(pids)
+            seconds, r = timed(lambda: buildx(d, "Dockerfile"))
+            floor_runs[name].append((seconds, cpu_seconds(pids) - cpu0))
+            if ran(r.stderr):
+                return warm, floor_runs, True
+    return warm, floor_runs, False
+
+
 def floor_contexts(work: Path) -> dict[str, Path]:
     """The buildx floors: a one-line Dockerfile, and one of LAYERS cached COPY layers."""
     one, many = work / "floor-1", work / f"floor-{LAYERS}"
@@ -140,33 +162,34 @@ def main() -> None:
             return docker.run("buildx", "build", "-f", str(where / dockerfile), "--progress=plain",
                               "--build-arg", f"SOURCE_DATE_EPOCH={SDE}", str(where), timeout=1200)
 
+        spec = hashlib.sha256((ctx / "image.yaml").read_bytes()).hexdigest()
+        reads_re, account_re = re.compile(READS.format(spec=spec)), re.compile(ACCOUNT.format(spec=spec))
         floors = floor_contexts(work)
         pids = daemon_pids(docker)
         locked = len(server.gets(".apk"))  # the lock fetched each package once to pin its sha256
         cold, _ = timed(buildx)
         gets_cold = len(server.gets(".apk"))
-        for d in floors.values():
-            buildx(d, "Dockerfile")  # cold: fills the cache the floors' warm rounds read
-        log_before = Path(docker.log).read_text(errors="replace")
-        reads_before, accounts_before = len(READS.findall(log_before)), len(ACCOUNT.findall(log_before))
-        warm: list[tuple[float, float]] = []  # (wall, daemon cpu)
-        floor_runs: dict[str, list[tuple[float, float]]] = {k: [] for k in floors}
-        for _ in range(3):  # interleaved, so that the machine's load falls on both alike
-            cpu0 = cpu_seconds(pids)
-            seconds, r = timed(buildx)
-            warm.append((seconds, cpu_seconds(pids) - cpu0))
-            assert ran(r.stderr) == [], f"a warm build ran {ran(r.stderr)}"
-            for name, d in floors.items():
-                cpu0 = cpu_seconds(pids)
-                seconds, _ = timed(lambda: buildx(d, "Dockerfile"))
-                floor_runs[name].append((seconds, cpu_seconds(pids) - cpu0))
-        assert len(server.gets(".apk")) == gets_cold, "a warm build downloaded a package"
+        for attempt in range(4):
+            if attempt:  # other builds on this daemon prune its cache now and then: fill it again
+                print("  (the build cache was pruned during the warm rounds, by another build; again)")
+                buildx()
+            for d in floors.values():
+                buildx(d, "Dockerfile")  # cold (or pruned): fills the cache the floors' warm rounds read
+            gets_before = len(server.gets(".apk"))
+            log_before = Path(docker.log).read_text(errors="replace")
+            reads_before, accounts_before = len(reads_re.findall(log_before)), len(account_re.findall(log_before))
+            warm, floor_runs, pruned = warm_rounds(buildx, floors, pids)
+            if not pruned:
+                break
+        else:
+            raise SystemExit("no warm rounds without a prune of the build cache in 4 attempts")
+        assert len(server.gets(".apk")) == gets_before, "a warm build downloaded a package"
         log = Path(docker.log).read_text(errors="replace")
-        reads = READS.findall(log)[reads_before:]
+        reads = reads_re.findall(log)[reads_before:]
         files = set().union(*(json.loads(m[2]) for m in reads))
         assert len(reads) == 3 and not any(f.endswith(".apk") for f in files), reads
         read_bytes = max(int(m[1]) for m in reads)
-        accounts = ACCOUNT.findall(log)[accounts_before:]
+        accounts = account_re.findall(log)[accounts_before:]
         assert len(accounts) == 3, accounts
 
         def cli_build():

@@ -120,3 +120,18 @@ def test_one_solve_for_every_platforms_metadata(ctx) -> None:
     bridge = build(ctx)
     assert len(bridge.solves) == 1 + 1 + 2
     assert bridge.reads == ["image.yaml", "image.lock.json", "/amd64/image.json", "/arm64/image.json"]
+
+
+def test_without_mergeop_the_platforms_metadata_is_copied_into_one_tree(ctx) -> None:
+    # a daemon on a graphdriver store (no MergeOp) with two platforms: each step's output folder
+    # (/amd64, /arm64) is copied onto one scratch tree, read as one ref like the merge
+    bridge = build(ctx, tuple(c for c in CAPS if c != "mergeop"))
+    d = bridge.solves[1]
+    by_digest = dict(llb.ops(d))
+    last = by_digest[llb.output_of(d).digest]
+    assert last.WhichOneof("op") == "file"
+    copies = [a.copy for a in last.file.actions]
+    assert [(c.src, c.dest, c.dirCopyContents) for c in copies] == [("/", "/", True), ("/", "/", True)]
+    sources = {by_digest[i.digest].WhichOneof("op") for i in last.inputs}
+    assert sources == {"exec"} and len(last.inputs) == 2
+    assert bridge.reads[-2:] == ["/amd64/image.json", "/arm64/image.json"]
