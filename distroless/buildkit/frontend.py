@@ -384,7 +384,7 @@ def account(gw: Gateway, bridge: transport.LLBBridge) -> str:
     gateway calls (count, seconds waited), for the daemon's log and bench/."""
     t = os.times()
     calls = {m: [n, round(s, 3)] for m, (n, s) in sorted(getattr(bridge, "calls", {}).items())}
-    ages = [transport.STARTED_AFTER, transport.process_age()]
+    ages = [getattr(bridge, "started_after", None), transport.process_age()]
     wall = "/".join("?" if a is None else f"{a:.2f}" for a in ages)
     return (f"cpu {t.user + t.system:.2f} s, wall {wall} s (imports/all), "
             f"gateway {json.dumps(calls, separators=(',', ':'))}")

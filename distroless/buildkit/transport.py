@@ -360,6 +360,7 @@ class LLBBridge:
         self.timeout = timeout
         self.caps = Caps()
         self.calls: dict[str, tuple[int, float]] = {}  # method → (calls, seconds waited): the frontend's account
+        self.started_after: float | None = None  # the process's age when it began to serve
         self._calls = {
             name: channel.unary_unary(method_path(name),
                                       request_serializer=lambda m: m.SerializeToString(),
@@ -509,14 +510,11 @@ def process_age() -> float | None:
     return uptime - started / os.sysconf("SC_CLK_TCK")
 
 
-STARTED_AFTER: float | None = None  # the process's age when `run` began: interpreter start-up and imports
-
-
 def run(build: BuildFn, environ: Mapping[str, str] | None = None) -> int:
     """Run `build` as a BuildKit gateway frontend over this process's stdin/stdout."""
-    global STARTED_AFTER
-    STARTED_AFTER = process_age()
+    started_after = process_age()  # interpreter start-up and imports
     env = parse_env(environ)
     in_fd, out_fd = take_stdio()
     with connect(in_fd, out_fd) as bridge:
+        bridge.started_after = started_after
         return serve(bridge, build, env)
