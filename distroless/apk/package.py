@@ -19,9 +19,9 @@ import re
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterable, Iterator
 
-from distroless.apk import pkginfo, signature
+from distroless.apk import pkginfo, signature, tarscan
 from distroless.apk.gzmember import MemberReader
 from distroless.apk.keys import Keyring
 from distroless.apk.model import Package
@@ -122,7 +122,7 @@ def _record_sha1(value: str, what: str) -> str:
     return value.lower()
 
 
-def _entry(info: tarfile.TarInfo, source: str) -> Entry:
+def _entry(info: tarfile.TarInfo | tarscan.Info, source: str) -> Entry:
     kind = _TYPES.get(info.type)
     if kind is None:
         raise FormatError(f"{source}: tar entry {info.name!r} has unsupported type {info.type!r}")
@@ -402,42 +402,70 @@ def _data_entry(tf: tarfile.TarFile, info: tarfile.TarInfo, where: str, on_entry
 
 def _scan_data(tar: BinaryIO, source: str) -> list[Entry]:
     """The entries of a data tar already on disk (and vouched for by the datahash): headers are
-    parsed with seeks over the contents, and each file's SHA-1 is computed from positioned
-    reads of the file, in large pieces (no per-64 KiB Python loop through tarfile's stream)."""
+    read with positioned reads over the contents (`tarscan`, or tarfile for an archive outside
+    its subset), and each file's SHA-1 is computed from positioned reads of the file, in large
+    pieces (no per-64 KiB Python loop through tarfile's stream)."""
     where = f"{source}: data member"
-    entries: list[Entry] = []
-    leading = True
     fd = tar.fileno()
+    try:
+        return _data_entries(tarscan.headers(fd, os.fstat(fd).st_size, _pax_budget(where)), fd, where)
+    except tarscan.Unusual:
+        pass  # tarfile decides what an unusual archive means
+    return _data_entries(_tarfile_infos(tar, where), fd, where)
+
+
+def _pax_budget(where: str) -> Callable[[int], None]:
+    """The caps `_BoundedTarInfo` applies, for `tarscan`."""
+    left = PAX_TOTAL_CAP
+
+    def charge(size: int) -> None:
+        nonlocal left
+        if size > PAX_CAP:
+            raise LimitError(f"{where}: a PAX header of {size} bytes (the cap is {PAX_CAP})")
+        left -= size
+        if left < 0:
+            raise LimitError(f"{where}: PAX headers exceed {PAX_TOTAL_CAP} bytes in total")
+    return charge
+
+
+def _tarfile_infos(tar: BinaryIO, where: str) -> Iterator[tarfile.TarInfo]:
     tar.seek(0)
     try:
         bounded = type("_Bounded", (_BoundedTarInfo,), {"where": where})  # the same caps as streaming
         with tarfile.open(fileobj=tar, mode="r:", tarinfo=bounded) as tf:  # type: ignore[call-overload]
             while (info := tf.next()) is not None:
                 tf.members.clear()  # only the Entry list is kept
-                # APK v1 compatibility: leading dot-files without a slash are metadata, not data.
-                if leading and info.name.startswith(".") and "/" not in info.name:
-                    continue
-                leading = False
-                if len(entries) >= MAX_ENTRIES:
-                    raise LimitError(f"{where}: more than {MAX_ENTRIES} entries")
-                entry = _entry(info, where)
-                recorded = entry.pax.get(APK_CHECKSUM_SHA1)
-                want = _record_sha1(recorded, f"{where}: {entry.name}") if recorded else ""
-                if entry.type == "reg":
-                    got = _file_sha1(fd, entry.offset, entry.size, f"{where}: {entry.name}")
-                elif entry.type == "sym":
-                    got = hashlib.sha1(entry.linkname.encode("utf-8", "surrogateescape")).hexdigest()
-                else:
-                    got = ""
-                if want:
-                    if got and got != want:
-                        raise VerificationError(
-                            f"{where}: {entry.name}: {APK_CHECKSUM_SHA1} mismatch (recorded {want}, content {got})"
-                        )
-                    entry.sha1 = want
-                entries.append(entry)
+                yield info
     except tarfile.TarError as e:
         raise FormatError(f"{where}: not a valid tar ({e})") from None
+
+
+def _data_entries(infos: Iterable[tarfile.TarInfo | tarscan.Info], fd: int, where: str) -> list[Entry]:
+    entries: list[Entry] = []
+    leading = True
+    for info in infos:
+        # APK v1 compatibility: leading dot-files without a slash are metadata, not data.
+        if leading and info.name.startswith(".") and "/" not in info.name:
+            continue
+        leading = False
+        if len(entries) >= MAX_ENTRIES:
+            raise LimitError(f"{where}: more than {MAX_ENTRIES} entries")
+        entry = _entry(info, where)
+        recorded = entry.pax.get(APK_CHECKSUM_SHA1)
+        want = _record_sha1(recorded, f"{where}: {entry.name}") if recorded else ""
+        if entry.type == "reg":
+            got = _file_sha1(fd, entry.offset, entry.size, f"{where}: {entry.name}")
+        elif entry.type == "sym":
+            got = hashlib.sha1(entry.linkname.encode("utf-8", "surrogateescape")).hexdigest()
+        else:
+            got = ""
+        if want:
+            if got and got != want:
+                raise VerificationError(
+                    f"{where}: {entry.name}: {APK_CHECKSUM_SHA1} mismatch (recorded {want}, content {got})"
+                )
+            entry.sha1 = want
+        entries.append(entry)
     return entries
 
 
