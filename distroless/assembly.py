@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Iterable, Iterator, Sized
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from itertools import islice
 
 from distroless import baseimage
 from distroless.baseimage import Base
-from distroless.config import LoadedConfig
+from distroless.config import LoadedConfig, arch_to_apk
 from distroless.events import NULL, Events
 from distroless.store.expand import Expanded, expand
 from distroless.fetch.fetcher import Fetcher
-from distroless.packages import PackageSet, fetch_all
+from distroless.packages import PackageSet, Pinned
 from distroless.rootfs.assemble import Rootfs, assemble
 
 
@@ -33,45 +36,79 @@ def build_date_epoch(loaded: LoadedConfig, expanded: list[Expanded], base: Base 
                + ([p.build_time for p in base.packages] if base else []))
 
 
-def assemble_arch(loaded: LoadedConfig, ps: PackageSet, arch: str, expanded: list[Expanded], *,
-                  keep_owners: bool = False, lock_world: bool = True, events: Events = NULL) -> ArchRootfs:
-    """One architecture's tree from its expanded packages (in `ps` order): the build date, the
-    world (pinned for builds, the user's list for minirootfs) and the keys come from here, for
-    every front door."""
+def assemble_arch(loaded: LoadedConfig, ps: PackageSet, arch: str, expanded: Iterable[Expanded], *,
+                  keep_owners: bool = False, lock_world: bool = True, lean: bool = False,
+                  events: Events = NULL) -> ArchRootfs:
+    """One architecture's tree from its expanded packages (in `ps` order, installed as the
+    iterable yields them): the build date, the world (pinned for builds, the user's list for
+    minirootfs) and the keys come from here, for every front door. `lean` drops each package's
+    entries once it is installed (the tree holds what the image needs; memory stays flat)."""
     base = baseimage.for_config(loaded, arch)
-    bde = build_date_epoch(loaded, expanded, base)
     world = ps.pinned_world(arch) if lock_world else list(loaded.world())
     keys = {name: pem for name, (_, pem) in ps.key_sources.items()}
-    with events.phase(f"installing packages ({arch})", total=len(expanded)) as phase:
-        rootfs = assemble(loaded, arch, expanded, world=world, keys=keys, bde=bde,
+    installed: list[Expanded] = []
+    total = len(expanded) if isinstance(expanded, Sized) else len(ps.archs[arch])
+    with events.phase(f"installing packages ({arch})", total=total) as phase:
+        def done(exp: Expanded) -> None:
+            installed.append(_without_entries(exp) if lean else exp)
+            phase.advance(1, exp.apk.package.installed_size)
+
+        # the build date counts every package, so it is taken once all are installed (it only
+        # stamps what the post-install steps generate)
+        rootfs = assemble(loaded, arch, expanded, world=world, keys=keys,
+                          bde=lambda: build_date_epoch(loaded, installed, base),
                           keep_owners=keep_owners, lock_world=lock_world,
                           base_pins=base.pins() if base else (),
                           base_records=[r.record for r in base.records] if base else None,
-                          on_installed=lambda exp: phase.advance(1, exp.apk.package.installed_size))
+                          on_installed=done)
     for text in (base.warnings if base else ()) + rootfs.warnings:
         events.warning(f"{arch}: {text}")
-    return ArchRootfs(arch, rootfs, expanded, bde, base)
+    return ArchRootfs(arch, rootfs, installed, build_date_epoch(loaded, installed, base), base)
+
+
+def _without_entries(exp: Expanded) -> Expanded:
+    return Expanded(replace(exp.apk, entries=[], scripts=[]), exp.tar)
 
 
 def build_rootfs(loaded: LoadedConfig, ps: PackageSet, fetcher: Fetcher, *, keep_owners: bool = False,
                  lock_world: bool = True, jobs: int = 4, events: Events = NULL) -> list[ArchRootfs]:
-    """One assembled tree per architecture, in `ps` order. Packages are fetched and expanded in
-    parallel, then installed strictly in resolved order."""
-    fetched = fetch_all(ps, fetcher)
+    """One assembled tree per architecture, in `ps` order: a pipeline in which `jobs` threads
+    fetch, verify and expand packages (a few ahead) while this thread installs each one, in
+    resolved order, as soon as it and those before it are ready."""
     out: list[ArchRootfs] = []
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for arch, items in fetched.items():
-            pins = ps.archs[arch]
-            with events.phase(f"expanding packages ({arch})", total=len(pins)) as phase:
-                def one(pf):  # noqa: ANN001, ANN202
-                    # a download was expanded while it was verified: that expansion is used as it is
-                    exp = pf[1].expanded or expand(pf[1].path, fetcher.cache,
-                                                   expected_checksum=pf[0].package.checksum,
-                                                   expected_sha256=pf[1].sha256, limits=fetcher.limits)
-                    phase.advance(1, exp.tar.stat().st_size)
-                    return exp
-
-                expanded = list(pool.map(one, zip(pins, items)))
-            out.append(assemble_arch(loaded, ps, arch, expanded, keep_owners=keep_owners, lock_world=lock_world,
-                                     events=events))
+        for arch in ps.archs:
+            out.append(assemble_arch(loaded, ps, arch, _expansions(pool, fetcher, ps, arch, 2 * max(1, jobs), events),
+                                     keep_owners=keep_owners, lock_world=lock_world, lean=True, events=events))
     return out
+
+
+def _expansions(pool: ThreadPoolExecutor, fetcher: Fetcher, ps: PackageSet, arch: str, window: int,
+                events: Events) -> Iterator[Expanded]:
+    """`arch`'s packages fetched (or found in the cache) and expanded on `pool`, in order, at most
+    `window` ahead of the consumer (so at most that many packages' entries are held)."""
+    pins = ps.archs[arch]
+    apk_arch = arch_to_apk(arch)
+    with fetcher.events.phase("fetching packages", total=len(pins)) as fetching, \
+            events.phase(f"expanding packages ({arch})", total=len(pins)) as expanding:
+        def one(pin: Pinned) -> Expanded:
+            f = fetcher.package(pin.package, apk_arch, url=pin.url or None, sha256=pin.sha256 or None,
+                                progress=fetching)
+            fetching.advance(1)
+            # a download was expanded while it was verified: that expansion is used as it is
+            exp = f.expanded or expand(f.path, fetcher.cache, expected_checksum=pin.package.checksum,
+                                       expected_sha256=f.sha256, limits=fetcher.limits)
+            expanding.advance(1, exp.tar.stat().st_size)
+            return exp
+
+        todo = iter(pins)
+        pending: deque[Future[Expanded]] = deque(pool.submit(one, pin) for pin in islice(todo, window))
+        try:
+            while pending:
+                exp = pending.popleft().result()
+                for pin in islice(todo, 1):
+                    pending.append(pool.submit(one, pin))
+                yield exp
+        finally:
+            for f in pending:  # a failure (or a consumer that stopped): start nothing more
+                f.cancel()

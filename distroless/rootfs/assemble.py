@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from distroless.config import ImageConfig, LoadedConfig, arch_to_apk, to_apko_json
@@ -28,11 +28,11 @@ def _lines(items: list[str] | tuple[str, ...]) -> bytes:
 def assemble(
     loaded: LoadedConfig,
     arch: str,
-    expanded: list[Expanded],
+    expanded: Iterable[Expanded],
     *,
     world: list[str],
     keys: dict[str, bytes],
-    bde: int,
+    bde: int | Callable[[], int],
     keep_owners: bool = False,
     lock_world: bool = True,
     base_pins: Sequence[str] = (),
@@ -43,7 +43,8 @@ def assemble(
     first) or the user's list for `build-minirootfs` (`lock_world=False`). On a base image
     (`base_records` given, maybe empty), the tree is the layer on top of it: the world also holds
     `base_pins`, the installed database starts with `base_records`, and accounts are left to the
-    base (apko)."""
+    base (apko). `expanded` may be a stream (each package is installed as it arrives); `bde`
+    may be a function, called once every package is installed."""
     tree = Tree()
     init_db(tree, arch_to_apk(arch))
     for name in sorted(keys):
@@ -54,10 +55,14 @@ def assemble(
     # scripts.tar takes the build-date option itself, not the BDE (which also counts package dates)
     installer = Installer(tree, scripts_epoch=loaded.build_date_epoch, keep_owners=keep_owners,
                           base_records=list(base_records or ()))
+    packages = []
     for exp in expanded:
         installer.install(exp)
+        packages.append(exp.apk.package)
         on_installed(exp)  # progress for the front door
     installer.finish()
+    if callable(bde):
+        bde = bde()
 
     config = loaded.config
     if lock_world:
@@ -70,7 +75,7 @@ def assemble(
     post.bundle_sidecars(tree, bde)
     post.runtime_keyring(tree, config, bde)
     post.services(tree, config)
-    post.busybox_links(tree, [e.apk.package for e in expanded])
+    post.busybox_links(tree, packages)
     post.devices(tree)
     post.ld_so_cache(tree)
     tree.write_file("etc/apk/repositories", _lines(loaded.runtime_repositories()))
