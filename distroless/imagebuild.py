@@ -9,7 +9,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from distroless import layers as layering
 from distroless.events import NULL, Events
@@ -55,11 +55,11 @@ def os_info(tree: Tree) -> OSInfo:
     return OSInfo(values.get("ID", ""), values.get("NAME", ""), values.get("VERSION_ID", ""))
 
 
-def layer_groups(loaded: LoadedConfig, arch_fs: ArchRootfs) -> list[list]:
+def layer_groups(loaded: LoadedConfig, arch_fs: ArchRootfs) -> list[Iterable]:
     tree, installer = arch_fs.rootfs.tree, arch_fs.rootfs.installer
     lay = loaded.config.layering
     if lay is None or lay.is_empty():
-        return [tree.walk()]
+        return [tree.walk()]  # walked while it is compressed
     pkgs = [r.package for r in installer.installed]
     groups = layering.package_groups(pkgs) if lay.strategy == "package" else layering.origin_groups(pkgs, lay.budget)
     return [l for l in layering.split(tree, installer, groups) if l]

@@ -54,7 +54,7 @@ def metadata_entries(tree: Tree, expanded: list[Expanded]) -> list[tuple[str, No
     """Walk-ordered (path, node) pairs of the metadata layer."""
     view = stacked_view(expanded)
     wanted: set[str] = set()
-    entries = tree.walk()
+    entries = list(tree.walk())  # walked twice
     for path, node in entries:
         if node.type == "dir":
             wanted.add(path)

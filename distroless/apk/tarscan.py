@@ -53,7 +53,22 @@ class Info:
     pax_headers: dict[str, str] = field(default_factory=dict)
 
 
+_SEEN: dict[bytes, int] = {}  # field bytes → value: modes, owners and mtimes repeat (one int each)
+_SEEN_CAP = 4096
+
+
 def _num(f: bytes) -> int:
+    """`_parse_num` of a field whose values repeat, each value kept once."""
+    n = _SEEN.get(f)
+    if n is not None:
+        return n
+    n = _parse_num(f)
+    if len(_SEEN) < _SEEN_CAP:
+        _SEEN[f] = n
+    return n
+
+
+def _parse_num(f: bytes) -> int:
     """tarfile's `nti` for octal fields; base-256, negative and invalid numbers are Unusual."""
     if f[0] in (0o200, 0o377):
         raise Unusual
@@ -89,7 +104,7 @@ def _header(buf: bytes, offset: int) -> Info:
     number is parsed, as tarfile does, so a header it would refuse is Unusual here)."""
     (name_f, mode, uid, gid, size, mtime, chksum, kind, link_f, _magic, uname, gname, major, minor,
      prefix_f) = _LAYOUT.unpack_from(buf)
-    if _num(chksum) != sum(buf) - sum(chksum) + 256:  # the unsigned sum; a signed one is Unusual
+    if _parse_num(chksum) != sum(buf) - sum(chksum) + 256:  # the unsigned sum; a signed one is Unusual
         raise Unusual
     name = _str(name_f)
     if kind == b"\0" and name.endswith("/"):
@@ -100,7 +115,7 @@ def _header(buf: bytes, offset: int) -> Info:
         name = _str(prefix_f) + "/" + name
         if kind == b"5":
             name = name.rstrip("/")
-    return Info(name, kind, _num(mode), _num(uid), _num(gid), _num(size), _num(mtime), _str(link_f),
+    return Info(name, kind, _num(mode), _num(uid), _num(gid), _parse_num(size), _num(mtime), _str(link_f),
                 _str(uname), _str(gname), _num(major), _num(minor), offset + BLOCK)
 
 

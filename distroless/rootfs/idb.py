@@ -10,6 +10,7 @@ order and its `%o` modes.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from distroless.apk.model import Package
@@ -41,31 +42,35 @@ class IdbRecord:
     dirs: list[IdbDir] = field(default_factory=list)
 
 
-def render(records: list[IdbRecord]) -> bytes:
+def render(records: Iterable[IdbRecord]) -> bytes:
+    """The installed database: each record rendered as it comes (a stream of records is never
+    held whole, only the resulting text)."""
+    return b"".join(_render_one(rec) for rec in records)
+
+
+def _render_one(rec: IdbRecord) -> bytes:
     out: list[str] = []
-    for rec in records:
-        p = rec.package
-        out += [f"P:{p.name}", f"V:{p.version}", f"A:{p.arch}", f"L:{p.license}", f"T:{p.description}",
-                f"o:{p.origin}", f"m:{p.maintainer}", f"U:{p.url}", "D:" + " ".join(p.depends),
-                "p:" + " ".join(p.provides)]
-        if p.replaces:
-            out.append("r:" + " ".join(p.replaces))
-        out += [f"c:{p.commit}", "i:[" + " ".join(p.install_if) + "]", f"t:{p.build_time}", f"S:{p.size}",
-                f"I:{p.installed_size}", f"k:{p.provider_priority}"]
-        if p.checksum:
-            out.append(f"C:{p.checksum}")
-        for d in rec.dirs:
-            out.append(f"F:{d.path}")
-            if d.mode != 0o755 or d.uid or d.gid:
-                out.append(f"M:{d.uid}:{d.gid}:{d.mode:04o}")
-            for f in d.files:
-                out.append(f"R:{f.name}")
-                if f.mode != 0o644 or f.uid or f.gid:
-                    out.append(f"a:{f.uid}:{f.gid}:{f.mode:04o}")
-                if f.checksum:
-                    out.append(f"Z:{f.checksum}")
-        out.append("")
-    return ("\n".join(out) + "\n").encode() if out else b""
+    p = rec.package
+    out += [f"P:{p.name}", f"V:{p.version}", f"A:{p.arch}", f"L:{p.license}", f"T:{p.description}",
+            f"o:{p.origin}", f"m:{p.maintainer}", f"U:{p.url}", "D:" + " ".join(p.depends),
+            "p:" + " ".join(p.provides)]
+    if p.replaces:
+        out.append("r:" + " ".join(p.replaces))
+    out += [f"c:{p.commit}", "i:[" + " ".join(p.install_if) + "]", f"t:{p.build_time}", f"S:{p.size}",
+            f"I:{p.installed_size}", f"k:{p.provider_priority}"]
+    if p.checksum:
+        out.append(f"C:{p.checksum}")
+    for d in rec.dirs:
+        out.append(f"F:{d.path}")
+        if d.mode != 0o755 or d.uid or d.gid:
+            out.append(f"M:{d.uid}:{d.gid}:{d.mode:04o}")
+        for f in d.files:
+            out.append(f"R:{f.name}")
+            if f.mode != 0o644 or f.uid or f.gid:
+                out.append(f"a:{f.uid}:{f.gid}:{f.mode:04o}")
+            if f.checksum:
+                out.append(f"Z:{f.checksum}")
+    return ("\n".join(out) + "\n\n").encode()
 
 
 def _owner_mode(value: str, where: str) -> tuple[int, int, int]:

@@ -7,15 +7,21 @@ while the installed database records the APK headers' owners.
 
 from __future__ import annotations
 
+import itertools
+import marshal
+import os
 import posixpath
 import re
-from dataclasses import dataclass, field
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import BinaryIO
 
 from distroless.apk.model import Package
 from distroless.store.expand import Expanded
 from distroless.errors import DistrolessError
 from distroless.rootfs import idb
-from distroless.rootfs.tree import Node, TarRef, Tree, TreeError
+from distroless.rootfs.tree import NO_XATTRS, Node, TarRef, Tree, TreeError
 from distroless.tarball import Header
 
 DB = "usr/lib/apk/db"
@@ -64,11 +70,47 @@ def _names(atoms: list[str]) -> set[str]:
     return out
 
 
+# A package's file records: (path as packaged, uid, gid, mode, sha1 hex), in install order
+FileRow = tuple[str, int, int, int, str]
+
+
 @dataclass(slots=True)
 class _Installed:
     package: Package
     dirs: dict[str, idb.IdbDir] = field(default_factory=dict)
-    files: list[tuple[str, idb.IdbFile]] = field(default_factory=list)  # (path as packaged, record)
+    files: tuple[int, int] = (0, 0)  # where its `FileRow`s are in the spill file (offset, size)
+    # what earlier `records()` calls listed under its own directories (spilled too): as before
+    # the spill, a directory's records accumulate from one call to the next
+    listed: tuple[int, int] = (0, 0)
+
+
+class _Spill:
+    """Every installed package's file records, written once each package is installed and read
+    back (by position, so two readers never disturb each other) when the installed database is
+    written: thousands of per-file records stay out of memory. An unnamed temporary file."""
+
+    def __init__(self) -> None:
+        self._f: BinaryIO | None = None
+        self._end = 0
+
+    def put(self, rows: list[tuple]) -> tuple[int, int]:
+        if not rows:
+            return (self._end, 0)
+        if self._f is None:
+            self._f = tempfile.TemporaryFile(prefix="distroless-idb-")
+        data = marshal.dumps(rows)
+        os.pwrite(self._f.fileno(), data, self._end)
+        at, self._end = self._end, self._end + len(data)
+        return (at, len(data))
+
+    def get(self, where: tuple[int, int]) -> list[tuple]:
+        offset, size = where
+        if not size or self._f is None:
+            return []
+        data = os.pread(self._f.fileno(), size, offset)
+        if len(data) != size:
+            raise OSError(f"{self._f.name}: the installed-file records end early")
+        return marshal.loads(data)
 
 
 @dataclass(slots=True)
@@ -79,6 +121,7 @@ class Installer:
     installed: list[_Installed] = field(default_factory=list)
     base_records: list[idb.IdbRecord] = field(default_factory=list)  # a base image's, written first
     _by_name: dict[str, Package] = field(default_factory=dict)
+    _spill: _Spill = field(default_factory=_Spill)
     _scripts: list[tuple[str, Header, bytes]] = field(default_factory=list)
     _triggers: list[tuple[str, list[str]]] = field(default_factory=list)
 
@@ -89,15 +132,16 @@ class Installer:
         self._by_name[pkg.name] = pkg
         rec = _Installed(pkg)
         self.installed.append(rec)
+        rows: list[FileRow] = []
         for e in exp.apk.entries:
-            where = f"{pkg.name}-{pkg.version}: /{e.name}"
             try:
                 if e.type == "dir":
                     self._dir(e, rec)
                 else:
-                    self._file(e, exp, rec, where)
+                    self._file(e, exp, rec, rows)
             except TreeError as err:
-                raise FileConflictError(f"{where}: {err}") from None
+                raise FileConflictError(f"{pkg.name}-{pkg.version}: /{e.name}: {err}") from None
+        rec.files = self._spill.put(rows)
         for entry, data in exp.apk.scripts:
             if entry.mode & 0o555 == 0o555:
                 h = Header(entry.name, mode=entry.mode, uid=entry.uid, gid=entry.gid, uname=entry.uname,
@@ -124,14 +168,16 @@ class Installer:
         node = self.tree.mkdir_all(e.name, e.mode & 0o777)
         node.mtime, node.uid, node.gid, node.xattrs = e.mtime, uid, gid, dict(e.xattrs)
 
-    def _file(self, e, exp: Expanded, rec: _Installed, where: str) -> None:
+    def _file(self, e, exp: Expanded, rec: _Installed, rows: list[FileRow]) -> None:
         pkg = rec.package
+        where = f"{pkg.name}-{pkg.version}: /{e.name}"
         existing = self.tree.get(e.name)
         if existing is not None and not self._may_replace(existing, e, pkg, where):
             return
         uid, gid = (e.uid, e.gid) if self.keep_owners else (0, 0)
         node = Node(e.type, e.mode & 0o7777, uid=uid, gid=gid, mtime=e.mtime, linkname=e.linkname,
-                    devmajor=e.devmajor, devminor=e.devminor, sha1=e.sha1, xattrs=dict(e.xattrs), package=pkg.name)
+                    devmajor=e.devmajor, devminor=e.devminor, sha1=e.sha1,
+                    xattrs=dict(e.xattrs) if e.xattrs else NO_XATTRS, package=pkg.name)
         if e.type == "reg":
             node.size = e.size
             node.content = TarRef(exp.tar, e.offset, e.size)
@@ -141,8 +187,7 @@ class Installer:
                 raise FileConflictError(f"{where}: hard link to /{e.linkname}, which is not an installed regular file")
             node.target, node.size, node.sha1 = target, target.size, target.sha1
         self.tree.put(e.name, node)
-        rec.files.append((e.name, idb.IdbFile(posixpath.basename(e.name), e.uid, e.gid, e.mode & 0o7777,
-                                              idb.q1(e.sha1))))
+        rows.append((e.name, e.uid, e.gid, e.mode & 0o7777, e.sha1))
 
     def _may_replace(self, existing: Node, e, pkg: Package, where: str) -> bool:
         """apko's conflict rules: True to overwrite, False to keep the existing file."""
@@ -164,13 +209,15 @@ class Installer:
             f"(neither replaces the other and their origins differ)"
         )
 
-    def records(self) -> list[idb.IdbRecord]:
+    def records(self) -> Iterator[idb.IdbRecord]:
         """Installed-database records: per package, its directories (component order) and the
-        files it still owns; files under a directory the package does not list are dropped."""
-        out = []
+        files it still owns; files under a directory the package does not list are dropped.
+        One package at a time (its file records come back from the spill file)."""
         for rec in self.installed:
-            dirs = dict(rec.dirs)
-            for path, f in rec.files:
+            dirs = {path: replace(d, files=[]) for path, d in rec.dirs.items()}
+            for dir_path, *fields in self._spill.get(rec.listed):
+                dirs[dir_path].files.append(idb.IdbFile(*fields))
+            for path, uid, gid, mode, sha1 in self._spill.get(rec.files):
                 parent = posixpath.dirname(path)
                 if parent not in dirs:
                     if parent:
@@ -179,25 +226,27 @@ class Installer:
                 node = self.tree.get(path)
                 if node is None or node.package != rec.package.name:
                     continue  # overwritten later by another package
-                dirs[parent].files.append(f)
+                dirs[parent].files.append(idb.IdbFile(posixpath.basename(path), uid, gid, mode, idb.q1(sha1)))
             ordered = sorted(dirs.values(), key=lambda d: d.path.split("/") if d.path else [])
             for d in ordered:
                 d.files.sort(key=lambda f: f.name.encode())
-            out.append(idb.IdbRecord(rec.package, ordered))
-        return out
+            # Kept for the next call: this is how records have always behaved (the layered
+            # builds' per-layer databases, made after `finish`, list such files twice), so
+            # that no image digest moves with the spill.
+            rec.listed = self._spill.put([(d.path, f.name, f.uid, f.gid, f.mode, f.checksum)
+                                          for d in ordered if d.path in rec.dirs for f in d.files])
+            yield idb.IdbRecord(rec.package, ordered)
 
-    def owned_files(self) -> list[tuple[Package, list[str]]]:
+    def owned_files(self) -> Iterator[tuple[Package, list[str]]]:
         """Per installed package, the paths it still owns (what the installed database lists)."""
-        out = []
         for rec in self.installed:
-            paths = [path for path, _ in rec.files
-                     if (node := self.tree.get(path)) is not None and node.package == rec.package.name]
-            out.append((rec.package, paths))
-        return out
+            paths = [row[0] for row in self._spill.get(rec.files)
+                     if (node := self.tree.get(row[0])) is not None and node.package == rec.package.name]
+            yield rec.package, paths
 
     def finish(self) -> None:
         """Write the installed database, scripts.tar and triggers, then place `lib/apk`."""
-        self.tree.write_file(f"{DB}/installed", idb.render(self.base_records + self.records()))
+        self.tree.write_file(f"{DB}/installed", idb.render(itertools.chain(self.base_records, self.records())))
         self.tree.write_file(f"{DB}/scripts.tar", idb.scripts_tar(self._scripts))
         self.tree.write_file(f"{DB}/triggers", idb.triggers(self._triggers))
         resolve_apk_db(self.tree)

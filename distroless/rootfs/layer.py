@@ -94,7 +94,7 @@ def _link_entry(path: str, node: Node, written: dict[int, str]) -> Node:
                 content=target.content, sha1=target.sha1, xattrs=node.xattrs)
 
 
-def iter_tar_pieces(entries: list[tuple[str, Node]], users: dict[int, str],
+def iter_tar_pieces(entries: Iterable[tuple[str, Node]], users: dict[int, str],
                     groups: dict[int, str]) -> Iterator[bytes | FileSpan]:
     """The tar of `entries` as headers, padding and end blocks (bytes) and file contents as
     spans of the expanded package tars (read in place by the compressor); a span's descriptor
@@ -123,7 +123,7 @@ def iter_tar_pieces(entries: list[tuple[str, Node]], users: dict[int, str],
         contents.close()
 
 
-def iter_tar(entries: list[tuple[str, Node]], users: dict[int, str], groups: dict[int, str]) -> Iterator[bytes]:
+def iter_tar(entries: Iterable[tuple[str, Node]], users: dict[int, str], groups: dict[int, str]) -> Iterator[bytes]:
     """The tar of `entries` as a stream of chunks (headers, contents, padding, end blocks)."""
     for piece in iter_tar_pieces(entries, users, groups):
         if isinstance(piece, bytes):
@@ -139,7 +139,7 @@ def iter_tar(entries: list[tuple[str, Node]], users: dict[int, str], groups: dic
             yield data
 
 
-def write_tar(entries: list[tuple[str, Node]], out: Callable[[bytes], object], users: dict[int, str],
+def write_tar(entries: Iterable[tuple[str, Node]], out: Callable[[bytes], object], users: dict[int, str],
               groups: dict[int, str]) -> str:
     """Write the tar of `entries` through `out`; returns the diff_id (sha256 of the tar)."""
     digest = hashlib.sha256()

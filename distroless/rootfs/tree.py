@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 from distroless.errors import DistrolessError
 
 S_ISUID, S_ISGID, S_ISVTX = 0o4000, 0o2000, 0o1000
+# the xattrs of the (many) files that have none: one shared, read-only mapping, not a dict each
+NO_XATTRS: Mapping[str, bytes] = MappingProxyType({})
 
 
 class TreeError(DistrolessError):
@@ -49,7 +52,7 @@ class Node:
     size: int = 0
     content: TarRef | bytes | None = None
     sha1: str = ""  # hex
-    xattrs: dict[str, bytes] = field(default_factory=dict)
+    xattrs: dict[str, bytes] | Mapping[str, bytes] = field(default_factory=dict)
     package: str = ""  # owner; "" for files the build generated
     target: "Node | None" = None  # a hard link's target node
     children: dict[str, "Node"] | None = None
@@ -148,10 +151,10 @@ class Tree:
         assert parent.children is not None
         parent.children.pop(parts[-1], None)
 
-    def walk(self) -> list[tuple[str, Node]]:
+    def walk(self) -> Iterator[tuple[str, Node]]:
         """Pre-order, children sorted bytewise (Go's fs.WalkDir); the root itself excluded.
-        Iterative, so a directory tree of any depth is fine."""
-        out: list[tuple[str, Node]] = []
+        Iterative, so a directory tree of any depth is fine; lazy, so a layer's entry list is
+        never held whole (the tree must not change while a walk is under way)."""
         stack = [(_sorted_children(self.root), "")]
         while stack:
             children, prefix = stack[-1]
@@ -161,10 +164,9 @@ class Tree:
                 continue
             name, child = item
             path = f"{prefix}{name}"
-            out.append((path, child))
+            yield path, child
             if child.type == "dir":
                 stack.append((_sorted_children(child), path + "/"))
-        return out
 
 
 def _sorted_children(node: Node) -> Iterator[tuple[str, Node]]:
