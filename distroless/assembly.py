@@ -67,7 +67,8 @@ def assemble_arch(loaded: LoadedConfig, ps: PackageSet, arch: str, expanded: Ite
 
 
 def _without_entries(exp: Expanded) -> Expanded:
-    return Expanded(replace(exp.apk, entries=[], scripts=[]), exp.tar)
+    """What an installed package keeps: its metadata (the tree holds its files)."""
+    return Expanded(replace(exp.apk, entries=[], scripts=[], pkginfo_text="", signatures=[]), exp.tar)
 
 
 def build_rootfs(loaded: LoadedConfig, ps: PackageSet, fetcher: Fetcher, *, keep_owners: bool = False,
