@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -166,12 +167,20 @@ def test_multi_layer_origin(tmp_path, served, peers) -> None:
     index = json.loads((tmp_path / "layout/index.json").read_text())
     manifest = json.loads((tmp_path / "layout/blobs/sha256" / index["manifests"][0]["digest"][7:]).read_text())
     assert len(manifest["layers"]) == 3  # busybox, test-base, top
-    names = []
+    names, dbs = [], []
     for layer in manifest["layers"]:
         with tarfile.open(tmp_path / "layout/blobs/sha256" / layer["digest"][7:]) as tf:
             names.append(set(tf.getnames()))
+            dbs.append(tf.extractfile("usr/lib/apk/db/installed").read().decode())
     assert "bin/busybox" in names[0] and "etc/os-release" in names[1]
     assert "usr/lib/apk/db/installed" in names[2] and "dev/null" in names[2]
+    # each group layer's database holds exactly its packages' stanzas of the full database:
+    # every file once, as apko's per-layer databases (a second pass once listed files twice)
+    full = {re.search(r"^P:(.*)$", s, re.M).group(1): s + "\n\n" for s in dbs[2].strip("\n").split("\n\n")}
+    for db, pkg in ((dbs[0], "busybox"), (dbs[1], "test-base")):
+        assert db == full[pkg], pkg
+        files = [line for line in db.splitlines() if line.startswith("R:")]
+        assert files and len(files) == len(set(files)), pkg
 
 
 def test_conflict_stops_build_and_leaves_nothing(tmp_path, served) -> None:

@@ -79,9 +79,6 @@ class _Installed:
     package: Package
     dirs: dict[str, idb.IdbDir] = field(default_factory=dict)
     files: tuple[int, int] = (0, 0)  # where its `FileRow`s are in the spill file (offset, size)
-    # what earlier `records()` calls listed under its own directories (spilled too): as before
-    # the spill, a directory's records accumulate from one call to the next
-    listed: tuple[int, int] = (0, 0)
 
 
 class _Spill:
@@ -124,6 +121,7 @@ class Installer:
     _spill: _Spill = field(default_factory=_Spill)
     _scripts: list[tuple[str, Header, bytes]] = field(default_factory=list)
     _triggers: list[tuple[str, list[str]]] = field(default_factory=list)
+    _settled: bool = False  # the installed database is written: records() gives what it lists
 
     def install(self, exp: Expanded) -> None:
         pkg = exp.apk.package
@@ -209,32 +207,33 @@ class Installer:
             f"(neither replaces the other and their origins differ)"
         )
 
-    def records(self) -> Iterator[idb.IdbRecord]:
+    def records(self, settle: bool = False) -> Iterator[idb.IdbRecord]:
         """Installed-database records: per package, its directories (component order) and the
         files it still owns; files under a directory the package does not list are dropped.
-        One package at a time (its file records come back from the spill file)."""
+        One package at a time (its file records come back from the spill file). `finish` settles
+        them as written into the installed database, so later calls (the layered builds' per-layer
+        databases) give those same records even after generated files replaced packaged ones."""
         for rec in self.installed:
             dirs = {path: replace(d, files=[]) for path, d in rec.dirs.items()}
-            for dir_path, *fields in self._spill.get(rec.listed):
-                dirs[dir_path].files.append(idb.IdbFile(*fields))
-            for path, uid, gid, mode, sha1 in self._spill.get(rec.files):
+            kept: list[FileRow] = []
+            for row in self._spill.get(rec.files):
+                path, uid, gid, mode, sha1 = row
                 parent = posixpath.dirname(path)
                 if parent not in dirs:
                     if parent:
                         continue
                     dirs[""] = idb.IdbDir("")
-                node = self.tree.get(path)
-                if node is None or node.package != rec.package.name:
-                    continue  # overwritten later by another package
+                if not self._settled:
+                    node = self.tree.get(path)
+                    if node is None or node.package != rec.package.name:
+                        continue  # overwritten later by another package
                 dirs[parent].files.append(idb.IdbFile(posixpath.basename(path), uid, gid, mode, idb.q1(sha1)))
+                kept.append(row)
+            if settle:
+                rec.files = self._spill.put(kept)
             ordered = sorted(dirs.values(), key=lambda d: d.path.split("/") if d.path else [])
             for d in ordered:
                 d.files.sort(key=lambda f: f.name.encode())
-            # Kept for the next call: this is how records have always behaved (the layered
-            # builds' per-layer databases, made after `finish`, list such files twice), so
-            # that no image digest moves with the spill.
-            rec.listed = self._spill.put([(d.path, f.name, f.uid, f.gid, f.mode, f.checksum)
-                                          for d in ordered if d.path in rec.dirs for f in d.files])
             yield idb.IdbRecord(rec.package, ordered)
 
     def owned_files(self) -> Iterator[tuple[Package, list[str]]]:
@@ -246,7 +245,8 @@ class Installer:
 
     def finish(self) -> None:
         """Write the installed database, scripts.tar and triggers, then place `lib/apk`."""
-        self.tree.write_file(f"{DB}/installed", idb.render(itertools.chain(self.base_records, self.records())))
+        self.tree.write_file(f"{DB}/installed", idb.render(itertools.chain(self.base_records, self.records(settle=True))))
+        self._settled = True
         self.tree.write_file(f"{DB}/scripts.tar", idb.scripts_tar(self._scripts))
         self.tree.write_file(f"{DB}/triggers", idb.triggers(self._triggers))
         resolve_apk_db(self.tree)
