@@ -159,31 +159,48 @@ def test_build_runs_and_matches_cli(request, daemon) -> None:
     assert len(layers) == (3 if daemon == "docker26" else 1)  # 2 packages + metadata, or one copy
 
 
-@pytest.fixture
-def own_repo(tmp_path, repo):
-    """A copy of the module's repository (same key, same packages) behind a server of its own, for a
-    test that stops its server or adds a package."""
+@dataclass(frozen=True)
+class Warm:
+    """A locked build, then the same build again with the repository's server stopped."""
+    ctx: Path
+    server: StaticServer
+    pub: Path
+    repo_dir: Path
+    second: str  # the second build's log
+    downloads: int  # packages fetched during the second build
+    reads: list[dict]  # what the frontend read, both builds
+
+
+@pytest.fixture(scope="module")
+def warm(tmp_path_factory, frontend, repo, peers):
+    """Shared by the offline test (which then adds a package to this copy of the repository) and
+    the reads test; the copy has the module repository's key and packages and a server of its own."""
+    tmp = tmp_path_factory.mktemp("warm")
     _, pub, repo_dir = repo
-    copy = tmp_path / "own-repo"
+    copy = tmp / "repo"
     shutil.copytree(repo_dir, copy)
-    server = StaticServer(copy, access_log=tmp_path / "own-access.log").start()
+    server = StaticServer(copy, access_log=tmp / "access.log").start()
     try:
-        yield server, pub, copy
+        ctx = context(tmp, frontend, server, pub)
+        docker = peers.docker26
+        before = len(frontend_reads(docker, ctx / "image.yaml"))
+        buildx(docker, ctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000")
+        gets = len(server.gets(".apk"))
+        server.stop()
+        try:
+            r = buildx(docker, ctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000")
+        finally:
+            server.start()
+        yield Warm(ctx, server, pub, copy, r.stderr, len(server.gets(".apk")) - gets,
+                   frontend_reads(docker, ctx / "image.yaml")[before:])
     finally:
         server.stop()
 
 
-def test_second_build_cached_offline_and_one_package_change(tmp_path, frontend, own_repo, peers) -> None:
-    server, pub, repo_dir = own_repo
-    ctx = context(tmp_path, frontend, server, pub)
+def test_second_build_cached_offline_and_one_package_change(tmp_path, warm, peers) -> None:
+    server, pub, repo_dir, ctx = warm.server, warm.pub, warm.repo_dir, warm.ctx
     docker = peers.docker26
-    buildx(docker, ctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000")
-    server.stop()
-    try:
-        r = buildx(docker, ctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000")
-        assert uncached(r.stderr) == [], r.stderr
-    finally:
-        server.start()
+    assert uncached(warm.second) == [], warm.second  # built with the server stopped
     # a new busybox version: only its fetch and expansion re-run, plus the metadata and the merge
     work = tmp_path / "bump"
     work.mkdir()
@@ -316,21 +333,13 @@ def frontend_reads(docker, spec: Path) -> list[dict]:
     return out
 
 
-def test_warm_build_is_all_cached_and_reads_no_package(tmp_path, frontend, repo, peers) -> None:
+def test_warm_build_is_all_cached_and_reads_no_package(warm) -> None:
     """With a lock, the frontend reads the YAML, the lock and the metadata step's image.json —
     never a package — and a warm build downloads nothing and runs no vertex."""
-    server, pub, _ = repo
-    ctx = context(tmp_path, frontend, server, pub)
-    docker = peers.docker26
-    before = len(frontend_reads(docker, ctx / "image.yaml"))
-    buildx(docker, ctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000")
-    gets = len(server.gets(".apk"))
-    r = buildx(docker, ctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000")
-    assert uncached(r.stderr) == [], r.stderr
-    assert len(server.gets(".apk")) == gets, "the warm build downloaded a package"
-    reads = frontend_reads(docker, ctx / "image.yaml")[before:]
-    assert len(reads) == 2, reads
-    for rd in reads:
+    assert uncached(warm.second) == [], warm.second
+    assert warm.downloads == 0, "the warm build downloaded a package"
+    assert len(warm.reads) == 2, warm.reads
+    for rd in warm.reads:
         assert set(rd["files"]) == {"image.yaml", "image.lock.json", "/amd64/image.json"}, rd
         assert not any(f.endswith(".apk") for f in rd["files"])
 

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -151,16 +152,38 @@ def steps_recipe(tmp: Path, frontend_ref: str, text: str) -> tuple[Path, Path]:
     return recipe, tmp / "ctx"
 
 
-def test_cached_rebuild_and_an_edited_last_step(tmp_path, frontend, peers, key) -> None:
-    recipe, ctx = steps_recipe(tmp_path, frontend, STEPS)
+@dataclass(frozen=True)
+class FirstSteps:
+    recipe: Path  # outside the context
+    ctx: Path
+    out: Path
+    log: str
+    cache: Path  # the build's `--cache-to type=local,mode=max` export
+
+
+@pytest.fixture(scope="module")
+def steps_first(tmp_path_factory, frontend, peers, key) -> FirstSteps:
+    """STEPS built once with `--no-cache` (every step and both signing stages run, whatever the
+    builder holds) and its cache exported `mode=max`: the first build of the cached-rebuild test,
+    and the log and cache the signing-key test searches."""
+    tmp = tmp_path_factory.mktemp("steps-first")
+    recipe, ctx = steps_recipe(tmp, frontend, STEPS)
+    r = buildx_packages(peers.docker26, recipe, ctx, tmp / "o1", key, "--no-cache",
+                        "--cache-to", f"type=local,dest={tmp / 'cache'},mode=max")
+    return FirstSteps(recipe, ctx, tmp / "o1", r.stderr, tmp / "cache")
+
+
+def test_cached_rebuild_and_an_edited_last_step(tmp_path, steps_first, peers, key) -> None:
+    ctx = steps_first.ctx
+    recipe = tmp_path / "steps.yaml"  # a copy to edit, outside the context as the first build's
+    recipe.write_text(steps_first.recipe.read_text())
     docker = peers.docker26
-    r = buildx_packages(docker, recipe, ctx, tmp_path / "o1", key)
-    ran = uncached(r.stderr)
-    assert "[x86_64] steps-demo: first" in ran and "[x86_64] index" in ran, r.stderr
+    ran = uncached(steps_first.log)
+    assert "[x86_64] steps-demo: first" in ran and "[x86_64] index" in ran, steps_first.log
     r = buildx_packages(docker, recipe, ctx, tmp_path / "o2", key)
     assert uncached(r.stderr) == [], r.stderr  # all but the key's digest, an [internal] step of milliseconds
     assert KEY_ID_STEP in r.stderr
-    assert apks(tmp_path / "o1") == apks(tmp_path / "o2")
+    assert apks(steps_first.out) == apks(tmp_path / "o2")
     recipe.write_text(recipe.read_text().replace("echo LAST", "echo last, edited"))
     r = buildx_packages(docker, recipe, ctx, tmp_path / "o3", key)
     assert sorted(uncached(r.stderr)) == sorted(["[x86_64] steps-demo: last", "[x86_64] pack steps-demo",
@@ -269,22 +292,18 @@ def blob_texts(cache: Path):
                 pass
 
 
-def test_signing_key_never_in_cache_or_log(tmp_path, frontend, peers, key) -> None:
-    recipe, ctx = steps_recipe(tmp_path, frontend, STEPS)
-    cache = tmp_path / "cache"
-    r = buildx_packages(peers.docker26, recipe, ctx, tmp_path / "o", key, "--no-cache",
-                        "--cache-to", f"type=local,dest={cache},mode=max")
+def test_signing_key_never_in_cache_or_log(steps_first, key) -> None:
     frags = key_fragments(key)
     assert frags
-    assert not any(f in r.stderr.encode() for f in frags)
-    assert "signing-key" in r.stderr or (tmp_path / "o" / "x86_64" / "APKINDEX.tar.gz").exists()
+    assert not any(f in steps_first.log.encode() for f in frags)
+    assert "signing-key" in steps_first.log or (steps_first.out / "x86_64" / "APKINDEX.tar.gz").exists()
     seen = 0
-    for path, data in blob_texts(cache):
+    for path, data in blob_texts(steps_first.cache):
         seen += 1
         leaked = [f for f in frags if f in data]
         assert not leaked, f"{path} holds the signing key"
     assert seen > 3
-    verify([*sorted((tmp_path / "o" / "x86_64").glob("*.apk"))], key)
+    verify([*sorted((steps_first.out / "x86_64").glob("*.apk"))], key)
 
 
 SANDBOX = STEPS.replace('      echo second > "${{targets.destdir}}/usr/share/steps/second"\n', """\
