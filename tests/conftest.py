@@ -7,6 +7,11 @@ file or a peer that does not answer fails the test with the reason; it is never 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from peers.env import Peers, PeersUnavailable, load
@@ -18,3 +23,15 @@ def peers() -> Peers:
         return load()
     except PeersUnavailable as e:
         pytest.fail(f"real peers unavailable: {e}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def frontend(peers: Peers) -> str:
+    """The BuildKit frontend image built from this checkout and pushed to the loopback registry, once
+    per session: the image and packages modes' daemon tests (test_buildkit_*.py) all build with it."""
+    root = Path(__file__).resolve().parents[1]
+    ref = f"{peers.registry}/distroless/frontend:test-{os.getpid()}"
+    r = subprocess.run([sys.executable, str(root / "frontend/build.py"), "--work", "/var/cache/distroless-frontend",
+                        "--push", ref], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return ref

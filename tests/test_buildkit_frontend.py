@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tarfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,16 +25,6 @@ from sbomcheck import spdx_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = ("x86_64", "aarch64")
-
-
-@pytest.fixture(scope="module")
-def frontend(peers) -> str:
-    """Build the frontend image from this checkout and push it to the loopback registry."""
-    ref = f"{peers.registry}/distroless/frontend:test-{os.getpid()}"
-    r = subprocess.run([sys.executable, str(ROOT / "frontend/build.py"), "--work", "/var/cache/distroless-frontend",
-                        "--push", ref], capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return ref
 
 
 @pytest.fixture(scope="module")
@@ -110,45 +101,106 @@ def cli_image(docker, ctx: Path, tmp: Path, tag: str) -> None:
     docker.run("load", "-i", str(tmp / "cli.tar"))
 
 
-@pytest.mark.parametrize("daemon", ["docker26", "docker20"])
-def test_build_runs_and_matches_cli(tmp_path, frontend, repo, peers, daemon) -> None:
+@dataclass(frozen=True)
+class Built:
+    """The same locked YAML built by the frontend on one daemon and by the CLI, both loaded there."""
+    docker: object
+    tag: str
+    cli_tag: str
+    log: str
+
+
+def build_on(daemon: str, tmp: Path, frontend: str, repo, peers):
     server, pub, _ = repo
-    ctx = context(tmp_path, frontend, server, pub)
+    ctx = context(tmp, frontend, server, pub)
     docker = getattr(peers, daemon)
     tag = f"bk-{daemon}:{os.getpid()}"
     if daemon == "docker26":
         r = buildx(docker, ctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000", "-t", tag, "--load")
-        assert "merge 2 packages and metadata" in r.stderr, "the MergeOp path is taken on dockerd 26"
     else:
         r = docker.run("build", "-f", str(ctx / "image.yaml"), "--progress=plain", "--build-arg",
                        "SOURCE_DATE_EPOCH=1700000000", "-t", tag, str(ctx), env=docker.env(DOCKER_BUILDKIT="1"), timeout=600)
-        assert "copy 2 packages and metadata into one layer" in r.stderr, "no MergeOp on dockerd 20.10"
+    cli_tag = f"cli/bk-{daemon}-{os.getpid()}:t"
     try:
-        assert docker.run("run", "--rm", "--network", "none", tag).stdout.strip() == "hello from distroless"
-        cli_image(docker, ctx, tmp_path, "cli/bk:t")
-        ours, theirs = tree_of(docker, tag), tree_of(docker, "cli/bk:t-amd64")
-        assert ours.keys() == theirs.keys()
-        diffs = {k: (ours[k], theirs[k]) for k in ours if ours[k] != theirs[k]}
-        assert not diffs
-        # the repository's port and directory change per run: the files naming them are left out
-        check(f"buildkit_tree_{daemon}", tree_digest(ours, skip=("etc/apko.json", "etc/apk/repositories")))
-        layers = json.loads(docker.run("image", "inspect", tag, "--format", "{{json .RootFS.Layers}}").stdout)
-        assert len(layers) == (3 if daemon == "docker26" else 1)  # 2 packages + metadata, or one copy
+        cli_image(docker, ctx, tmp, cli_tag)
+        yield Built(docker, tag, f"{cli_tag}-amd64", r.stderr)
     finally:
-        docker.run("rmi", "-f", tag, "cli/bk:t-amd64", check=False)
+        docker.run("rmi", "-f", tag, f"{cli_tag}-amd64", check=False)
 
 
-def test_second_build_cached_offline_and_one_package_change(tmp_path, frontend, repo, peers) -> None:
-    server, pub, repo_dir = repo
-    ctx = context(tmp_path, frontend, server, pub)
+# Each daemon's build is shared by the tests that read it (built once per module, before any test
+# could change the repository: none does, each changes a copy of its own).
+@pytest.fixture(scope="module")
+def built_docker26(tmp_path_factory, frontend, repo, peers):
+    yield from build_on("docker26", tmp_path_factory.mktemp("bk26"), frontend, repo, peers)
+
+
+@pytest.fixture(scope="module")
+def built_docker20(tmp_path_factory, frontend, repo, peers):
+    yield from build_on("docker20", tmp_path_factory.mktemp("bk20"), frontend, repo, peers)
+
+
+@pytest.mark.parametrize("daemon", ["docker26", "docker20"])
+def test_build_runs_and_matches_cli(request, daemon) -> None:
+    b: Built = request.getfixturevalue(f"built_{daemon}")
+    if daemon == "docker26":
+        assert "merge 2 packages and metadata" in b.log, "the MergeOp path is taken on dockerd 26"
+    else:
+        assert "copy 2 packages and metadata into one layer" in b.log, "no MergeOp on dockerd 20.10"
+    docker = b.docker
+    assert docker.run("run", "--rm", "--network", "none", b.tag).stdout.strip() == "hello from distroless"
+    ours, theirs = tree_of(docker, b.tag), tree_of(docker, b.cli_tag)
+    assert ours.keys() == theirs.keys()
+    diffs = {k: (ours[k], theirs[k]) for k in ours if ours[k] != theirs[k]}
+    assert not diffs
+    # the repository's port and directory change per run: the files naming them are left out
+    check(f"buildkit_tree_{daemon}", tree_digest(ours, skip=("etc/apko.json", "etc/apk/repositories")))
+    layers = json.loads(docker.run("image", "inspect", b.tag, "--format", "{{json .RootFS.Layers}}").stdout)
+    assert len(layers) == (3 if daemon == "docker26" else 1)  # 2 packages + metadata, or one copy
+
+
+@dataclass(frozen=True)
+class Warm:
+    """A locked build, then the same build again with the repository's server stopped."""
+    ctx: Path
+    server: StaticServer
+    pub: Path
+    repo_dir: Path
+    second: str  # the second build's log
+    downloads: int  # packages fetched during the second build
+    reads: list[dict]  # what the frontend read, both builds
+
+
+@pytest.fixture(scope="module")
+def warm(tmp_path_factory, frontend, repo, peers):
+    """Shared by the offline test (which then adds a package to this copy of the repository) and
+    the reads test; the copy has the module repository's key and packages and a server of its own."""
+    tmp = tmp_path_factory.mktemp("warm")
+    _, pub, repo_dir = repo
+    copy = tmp / "repo"
+    shutil.copytree(repo_dir, copy)
+    server = StaticServer(copy, access_log=tmp / "access.log").start()
+    try:
+        ctx = context(tmp, frontend, server, pub)
+        docker = peers.docker26
+        before = len(frontend_reads(docker, ctx / "image.yaml"))
+        buildx(docker, ctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000")
+        gets = len(server.gets(".apk"))
+        server.stop()
+        try:
+            r = buildx(docker, ctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000")
+        finally:
+            server.start()
+        yield Warm(ctx, server, pub, copy, r.stderr, len(server.gets(".apk")) - gets,
+                   frontend_reads(docker, ctx / "image.yaml")[before:])
+    finally:
+        server.stop()
+
+
+def test_second_build_cached_offline_and_one_package_change(tmp_path, warm, peers) -> None:
+    server, pub, repo_dir, ctx = warm.server, warm.pub, warm.repo_dir, warm.ctx
     docker = peers.docker26
-    buildx(docker, ctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000")
-    server.stop()
-    try:
-        r = buildx(docker, ctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000")
-        assert uncached(r.stderr) == [], r.stderr
-    finally:
-        server.start()
+    assert uncached(warm.second) == [], warm.second  # built with the server stopped
     # a new busybox version: only its fetch and expansion re-run, plus the metadata and the merge
     work = tmp_path / "bump"
     work.mkdir()
@@ -232,7 +284,7 @@ def test_tampered_package_fails_with_checksum_error(tmp_path, frontend, repo, pe
         victim.write_bytes(good)
 
 
-def test_without_lock_resolves_from_http_indexes(tmp_path, frontend, repo, peers) -> None:
+def test_without_lock_resolves_from_http_indexes(tmp_path, frontend, repo, peers, built_docker26) -> None:
     """No lock beside the YAML: the indexes are fetched as http sources and resolved in the
     frontend, with the key read from the build context; the image equals the locked build's."""
     server, pub, _ = repo
@@ -245,16 +297,12 @@ def test_without_lock_resolves_from_http_indexes(tmp_path, frontend, repo, peers
     assert f"fetch {server.url}/x86_64/APKINDEX.tar.gz" in r.stderr
     try:
         assert docker.run("run", "--rm", "--network", "none", tag).stdout.strip() == "hello from distroless"
-        locked = tmp_path / "locked"
-        locked.mkdir()
-        lctx = context(locked, frontend, server, pub)
-        buildx(docker, lctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000", "-t", tag + "-locked", "--load")
-        ours, theirs = tree_of(docker, tag), tree_of(docker, tag + "-locked")
+        ours, theirs = tree_of(docker, tag), tree_of(docker, built_docker26.tag)
         # /etc/apko.json records the config, whose keyring path differs between the two contexts
         assert ours.pop("etc/apko.json")[:5] == theirs.pop("etc/apko.json")[:5]
         assert ours == theirs
     finally:
-        docker.run("rmi", "-f", tag, tag + "-locked", check=False)
+        docker.run("rmi", "-f", tag, check=False)
 
 
 def test_engine_warning_reaches_the_build_summary(tmp_path, frontend, repo, peers) -> None:
@@ -285,21 +333,13 @@ def frontend_reads(docker, spec: Path) -> list[dict]:
     return out
 
 
-def test_warm_build_is_all_cached_and_reads_no_package(tmp_path, frontend, repo, peers) -> None:
+def test_warm_build_is_all_cached_and_reads_no_package(warm) -> None:
     """With a lock, the frontend reads the YAML, the lock and the metadata step's image.json —
     never a package — and a warm build downloads nothing and runs no vertex."""
-    server, pub, _ = repo
-    ctx = context(tmp_path, frontend, server, pub)
-    docker = peers.docker26
-    before = len(frontend_reads(docker, ctx / "image.yaml"))
-    buildx(docker, ctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000")
-    gets = len(server.gets(".apk"))
-    r = buildx(docker, ctx, "--build-arg", "SOURCE_DATE_EPOCH=1700000000")
-    assert uncached(r.stderr) == [], r.stderr
-    assert len(server.gets(".apk")) == gets, "the warm build downloaded a package"
-    reads = frontend_reads(docker, ctx / "image.yaml")[before:]
-    assert len(reads) == 2, reads
-    for rd in reads:
+    assert uncached(warm.second) == [], warm.second
+    assert warm.downloads == 0, "the warm build downloaded a package"
+    assert len(warm.reads) == 2, warm.reads
+    for rd in warm.reads:
         assert set(rd["files"]) == {"image.yaml", "image.lock.json", "/amd64/image.json"}, rd
         assert not any(f.endswith(".apk") for f in rd["files"])
 
@@ -329,24 +369,15 @@ def layer_entries(docker, tag: str) -> dict[str, tarfile.TarInfo]:
     return out
 
 
-def test_device_nodes_stay_devices_on_dockerd20(tmp_path, frontend, repo, peers) -> None:
+def test_device_nodes_stay_devices_on_dockerd20(built_docker20) -> None:
     """dockerd 20.10 has no MergeOp: the layers are copied into one, and the metadata tar is
     unpacked last so that apko's /dev nodes are character devices, as in the CLI's image."""
-    server, pub, _ = repo
-    ctx = context(tmp_path, frontend, server, pub)
-    docker = peers.docker20
-    tag = f"bk-dev20:{os.getpid()}"
-    docker.run("build", "-f", str(ctx / "image.yaml"), "--progress=plain", "--build-arg",
-               "SOURCE_DATE_EPOCH=1700000000", "-t", tag, str(ctx), env=docker.env(DOCKER_BUILDKIT="1"), timeout=600)
-    try:
-        cli_image(docker, ctx, tmp_path, "cli/bkdev:t")
-        ours, theirs = layer_entries(docker, tag), layer_entries(docker, "cli/bkdev:t-amd64")
-        devices = {p: (m.type, m.devmajor, m.devminor, m.mode & 0o7777) for p, m in theirs.items() if m.ischr() or m.isblk()}
-        assert "dev/null" in devices
-        assert {p: (ours[p].type, ours[p].devmajor, ours[p].devminor, ours[p].mode & 0o7777) if p in ours else None
-                for p in devices} == devices
-    finally:
-        docker.run("rmi", "-f", tag, "cli/bkdev:t-amd64", check=False)
+    b = built_docker20
+    ours, theirs = layer_entries(b.docker, b.tag), layer_entries(b.docker, b.cli_tag)
+    devices = {p: (m.type, m.devmajor, m.devminor, m.mode & 0o7777) for p, m in theirs.items() if m.ischr() or m.isblk()}
+    assert "dev/null" in devices
+    assert {p: (ours[p].type, ours[p].devmajor, ours[p].devminor, ours[p].mode & 0o7777) if p in ours else None
+            for p in devices} == devices
 
 
 def oci_top_digest(path: Path) -> str:

@@ -642,6 +642,36 @@ def test_distroless_frontend_refuses_a_buildkit_without_http_checksums():
     assert "source.http.checksum" in ret.error.message and "BuildKit 0.8" in ret.error.message
 
 
+# What dockerd 20.10.24's BuildKit (0.8) advertises in Ping, as the frontend received it on the peer
+# (all enabled); the real refusal is tests/test_buildkit_frontend.py's.
+DOCKERD20_LLB_CAPS = ("constraints", "exec.cgroup", "exec.meta.base", "exec.meta.network",
+                      "exec.meta.proxyenv", "exec.meta.security", "exec.meta.security.devices.v1",
+                      "exec.meta.setsdefaultpath", "exec.mount.bind", "exec.mount.bind.readwrite-nooutput",
+                      "exec.mount.cache", "exec.mount.cache.sharing", "exec.mount.secret",
+                      "exec.mount.selector", "exec.mount.ssh", "exec.mount.tmpfs", "file.base",
+                      "file.rm.wildcard", "meta.description", "meta.exportcache", "meta.ignorecache",
+                      "platform", "soruce.http.uidgid", "source.buildop.llbfilename", "source.git",
+                      "source.git.fullurl", "source.git.httpauth", "source.git.keepgitdir",
+                      "source.git.knownsshhosts", "source.git.mountsshsock", "source.http",
+                      "source.http.checksum", "source.http.perm", "source.image", "source.image.resolvemode",
+                      "source.local", "source.local.excludepatterns", "source.local.followpaths",
+                      "source.local.includepatterns", "source.local.sessionid", "source.local.sharedkeyhint",
+                      "source.local.unique")
+
+
+def test_distroless_frontend_refuses_the_packages_mode_without_the_local_differ():
+    # dockerd 20.10's caps: a recipe is refused by the cap's name before anything but the spec is solved
+    recipe = (ROOT / "examples/recipes/demo-baselayout.yaml").read_bytes()
+    with FakeGateway({"r.yaml": recipe}, llb_caps=DOCKERD20_LLB_CAPS) as gw:
+        ret = run_distroless_frontend(gw, {"filename": "r.yaml"})
+    assert ret.error.code == transport.CODE_UNIMPLEMENTED
+    assert ret.error.message == (
+        "r.yaml: the packages mode needs the LLB cap source.local.differ, which this daemon's BuildKit lacks: "
+        "BuildKit 0.9 or newer (dockerd 23+ or a docker-container buildx builder; dockerd 20.10's BuildKit 0.8 "
+        "builds images only)")
+    assert len(gw.solves) == 1  # the spec's own load, nothing of the recipe
+
+
 def test_distroless_frontend_reads_large_files_in_chunks():
     # a build file bigger than one ReadFile chunk arrives whole (range reads), and its YAML
     # error points at the right line

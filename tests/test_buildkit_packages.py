@@ -10,13 +10,14 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from distroless.buildkit.recipes import KEY_ID_STEP
 from httpserver import StaticServer
-from test_buildkit_frontend import frontend, uncached  # noqa: F401 — the frontend fixture builds and pushes the image
+from test_buildkit_frontend import uncached
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "examples" / "recipes"
@@ -64,22 +65,56 @@ def verify(paths: list[Path], key: Path) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_demo_recipes_byte_identical_to_the_cli(tmp_path, frontend, peers, key) -> None:  # noqa: F811
-    ctx = tmp_path / "ctx"
+@pytest.fixture(scope="module")
+def demo_repos(tmp_path_factory, frontend, peers, key) -> tuple[Path, Path, dict[str, str]]:
+    """The demo recipes that need no compiler, each built by the frontend into its own repository
+    (the build context is examples/recipes, as the CLI's --source-dir): the byte-identity test and
+    the demo image's named contexts share them. The recipes are left as they are (the frontend is
+    named by BUILDKIT_SYNTAX, as examples/bake does), so the bake test's context is the same bytes
+    and its steps are found in the cache. Returns the context, the output root and each log."""
+    tmp = tmp_path_factory.mktemp("demo-repos")
+    ctx = tmp / "ctx"
     shutil.copytree(RECIPES, ctx, ignore=shutil.ignore_patterns("BUILD.bazel"))
+    logs = {name: buildx_packages(peers.docker26, ctx / f"{name}.yaml", ctx, tmp / "bk" / name, key,
+                                  "--build-arg", f"BUILDKIT_SYNTAX={frontend}").stderr
+            for name in HOST_TOOL_RECIPES}
+    return ctx, tmp / "bk", logs
+
+
+def test_demo_recipes_byte_identical_to_the_cli(tmp_path, demo_repos, key) -> None:
+    ctx, out, logs = demo_repos
     for name in HOST_TOOL_RECIPES:
-        recipe = with_syntax(RECIPES / f"{name}.yaml", ctx / f"{name}.yaml", frontend)
-        ours = tmp_path / "bk" / name
-        r = buildx_packages(peers.docker26, recipe, ctx, ours, key)
-        assert "pack " in r.stderr and "index" in r.stderr
+        ours = out / name
+        assert "pack " in logs[name] and "index" in logs[name]
         theirs = tmp_path / "cli" / name
-        cli_build(recipe, ctx, theirs, key)
+        cli_build(ctx / f"{name}.yaml", ctx, theirs, key)
         got, want = apks(ours), apks(theirs)
         assert got.keys() == want.keys() and got, (sorted(got), sorted(want))
         for rel in got:
             assert got[rel] == want[rel], f"{name}: {rel} differs from the CLI's"
         verify([*sorted(ours.glob("*/*.apk")), ours / "x86_64" / "APKINDEX.tar.gz"], key)
         assert sorted(p.name for p in ours.iterdir()) == ["x86_64"]
+
+
+def test_dockerd20_refuses_the_packages_mode_naming_the_missing_cap(tmp_path, frontend, peers) -> None:
+    """dockerd 20.10's BuildKit (0.8) has every cap the image mode needs but not `source.local.differ`
+    (0.9), which the recipe's sources need: the frontend refuses by the cap's name before it solves
+    anything of the recipe, where BuildKit would say `failed to load LLB: unknown API capability`."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "README").write_text("sources\n")
+    recipe = with_syntax(RECIPES / "demo-baselayout.yaml", tmp_path / "demo-baselayout.yaml", frontend)
+    docker = peers.docker20
+    r = docker.run("build", "-f", str(recipe), "--progress=plain", "--build-arg", "DISTROLESS_UNSIGNED=true",
+                   "-o", f"type=local,dest={tmp_path / 'out'}", str(ctx), env=docker.env(DOCKER_BUILDKIT="1"),
+                   check=False, timeout=600)
+    assert r.returncode != 0
+    message = ("demo-baselayout.yaml: the packages mode needs the LLB cap source.local.differ, which this daemon's "
+               "BuildKit lacks: BuildKit 0.9 or newer (dockerd 23+ or a docker-container buildx builder; "
+               "dockerd 20.10's BuildKit 0.8 builds images only)")
+    assert message in r.stderr.splitlines()[-1], r.stderr[-3000:]
+    assert "unknown API capability" not in r.stderr and "workspace from the build context" not in r.stderr
+    assert not (tmp_path / "out").exists()
 
 
 STEPS = """\
@@ -118,16 +153,38 @@ def steps_recipe(tmp: Path, frontend_ref: str, text: str) -> tuple[Path, Path]:
     return recipe, tmp / "ctx"
 
 
-def test_cached_rebuild_and_an_edited_last_step(tmp_path, frontend, peers, key) -> None:  # noqa: F811
-    recipe, ctx = steps_recipe(tmp_path, frontend, STEPS)
+@dataclass(frozen=True)
+class FirstSteps:
+    recipe: Path  # outside the context
+    ctx: Path
+    out: Path
+    log: str
+    cache: Path  # the build's `--cache-to type=local,mode=max` export
+
+
+@pytest.fixture(scope="module")
+def steps_first(tmp_path_factory, frontend, peers, key) -> FirstSteps:
+    """STEPS built once with `--no-cache` (every step and both signing stages run, whatever the
+    builder holds) and its cache exported `mode=max`: the first build of the cached-rebuild test,
+    and the log and cache the signing-key test searches."""
+    tmp = tmp_path_factory.mktemp("steps-first")
+    recipe, ctx = steps_recipe(tmp, frontend, STEPS)
+    r = buildx_packages(peers.docker26, recipe, ctx, tmp / "o1", key, "--no-cache",
+                        "--cache-to", f"type=local,dest={tmp / 'cache'},mode=max")
+    return FirstSteps(recipe, ctx, tmp / "o1", r.stderr, tmp / "cache")
+
+
+def test_cached_rebuild_and_an_edited_last_step(tmp_path, steps_first, peers, key) -> None:
+    ctx = steps_first.ctx
+    recipe = tmp_path / "steps.yaml"  # a copy to edit, outside the context as the first build's
+    recipe.write_text(steps_first.recipe.read_text())
     docker = peers.docker26
-    r = buildx_packages(docker, recipe, ctx, tmp_path / "o1", key)
-    ran = uncached(r.stderr)
-    assert "[x86_64] steps-demo: first" in ran and "[x86_64] index" in ran, r.stderr
+    ran = uncached(steps_first.log)
+    assert "[x86_64] steps-demo: first" in ran and "[x86_64] index" in ran, steps_first.log
     r = buildx_packages(docker, recipe, ctx, tmp_path / "o2", key)
     assert uncached(r.stderr) == [], r.stderr  # all but the key's digest, an [internal] step of milliseconds
     assert KEY_ID_STEP in r.stderr
-    assert apks(tmp_path / "o1") == apks(tmp_path / "o2")
+    assert apks(steps_first.out) == apks(tmp_path / "o2")
     recipe.write_text(recipe.read_text().replace("echo LAST", "echo last, edited"))
     r = buildx_packages(docker, recipe, ctx, tmp_path / "o3", key)
     assert sorted(uncached(r.stderr)) == sorted(["[x86_64] steps-demo: last", "[x86_64] pack steps-demo",
@@ -184,7 +241,7 @@ def source_server(tmp_path_factory):
     server.stop()
 
 
-def test_pinned_fetch_builds_and_a_wrong_checksum_fails(tmp_path, frontend, peers, key, source_server) -> None:  # noqa: F811
+def test_pinned_fetch_builds_and_a_wrong_checksum_fails(tmp_path, frontend, peers, key, source_server) -> None:
     server, sha = source_server
     url = f"{server.url}/fetched-2.0.0.tar.gz"
     recipe, ctx = steps_recipe(tmp_path, frontend, FETCH.format(url=url, sha=sha))
@@ -198,7 +255,7 @@ def test_pinned_fetch_builds_and_a_wrong_checksum_fails(tmp_path, frontend, peer
     assert url in r.stderr and wrong in r.stderr and sha in r.stderr, r.stderr[-3000:]
 
 
-def test_unpinned_fetch_is_refused(tmp_path, frontend, peers) -> None:  # noqa: F811
+def test_unpinned_fetch_is_refused(tmp_path, frontend, peers) -> None:
     text = FETCH.format(url="http://127.0.0.1:9/x.tar.gz", sha="0" * 64).replace(
         f"expected-sha256: {'0' * 64}", "expected-none: 'true'")
     recipe, ctx = steps_recipe(tmp_path, frontend, text)
@@ -210,7 +267,7 @@ NETWORK = STEPS.replace('echo second > "${{targets.destdir}}/usr/share/steps/sec
                         "exec 3<>/dev/tcp/192.0.2.1/80")
 
 
-def test_a_step_cannot_reach_the_network(tmp_path, frontend, peers) -> None:  # noqa: F811
+def test_a_step_cannot_reach_the_network(tmp_path, frontend, peers) -> None:
     recipe, ctx = steps_recipe(tmp_path, frontend, NETWORK)
     r = buildx_packages(peers.docker26, recipe, ctx, tmp_path / "o", None, check=False)
     assert r.returncode != 0
@@ -236,22 +293,18 @@ def blob_texts(cache: Path):
                 pass
 
 
-def test_signing_key_never_in_cache_or_log(tmp_path, frontend, peers, key) -> None:  # noqa: F811
-    recipe, ctx = steps_recipe(tmp_path, frontend, STEPS)
-    cache = tmp_path / "cache"
-    r = buildx_packages(peers.docker26, recipe, ctx, tmp_path / "o", key, "--no-cache",
-                        "--cache-to", f"type=local,dest={cache},mode=max")
+def test_signing_key_never_in_cache_or_log(steps_first, key) -> None:
     frags = key_fragments(key)
     assert frags
-    assert not any(f in r.stderr.encode() for f in frags)
-    assert "signing-key" in r.stderr or (tmp_path / "o" / "x86_64" / "APKINDEX.tar.gz").exists()
+    assert not any(f in steps_first.log.encode() for f in frags)
+    assert "signing-key" in steps_first.log or (steps_first.out / "x86_64" / "APKINDEX.tar.gz").exists()
     seen = 0
-    for path, data in blob_texts(cache):
+    for path, data in blob_texts(steps_first.cache):
         seen += 1
         leaked = [f for f in frags if f in data]
         assert not leaked, f"{path} holds the signing key"
     assert seen > 3
-    verify([*sorted((tmp_path / "o" / "x86_64").glob("*.apk"))], key)
+    verify([*sorted((steps_first.out / "x86_64").glob("*.apk"))], key)
 
 
 SANDBOX = STEPS.replace('      echo second > "${{targets.destdir}}/usr/share/steps/second"\n', """\
@@ -261,7 +314,7 @@ SANDBOX = STEPS.replace('      echo second > "${{targets.destdir}}/usr/share/ste
 """)
 
 
-def test_runc_and_bubblewrap_give_steps_the_same_sandbox(tmp_path, frontend, peers, key) -> None:  # noqa: F811
+def test_runc_and_bubblewrap_give_steps_the_same_sandbox(tmp_path, frontend, peers, key) -> None:
     """uid/gid, umask, working directory, HOME, PATH and the whole environment a step sees are the
     same under BuildKit's runc and the CLI's bubblewrap (the package records them). Left out:
     HOSTNAME (runc sets `buildkitsandbox`, bubblewrap none) and the shell's own SHLVL/_/OLDPWD."""
@@ -275,7 +328,7 @@ def test_runc_and_bubblewrap_give_steps_the_same_sandbox(tmp_path, frontend, pee
     assert apks(tmp_path / "bk") == apks(tmp_path / "cli")
 
 
-def test_bake_packages_then_the_image_from_named_contexts(tmp_path, frontend, peers) -> None:  # noqa: F811
+def test_bake_packages_then_the_image_from_named_contexts(tmp_path, frontend, peers) -> None:
     """examples/bake: the two recipes as packages (`bake packages`), then the image whose
     repositories are those directories as named build contexts (`bake image`); the image has both
     packages' files and records them as installed."""
@@ -329,15 +382,13 @@ def toolchain(peers) -> str:
 
 
 def test_demo_hello_with_a_toolchain_image_matches_the_cli_and_the_image_runs(
-        tmp_path, frontend, toolchain, peers, key) -> None:  # noqa: F811
-    ctx = tmp_path / "ctx"
-    shutil.copytree(RECIPES, ctx, ignore=shutil.ignore_patterns("BUILD.bazel"))
+        tmp_path, frontend, toolchain, peers, key, demo_repos) -> None:
+    ctx, repos, _ = demo_repos
     out = tmp_path / "bk"
-    for name in ("demo-baselayout", "ca-certificates-bundle", "demo-hello"):
-        recipe = with_syntax(RECIPES / f"{name}.yaml", ctx / f"{name}.yaml", frontend)
-        buildx_packages(peers.docker26, recipe, ctx, out / name, key, "--build-arg",
-                        f"DISTROLESS_TOOLCHAIN={toolchain}")
-    cli_build(ctx / "demo-hello.yaml", ctx, tmp_path / "cli", key)
+    recipe = ctx / "demo-hello.yaml"
+    buildx_packages(peers.docker26, recipe, ctx, out / "demo-hello", key, "--build-arg",
+                    f"DISTROLESS_TOOLCHAIN={toolchain}", "--build-arg", f"BUILDKIT_SYNTAX={frontend}")
+    cli_build(recipe, ctx, tmp_path / "cli", key)
     got, want = apks(out / "demo-hello"), apks(tmp_path / "cli")
     assert got.keys() == want.keys() == {"x86_64/demo-hello-0.1.0-r0.apk"}
     assert got == want, "demo-hello differs from the CLI's (toolchain image vs host gcc)"
@@ -359,8 +410,8 @@ archs: [x86_64]
     docker = peers.docker26
     tag = f"bk-demo:{os.getpid()}"
     docker.run("buildx", "build", "-f", str(img / "image.yaml"), "--progress=plain", "--build-arg",
-               f"SOURCE_DATE_EPOCH={SDE}", "--build-context", f"baselayout={out / 'demo-baselayout'}",
-               "--build-context", f"certs={out / 'ca-certificates-bundle'}", "--build-context",
+               f"SOURCE_DATE_EPOCH={SDE}", "--build-context", f"baselayout={repos / 'demo-baselayout'}",
+               "--build-context", f"certs={repos / 'ca-certificates-bundle'}", "--build-context",
                f"hello={out / 'demo-hello'}", "-t", tag, "--load", str(img), timeout=600)
     try:
         r = docker.run("run", "--rm", "--network", "none", tag)

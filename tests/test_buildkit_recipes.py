@@ -42,7 +42,7 @@ def compiled(pin: str = f"expected-sha256: {SHA}"):
 def graph(req: recipes.Request, c) -> pb.Definition:
     tool = llb.image("127.0.0.1:5000/fe:t", platform=llb.Platform("linux", "amd64", ""))
     sources = recipes.pinned_sources(c, "r.yaml", req.allow_network, False)
-    ws = recipes.workspace_state(tool, llb.local("context"), c, False)
+    ws = recipes.workspace_state(tool, recipes.context_source("context", "sess"), c, False)
     ws = recipes.run_steps(recipes.host_environment(tool, c), ws, c, sources, sde=req.sde, network=False,
                            no_cache=False)
     key_id = recipes.key_id_state(tool) if req.key_name else None
@@ -118,3 +118,18 @@ def test_from_definition_round_trips_a_graph() -> None:
     d = graph(recipes.parse_request({}), compiled())
     again = llb.from_definition(d).marshal()
     assert [op for _, op in llb.ops(again)] == [op for _, op in llb.ops(d)]
+
+
+def test_required_caps_are_exactly_what_the_graph_uses() -> None:
+    """The caps checked up front (a daemon without one is refused by name before anything is
+    solved, tests/test_buildkit_frontend.py shows it on dockerd 20.10) are the caps the graph's ops
+    declare: a new op or option that needs another cap fails here until the list names it."""
+    d = graph(recipes.parse_request({}), compiled())
+    used = {cap for md in d.metadata.values() for cap, on in md.caps.items() if on}
+    tool = llb.image("127.0.0.1:5000/fe:t", platform=llb.Platform("linux", "amd64", ""))
+    two = recipes.repository_state([tool, tool], mergeop=False).marshal()  # two archs without MergeOp
+    toolchain = recipes.host_environment(tool, compiled(), "127.0.0.1:5000/tc:t").marshal()
+    used |= {cap for dd in (two, toolchain) for md in dd.metadata.values() for cap, on in md.caps.items() if on}
+    assert sorted(used) == sorted(recipes.REQUIRED_LLB_CAPS)
+    merged = recipes.repository_state([tool, tool], mergeop=True).marshal()  # where the daemon has it
+    assert {cap for md in merged.metadata.values() for cap in md.caps} - used == {"mergeop"}

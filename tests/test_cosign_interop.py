@@ -91,6 +91,14 @@ def keypair(tmp_path_factory):
     return tmp / "cosign.key", tmp / "cosign.pub"
 
 
+@pytest.fixture(scope="module")
+def other_keypair(tmp_path_factory):
+    """Another key pair of ours: the key a signature must not verify with."""
+    tmp = tmp_path_factory.mktemp("other-keypair")
+    ours(_env(tmp), tmp, "generate-key-pair")
+    return tmp / "cosign.key", tmp / "cosign.pub"
+
+
 @pytest.fixture
 def pushed(peers, tmp_path):
     """A tiny image pushed by our client: (reference with tag, digest)."""
@@ -111,7 +119,7 @@ def registry_get(peers_registry: str, path: str, accept: str = OCI_MANIFEST):
 # --------------------------------------------------------------------------- ours -> cosign
 
 
-def test_our_signature_verifies_with_cosign(peers, tmp_path, env, keypair, pushed):
+def test_our_signature_verifies_with_cosign(peers, tmp_path, env, keypair, other_keypair, pushed):
     key, pub = keypair
     ref, digest = pushed
     ours(env, tmp_path, "sign", "--key", key, "-a", "build=42", f"{ref}")
@@ -129,10 +137,7 @@ def test_our_signature_verifies_with_cosign(peers, tmp_path, env, keypair, pushe
                  "--allow-insecure-registry", "-a", "build=42", f"{ref.name}@{digest}")
     assert json.loads(out.stdout)[0]["optional"] == {"build": "42"}
     # and cosign verifying with another key refuses it
-    other = tmp_path / "other"
-    other.mkdir()
-    ours(env, other, "generate-key-pair")
-    bad = cosign(peers, env, tmp_path, "verify", "--key", other / "cosign.pub", "--insecure-ignore-tlog=true",
+    bad = cosign(peers, env, tmp_path, "verify", "--key", other_keypair[1], "--insecure-ignore-tlog=true",
                  "--allow-insecure-registry", f"{ref.name}@{digest}", check=False)
     assert bad.returncode != 0
 
@@ -228,14 +233,11 @@ def test_mount_from_other_repository(peers, tmp_path, pushed):
 # --------------------------------------------------------------------------- failures via the CLI
 
 
-def test_wrong_key_fails(peers, tmp_path, env, keypair, pushed):
+def test_wrong_key_fails(peers, tmp_path, env, keypair, other_keypair, pushed):
     key, _ = keypair
     ref, digest = pushed
     ours(env, tmp_path, "sign", "--key", key, f"{ref}")
-    other = tmp_path / "other"
-    other.mkdir()
-    ours(env, other, "generate-key-pair")
-    proc = ours(env, tmp_path, "verify", "--key", other / "cosign.pub", f"{ref}", check=False)
+    proc = ours(env, tmp_path, "verify", "--key", other_keypair[1], f"{ref}", check=False)
     assert_clean_failure(proc, "no valid signature", "does not verify")
 
 

@@ -39,16 +39,22 @@ def test_demo_rebuilds_byte_identical_packages(demo, tmp_path) -> None:
     assert (tmp_path / "x86_64/demo-hello-0.1.0-r0.apk").read_bytes() == first["demo-hello-0.1.0-r0.apk"]
 
 
-@pytest.mark.parametrize("daemon", ["docker20", "docker26"])
-def test_demo_image_runs_on_dockerd(demo, peers, daemon, tmp_path) -> None:
+@pytest.fixture(scope="module")
+def demo_tar(demo, tmp_path_factory) -> Path:
+    """The demo image as a docker-archive, built once and loaded into each daemon."""
+    tmp = tmp_path_factory.mktemp("demo-tar")
     env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
-    tar = tmp_path / "demo.tar"
     r = subprocess.run([sys.executable, "-m", "distroless", "image", "build", "examples/image.yaml",
-                        "distroless/demo:test", str(tar), "--cache-dir", str(tmp_path / "cache"),
-                        "--sbom-path", str(tmp_path)], cwd=demo, env=env, capture_output=True, text=True)
+                        "distroless/demo:test", str(tmp / "demo.tar"), "--cache-dir", str(tmp / "cache"),
+                        "--sbom-path", str(tmp)], cwd=demo, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+    return tmp / "demo.tar"
+
+
+@pytest.mark.parametrize("daemon", ["docker20", "docker26"])
+def test_demo_image_runs_on_dockerd(demo_tar, peers, daemon) -> None:
     docker = getattr(peers, daemon)
-    docker.run("load", "-i", str(tar))
+    docker.run("load", "-i", str(demo_tar))
     try:
         out = docker.run("run", "--rm", "--network", "none", "distroless/demo:test-amd64")
         # run-as: nonroot became the numeric uid from the base layout's passwd

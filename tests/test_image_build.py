@@ -58,15 +58,36 @@ def index_digest(stdout: str) -> str:
     return stdout.strip().splitlines()[-1].split("index ")[-1]
 
 
-def test_layout_read_by_skopeo_and_umoci(tmp_path, served, peers) -> None:
-    r = build(tmp_path, served, "layout")
+BOTH_SBOMS = ("--sbom-formats", "spdx,cyclonedx")
+
+
+@pytest.fixture(scope="module")
+def layout_build(tmp_path_factory, served) -> tuple[Path, subprocess.CompletedProcess]:
+    """The busybox image as an OCI layout with both SBOM formats, built once for the tests that
+    read it (independent readers, validators, and the first of the reproducibility builds)."""
+    tmp = tmp_path_factory.mktemp("layout-build")
+    r = build(tmp, served, "layout", args=BOTH_SBOMS)
     assert r.returncode == 0, r.stderr
-    inspect = json.loads(subprocess.run([peers.skopeo, "inspect", "--raw", f"oci:{tmp_path / 'layout'}"],
+    return tmp, r
+
+
+@pytest.fixture(scope="module")
+def image_tar(tmp_path_factory, served) -> Path:
+    """The same image as a docker-archive, built once and loaded into each daemon."""
+    tmp = tmp_path_factory.mktemp("tar-build")
+    r = build(tmp, served, "image.tar")
+    assert r.returncode == 0, r.stderr
+    return tmp / "image.tar"
+
+
+def test_layout_read_by_skopeo_and_umoci(tmp_path, layout_build, peers) -> None:
+    built, _ = layout_build
+    inspect = json.loads(subprocess.run([peers.skopeo, "inspect", "--raw", f"oci:{built / 'layout'}"],
                                         capture_output=True, text=True, check=True).stdout)
     # skopeo picks the one platform manifest out of the index
     assert inspect["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
     assert len(inspect["layers"]) == 1
-    subprocess.run([peers.skopeo, "copy", f"oci:{tmp_path / 'layout'}", f"oci:{tmp_path / 'copy'}:demo"],
+    subprocess.run([peers.skopeo, "copy", f"oci:{built / 'layout'}", f"oci:{tmp_path / 'copy'}:demo"],
                    capture_output=True, text=True, check=True)
     subprocess.run([peers.umoci, "unpack", "--image", f"{tmp_path / 'copy'}:demo", str(tmp_path / "bundle")],
                    capture_output=True, text=True, check=True)
@@ -85,7 +106,7 @@ def test_layout_read_by_skopeo_and_umoci(tmp_path, served, peers) -> None:
                     assert digest == f.checksum, path
                     checked += 1
     assert checked >= 4
-    sbom = json.loads((tmp_path / "sbom" / "sbom-x86_64.spdx.json").read_text())
+    sbom = json.loads((built / "sbom" / "sbom-x86_64.spdx.json").read_text())
     names = {p["name"] for p in sbom["packages"]}
     assert {"test-base", "busybox"} <= names
 
@@ -119,14 +140,13 @@ def test_multi_arch_layout_copied_by_skopeo(tmp_path, served_two_archs, peers) -
         assert copy.returncode == 0, copy.stderr
 
 
-def test_sboms_pass_independent_validators(tmp_path, served) -> None:
+def test_sboms_pass_independent_validators(layout_build) -> None:
     """The SBOMs of a real build, both formats: spdx-tools and cyclonedx-python-lib accept them."""
-    r = build(tmp_path, served, "layout", args=("--sbom-formats", "spdx,cyclonedx"))
-    assert r.returncode == 0, r.stderr
-    docs = sorted(p.name for p in (tmp_path / "sbom").iterdir())
+    built, _ = layout_build
+    docs = sorted(p.name for p in (built / "sbom").iterdir())
     assert docs == ["sbom-index.cdx.json", "sbom-index.spdx.json", "sbom-x86_64.cdx.json", "sbom-x86_64.spdx.json"]
     for name in docs:
-        raw = (tmp_path / "sbom" / name).read_bytes()
+        raw = (built / "sbom" / name).read_bytes()
         if name.endswith(".spdx.json"):
             assert spdx_problems(raw) == [], name
         else:
@@ -134,11 +154,9 @@ def test_sboms_pass_independent_validators(tmp_path, served) -> None:
 
 
 @pytest.mark.parametrize("daemon", ["docker20", "docker26"])
-def test_docker_load_and_run(tmp_path, served, peers, daemon) -> None:
-    r = build(tmp_path, served, "image.tar")
-    assert r.returncode == 0, r.stderr
+def test_docker_load_and_run(image_tar, peers, daemon) -> None:
     docker = getattr(peers, daemon)
-    loaded = docker.run("load", "-i", str(tmp_path / "image.tar"))
+    loaded = docker.run("load", "-i", str(image_tar))
     assert "test/demo:latest-amd64" in loaded.stdout + loaded.stderr
     try:
         out = docker.run("run", "--rm", "--network", "none", "test/demo:latest-amd64")
@@ -147,17 +165,17 @@ def test_docker_load_and_run(tmp_path, served, peers, daemon) -> None:
         docker.run("rmi", "-f", "test/demo:latest-amd64", check=False)
 
 
-def test_reproducible_across_dirs_and_times(tmp_path, served) -> None:
-    a, b, c = tmp_path / "a", tmp_path / "b" / "deeper", tmp_path / "c"
-    for d in (a, b, c):
+def test_reproducible_across_dirs_and_times(tmp_path, served, layout_build) -> None:
+    a, ra = layout_build  # built earlier, in another directory
+    b, c = tmp_path / "b" / "deeper", tmp_path / "c"
+    for d in (b, c):
         d.mkdir(parents=True)
-    ra = build(a, served, "out")
     os.utime(served[1], None)  # wall-clock time moves on; nothing should depend on it
-    rb = build(b, served, "out")
-    rc = build(c, served, "out", sde="1700000001")
-    assert ra.returncode == rb.returncode == rc.returncode == 0, ra.stderr + rb.stderr + rc.stderr
+    rb = build(b, served, "layout", args=BOTH_SBOMS)
+    rc = build(c, served, "layout", sde="1700000001", args=BOTH_SBOMS)
+    assert rb.returncode == rc.returncode == 0, rb.stderr + rc.stderr
     assert index_digest(ra.stdout) == index_digest(rb.stdout)
-    assert (a / "out/index.json").read_bytes() == (b / "out/index.json").read_bytes()
+    assert (a / "layout/index.json").read_bytes() == (b / "layout/index.json").read_bytes()
     assert index_digest(rc.stdout) != index_digest(ra.stdout)
 
 

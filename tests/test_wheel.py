@@ -82,6 +82,10 @@ def test_frontend_recipe_builds_and_pushes_from_the_wheel(installed, tmp_path, p
     work.mkdir()
     for cached in (*FRONTEND_CACHE.glob("base-*"), *FRONTEND_CACHE.glob("site-*")):
         (work / cached.name).symlink_to(cached)  # reuse `make frontend`'s Debian base and wheels, read-only
+    # and the blobs compressed from them (re-hashed before use): only the wheel's own layer is new
+    (work / "blobs").mkdir()
+    for blob in (FRONTEND_CACHE / "blobs").glob("*"):
+        (work / "blobs" / blob.name).symlink_to(blob)
     ref = f"{peers.registry}/dl-wheel/frontend-{uuid.uuid4().hex[:8]}:v1"
     out = _run([bin_dir / "distroless", "frontend", "build", "--work", work, "--push", ref], cwd=tmp_path, timeout=900)
     assert f"pushed {ref}" in out.stdout

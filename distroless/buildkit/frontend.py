@@ -372,8 +372,11 @@ def is_recipe(data: bytes) -> bool:
     """A melange recipe has `package:` at the top level (an image YAML never does)."""
     import yaml
 
+    # libyaml's scanner where PyYAML has it: every build file is parsed here and again by its mode's
+    # loader, and the pure-Python scanner takes seconds per megabyte
+    loader = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
     try:
-        doc = yaml.load(data, Loader=yaml.BaseLoader)  # noqa: S506 — BaseLoader builds only str/list/dict
+        doc = yaml.load(data, Loader=loader)  # noqa: S506 — BaseLoader builds only str/list/dict
     except yaml.YAMLError:
         return False  # the image mode reports the YAML error with its line
     return isinstance(doc, dict) and "package" in doc
@@ -390,6 +393,17 @@ def account(gw: Gateway, bridge: transport.LLBBridge) -> str:
             f"gateway {json.dumps(calls, separators=(',', ':'))}")
 
 
+def require_llb_caps(bridge: transport.LLBBridge, caps: tuple[str, ...], what: str, version: str,
+                     daemons: str) -> None:
+    """Refuse, before anything is solved, a daemon whose BuildKit does not advertise the LLB caps a
+    graph needs: BuildKit itself would only say `failed to load LLB: unknown API capability …`
+    once the graph is sent. The gateway never tells the daemon's version; its caps are the answer."""
+    missing = bridge.caps.missing_llb(caps)
+    if missing:
+        raise NotImplementedError(f"{what} needs the LLB cap{'s' if len(missing) > 1 else ''} {', '.join(missing)}, "
+                                  f"which this daemon's BuildKit lacks: BuildKit {version} or newer ({daemons})")
+
+
 def platform_id(arch: str) -> str:
     return f"linux/{arch}"
 
@@ -397,10 +411,7 @@ def platform_id(arch: str) -> str:
 def build(bridge: transport.LLBBridge, env: transport.FrontendEnv) -> gateway.Result:
     if env.opts.get("requestid"):
         return subrequest(env.opts["requestid"])
-    missing = bridge.caps.missing_llb(REQUIRED_LLB_CAPS)
-    if missing:
-        raise NotImplementedError(f"this BuildKit lacks {', '.join(missing)}; the distroless frontend needs "
-                                  f"BuildKit 0.8 or newer (dockerd 20.10+)")
+    require_llb_caps(bridge, REQUIRED_LLB_CAPS, "the distroless frontend", "0.8", "dockerd 20.10+")
     req = parse_request(env)
     # the daemon's log is the only place a frontend can leave notes; option values may be secrets
     print(f"distroless frontend: options {sorted(env.opts)}; sbom={req.sbom}", file=sys.stderr)

@@ -56,6 +56,13 @@ UNSIGNED = "DISTROLESS_UNSIGNED"
 # build arg: the image a recipe without repositories builds on (the CLI's --host-toolchain); default:
 # the frontend's own image (Debian + python3, no compiler). `frontend/build.py --toolchain` makes one.
 TOOLCHAIN = "DISTROLESS_TOOLCHAIN"
+# Every LLB cap the graph below uses (tests/test_buildkit_recipes.py derives them from a full graph);
+# MergeOp is optional. `source.local.differ` (BuildKit 0.9) is what dockerd 20.10's BuildKit 0.8
+# lacks: without it a context file with a cached copy's size and mtime would keep stale bytes.
+REQUIRED_LLB_CAPS = ("constraints", "exec.meta.base", "exec.meta.network", "exec.mount.bind", "exec.mount.secret",
+                     "exec.mount.selector", "exec.mount.tmpfs", "file.base", "meta.description", "meta.ignorecache",
+                     "platform", "source.http", "source.http.checksum", "source.http.perm", "source.image",
+                     "source.local", "source.local.differ", "source.local.sessionid", "source.local.sharedkeyhint")
 # build args that are ours or BuildKit's; every other one is an `--env-file`-style variable
 RESERVED_ARGS = frozenset({epoch.NAME, ALLOW_NETWORK, NAMESPACE, KEY_NAME, UNSIGNED, TOOLCHAIN})
 HOST_SHELL = "/bin/bash"  # the CLI's host-toolchain shell (recipes use `set -o pipefail`)
@@ -277,11 +284,20 @@ def repository_state(per_arch: list[llb.State], mergeop: bool) -> llb.State:
     return llb.scratch().file(action, name=f"repository: {len(per_arch)} architectures")
 
 
+def context_source(key: str, session_id: str | None) -> llb.State:
+    # differ=none: sources with the same size and mtime as a cached copy are sent anyway (fsutil's
+    # metadata check would keep stale bytes, and then build packages from them)
+    return llb.local(key, session_id=session_id, shared_key_hint=key, differ="none",
+                     custom_name="[internal] load the recipe's sources from the build context")
+
+
 def build(bridge: transport.LLBBridge, env: transport.FrontendEnv, gw, data: bytes,
           file: llb.SourceFile) -> gateway.Result:
     """The packages mode's whole build (the image mode's `Gateway` reads through the bridge)."""
-    from .frontend import located, step_inputs, tool_image
+    from .frontend import located, require_llb_caps, step_inputs, tool_image
 
+    require_llb_caps(bridge, REQUIRED_LLB_CAPS, f"{gw.req.filename}: the packages mode", "0.9",
+                     "dockerd 23+ or a docker-container buildx builder; dockerd 20.10's BuildKit 0.8 builds images only")
     req = parse_request(env.opts)
     recipe_in = RecipeInput(data, req.filename, req.env_file)
     try:
@@ -293,10 +309,7 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv, gw, data: byt
     inputs = step_inputs(tool, {"recipe.yaml": data,
                                 "env.json": json.dumps(dict(req.env_file), sort_keys=True).encode()})
     key = env.opts.get("contextkey", "context")
-    # differ=none: sources with the same size and mtime as a cached copy are sent anyway (fsutil's
-    # metadata check would keep stale bytes, and then build packages from them)
-    context = (gw.from_inputs and gw.input(key)) or llb.local(key, session_id=env.session_id, shared_key_hint=key, differ="none",
-                                         custom_name="[internal] load the recipe's sources from the build context")
+    context = (gw.from_inputs and gw.input(key)) or context_source(key, env.session_id)
     key_id = key_id_state(tool) if req.key_name else None
     per_arch = []
     for arch in target_archs(req, recipe, default.architecture if default else "amd64"):
