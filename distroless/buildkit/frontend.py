@@ -422,7 +422,7 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv) -> gateway.Re
         raise located(e, file) from None
     lock_name = Path(req.filename).stem + ".lock.json"
     events = frontend_events(bridge, file, gw.spec_digest, sys.stderr)
-    contexts = context_repositories(loaded, NamedContexts(env))
+    contexts = context_repositories(loaded, NamedContexts(env, gw.input))
     ps = package_set(gw, env, loaded, lock_bytes, lock_name, req.filename, events, contexts)
     mergeop = bridge.caps.supports_llb("mergeop") if bridge.caps else False
     if lock_bytes is None:  # the resolution made here, handed to the step as a lock

@@ -673,11 +673,14 @@ def from_definition(definition: pb.Definition) -> State:
         body = pb.Op()
         body.CopyFrom(op)
         del body.inputs[:]
-        md = definition.metadata.get(digest)
-        name = md.description.get("llb.customname") if md is not None else None
-        caps = frozenset(k for k, v in md.caps.items() if v) if md is not None else frozenset()
+        md = definition.metadata.get(digest) or pb.OpMetadata()
+        caps = frozenset(k for k, v in md.caps.items() if v)
         inputs = tuple(Output(vertices[i.digest], i.index) for i in op.inputs)
-        # the body keeps its own platform field (if any): nothing to add at marshal time
-        vertices[digest] = Vertex(body, inputs, caps, OpMeta(name))
+        # The ops keep their bytes (so their digests) and their cache bypass: the same op loaded
+        # with and without ignore_cache by two builds of one bake (the other target evaluates its
+        # own graph meanwhile) is two vertices in BuildKit 0.13, and its provenance walk then
+        # meets a vertex that never ran and dies on a nil pointer (solver/jobs.go walkProvenance).
+        # The body keeps its own platform field (if any): nothing to add at marshal time.
+        vertices[digest] = Vertex(body, inputs, caps, OpMeta(md.description.get(CUSTOM_NAME), md.ignore_cache))
     out = output_of(definition)
     return State(Output(vertices[out.digest], out.index))
