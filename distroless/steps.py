@@ -135,6 +135,10 @@ def _step_config(args: argparse.Namespace):
     `--config-name` — from its bytes under that name, as the BuildKit frontend reads it."""
     from distroless.config import Overrides, load_image_config, load_image_config_bytes
 
+    if args.melange_recipe:
+        from distroless.packagesteps import recipe_environment
+
+        return recipe_environment(args)
     ov = Overrides(archs=tuple(args.config_arch), include_paths=tuple(args.include_path),
                    source_date_epoch=epoch.parse(args.source_date_epoch, "--source-date-epoch"))
     if args.config_name:
@@ -169,7 +173,7 @@ def expand_pinned(pins, apks: Sequence[str], work: Path, jobs: int = 4):
                              zip(pins, apks)))
 
 
-def metadata_layer(loaded, ps, arch: str, expanded, out: Path) -> None:
+def metadata_layer(loaded, ps, arch: str, expanded, out: Path, *, lock_world: bool = True) -> None:
     """config + expansions → the metadata layer of a layer-per-package image (everything the
     engine's root filesystem has that stacking the packages' data tars does not: installed
     database, world, accounts, /etc/apko.json, certificates, ld.so.cache, device nodes, directory
@@ -191,7 +195,7 @@ def metadata_layer(loaded, ps, arch: str, expanded, out: Path) -> None:
             loc = event.location
             warnings.append({"text": event.text, "file": loc.file if loc else "", "line": loc.line if loc else 0})
 
-    arch_fs = assemble_arch(loaded, ps, arch, expanded, events=Events(sink))
+    arch_fs = assemble_arch(loaded, ps, arch, expanded, lock_world=lock_world, events=Events(sink))
     tree = arch_fs.rootfs.tree
     users, groups = owner_names(tree)
     with atomic_output(out / "metadata.tar") as f:
@@ -215,11 +219,12 @@ def cmd_metadata(args: argparse.Namespace) -> int:
     if args.expanded:
         expanded = [load_expanded(d) for d in args.expanded]
         _check_wiring(pins, expanded)
-        metadata_layer(loaded, ps, arch, expanded, out)
+        metadata_layer(loaded, ps, arch, expanded, out, lock_world=not args.melange_recipe)
     else:
         work = Path(tempfile.mkdtemp(prefix="metadata-", dir=args.work or None))
         try:
-            metadata_layer(loaded, ps, arch, expand_pinned(pins, args.apk, work), out)
+            metadata_layer(loaded, ps, arch, expand_pinned(pins, args.apk, work), out,
+                           lock_world=not args.melange_recipe)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     print(f"{arch}: metadata layer over {len(pins)} packages", file=sys.stderr)
@@ -527,7 +532,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_expand)
 
     s = sub.add_parser("metadata", help="config + packages → the metadata layer of a layer-per-package image")
-    s.add_argument("--config", required=True)
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--config")
+    g.add_argument("--melange-recipe", help="the config is this recipe's build environment (world as written)")
+    s.add_argument("--recipe-name", default="", help="the recipe's name in messages")
+    s.add_argument("--env-json", default="", help="the recipe's --env-file variables, a JSON object")
     s.add_argument("--config-name", default="", help="load the file's bytes under this name (no includes)")
     s.add_argument("--config-arch", action="append", default=[], help="the archs the front door loaded")
     s.add_argument("--include-path", action="append", default=[])

@@ -346,6 +346,69 @@ def test_one_bake_builds_the_packages_and_the_image_that_runs(tmp_path, frontend
     assert sorted(p.name for p in (bake / "out").iterdir()) == ["baselayout", "certs", "hello"]
 
 
+ENV_RECIPE = """\
+package:
+  name: env-demo
+  version: 1.0.0
+  epoch: 0
+  description: built in an environment installed from packages
+  copyright:
+    - license: Apache-2.0
+environment:
+  contents:
+    repositories: [{repo}]
+    keyring: [{repo}/repo.rsa.pub]
+    packages: [busybox]
+pipeline:
+  - name: probe
+    runs: |
+      d="${{{{targets.destdir}}}}/usr/share/env-demo"
+      mkdir -p "$d"
+      readlink /proc/$$/exe > "$d/shell"
+      cat /etc/os-release > "$d/os-release"
+      cat /etc/apk/world > "$d/world"
+"""
+
+
+@pytest.fixture(scope="module")
+def env_repo(tmp_path_factory, peers):
+    """The image tests' signed repository (test-base, a static busybox), its key served beside it."""
+    from imagerepo import make_repo
+
+    root = tmp_path_factory.mktemp("envrepo")
+    repo_dir, pub = make_repo(root, peers.busybox, ("x86_64",), fixed_key=True)
+    shutil.copy(pub, repo_dir / "repo.rsa.pub")
+    server = StaticServer(repo_dir).start()
+    yield server
+    server.stop()
+
+
+def test_an_environment_from_packages_is_the_image_modes_nodes(tmp_path, frontend, peers, key, env_repo) -> None:  # noqa: F811
+    """`environment.contents.repositories`: the steps run in busybox's environment (its shell, the
+    base package's os-release), installed by the image mode's nodes; the APK equals the CLI's
+    (bubblewrap in the same environment) and a second build is all cached."""
+    recipe, ctx = steps_recipe(tmp_path, frontend, ENV_RECIPE.format(repo=env_repo.url))
+    docker = peers.docker26
+    r = buildx_packages(docker, recipe, ctx, tmp_path / "bk", key)
+    ran = uncached(r.stderr)
+    for name in ("expand busybox-1.36.1-r0", "expand test-base-1.0-r0",
+                 "[x86_64] build environment: metadata step: 2 packages (x86_64)", "[x86_64] env-demo: probe"):
+        assert name in ran, (name, ran)
+    apk = tmp_path / "bk" / "x86_64" / "env-demo-1.0.0-r0.apk"
+    with tarfile.open(apk) as tf:
+        probe = {n: tf.extractfile(f"usr/share/env-demo/{n}").read().decode() for n in ("shell", "os-release", "world")}
+    assert probe == {"shell": "/bin/busybox\n", "os-release": 'ID=testos\nNAME="Test OS"\nVERSION_ID=1.0\n',
+                     "world": "busybox\n"}, probe
+    again = buildx_packages(docker, recipe, ctx, tmp_path / "bk2", key)
+    assert uncached(again.stderr) == [], again.stderr
+    env = {**os.environ, "SOURCE_DATE_EPOCH": SDE}
+    cli = subprocess.run([sys.executable, "-m", "distroless", "package", "build", str(recipe), "--source-dir", str(ctx),
+                          "--out-dir", str(tmp_path / "cli"), "--signing-key", str(key),
+                          "--apk-cache-dir", str(tmp_path / "apk-cache")], env=env, capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    assert apks(tmp_path / "bk") == apks(tmp_path / "cli")
+
+
 TOOLCHAIN_PACKAGES = "bash,gcc,libc6-dev,openssl"
 
 

@@ -39,14 +39,15 @@ def compiled(pin: str = f"expected-sha256: {SHA}"):
     return RecipeInput(RECIPE.format(pin=pin).encode(), "r.yaml", {}).compile("x86_64")
 
 
-def graph(req: recipes.Request, c) -> pb.Definition:
+def graph(req: recipes.Request, c, environment: recipes.BuildEnvironment | None = None) -> pb.Definition:
     tool = llb.image("127.0.0.1:5000/fe:t", platform=llb.Platform("linux", "amd64", ""))
+    environment = environment or recipes.BuildEnvironment(recipes.host_environment(tool, c), recipes.HOST_SHELL,
+                                                          packages=False)
     sources = recipes.pinned_sources(c, "r.yaml", req.allow_network, False)
     ws = recipes.workspace_state(tool, llb.local("context"), c, False)
-    ws = recipes.run_steps(recipes.host_environment(tool, c), ws, c, sources, sde=req.sde, network=False,
-                           no_cache=False)
+    ws = recipes.run_steps(environment, ws, c, sources, sde=req.sde, network=False, no_cache=False)
     key_id = recipes.key_id_state(tool) if req.key_name else None
-    packed = recipes.pack_state(tool, tool, ws, c, req, key_id)
+    packed = recipes.pack_state(tool, tool, ws, c, req, key_id, environment)
     return recipes.index_state(tool, packed, "x86_64", req, key_id).marshal()
 
 
@@ -125,3 +126,19 @@ def test_from_definition_round_trips_a_graph() -> None:
     assert ignored and ignored == {k for k, md in again.metadata.items() if md.ignore_cache}
     assert {k: md.description for k, md in again.metadata.items()} == \
         {k: md.description for k, md in d.metadata.items()}
+
+
+def test_an_environment_from_packages_runs_sh_and_names_owners_from_its_accounts() -> None:
+    """With `environment.contents.repositories` the steps run the environment's /bin/sh (the CLI's
+    shell there) and the pack step reads the environment's /etc (its passwd names the owners)."""
+    env_root = llb.image("127.0.0.1:5000/env:t", name="an environment")
+    d = graph(recipes.parse_request({}), compiled(), recipes.BuildEnvironment(env_root, recipes.ENV_SHELL, packages=True))
+    ex = execs(d)
+    assert list(ex["[x86_64] r: build"].meta.args[:2]) == ["/bin/sh", "-c"]
+    pack = ex["[x86_64] pack r"]
+    (etc,) = [m for m in pack.mounts if m.dest == "/env/etc"]
+    assert etc.readonly and etc.selector == "/etc"
+    args = list(pack.meta.args)
+    assert args[args.index("--env-root") + 1] == "/env"
+    host = execs(graph(recipes.parse_request({}), compiled()))
+    assert host["[x86_64] r: build"].meta.args[0] == "/bin/bash" and "--env-root" not in host["[x86_64] pack r"].meta.args

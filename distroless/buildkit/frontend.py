@@ -284,13 +284,17 @@ def step_inputs(tool: llb.State, files: dict[str, bytes]) -> llb.State:
 
 def metadata_step(tool: llb.State, plat: llb.Platform, nodes: list[PackageNode], inputs: llb.State, *,
                   config_name: str, lock_name: str, archs: tuple[str, ...], arch: str, sde: int | None,
-                  no_cache: bool, by_key_only: bool = False) -> llb.State:
+                  no_cache: bool, by_key_only: bool = False, recipe: bool = False) -> llb.State:
     """The engine's `metadata` step as an ExecOp, cached by its inputs (the downloads by their
-    pins), so a warm build (or one from `--cache-from`) neither downloads nor expands a package."""
+    pins), so a warm build (or one from `--cache-from`) neither downloads nor expands a package.
+    The config is the image YAML at /in/config.yaml, or (`recipe`) the build environment of the
+    melange recipe at /in/recipe.yaml with its variables in /in/env.json."""
     args = [sys.executable, "-m", "distroless.steps"]
     if sde is not None:
         args.append(f"--source-date-epoch={sde}")
-    args += ["metadata", "--config", "/in/config.yaml", "--config-name", config_name, "--lock", "/in/lock.json",
+    config = ["--melange-recipe", "/in/recipe.yaml", "--recipe-name", config_name, "--env-json", "/in/env.json"] \
+        if recipe else ["--config", "/in/config.yaml", "--config-name", config_name]
+    args += ["metadata", *config, "--lock", "/in/lock.json",
              "--lock-name", lock_name, "--arch", arch, "--work", "/tmp", "--out", f"/out{meta_dir(arch)}"]
     args += [f"--config-arch={a}" for a in archs]
     # The inputs must key the step by their nodes' own cache keys (the downloads' pins), never by
@@ -305,8 +309,9 @@ def metadata_step(tool: llb.State, plat: llb.Platform, nodes: list[PackageNode],
     if nodes:
         args += ["--apk", *(f"/apk/{i:04d}/{n.filename}" for i, n in enumerate(nodes))]
     env = {"PYTHONPATH": os.environ.get("PYTHONPATH", ""), "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": "/tmp"}
+    what = f"[{arch}] build environment: " if recipe else ""
     run = tool.with_platform(plat).run(args, env=env, mounts=mounts, network="none",
-                                       name=f"metadata step: {len(nodes)} packages ({arch})", ignore_cache=no_cache)
+                                       name=f"{what}metadata step: {len(nodes)} packages ({arch})", ignore_cache=no_cache)
     return run.mount("/out")
 
 

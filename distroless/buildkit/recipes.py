@@ -6,8 +6,11 @@ Graph, per architecture:
         (with `expected-sha512`, an http source the step verifies); it is mounted read-only where
         the fetch pipeline looks first (`/var/cache/melange/sha256:<hex>`), so the step's own
         script copies, verifies and extracts it with no network;
-  E     the build environment: with no repository (the CLI's host toolchain) the frontend's own
-        image, with the recipe's accounts written over its /etc/passwd and /etc/group;
+  E     the build environment: with `environment.contents.repositories`, the image mode's nodes
+        (each package a pinned download and its expansion, the engine's metadata step over the
+        recipe's environment, MergeOp where the daemon has it), resolved from the repositories'
+        indexes or named build contexts; with none (the CLI's host toolchain) the frontend's own
+        image (or DISTROLESS_TOOLCHAIN) with the recipe's accounts over its /etc/passwd and /etc/group;
   W_0   ExecOp in the frontend's image: the build context → the workspace, as `package build`
         copies it (`.melangeignore`, regular files, modes), owned by the build user;
   W_k   one ExecOp per step of the compiled pipeline (after `uses:` expansion and substitution,
@@ -59,6 +62,8 @@ TOOLCHAIN = "DISTROLESS_TOOLCHAIN"
 # build args that are ours or BuildKit's; every other one is an `--env-file`-style variable
 RESERVED_ARGS = frozenset({epoch.NAME, ALLOW_NETWORK, NAMESPACE, KEY_NAME, UNSIGNED, TOOLCHAIN})
 HOST_SHELL = "/bin/bash"  # the CLI's host-toolchain shell (recipes use `set -o pipefail`)
+ENV_SHELL = "/bin/sh"  # the CLI's shell in an environment built from packages
+ENV_ETC = "/env/etc"  # the environment's /etc in the pack step: its passwd and group name the owners
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +185,39 @@ def host_environment(tool: llb.State, compiled: CompiledRecipe, toolchain: str =
     return tool.file(action, name=f"[{compiled.arch}] build environment: {what} (host toolchain)")
 
 
+@dataclass(frozen=True, slots=True)
+class BuildEnvironment:
+    root: llb.State
+    shell: str
+    packages: bool  # built from packages (its /etc names the packages' owners), not the host toolchain
+
+
+def package_environment(gw, env: transport.FrontendEnv, tool: llb.State, recipe_in: RecipeInput, arch: str,
+                        req: Request, mergeop: bool, events) -> llb.State:
+    """The build environment from `environment.contents`: the image mode's own nodes over the
+    recipe's environment (what `package build` installs), resolved here from the repositories'
+    indexes (http sources, or named build contexts: a repository a bake target built)."""
+    from distroless import lock as lockfile
+    from distroless import packages as pkgset
+
+    from .contexts import NamedContexts
+    from .frontend import context_repositories, metadata_step, package_nodes, package_set, root_state, step_inputs
+
+    loaded = recipe_in.environment(arch, req.sde)
+    contexts = context_repositories(loaded, NamedContexts(env, gw.input))
+    lock_name = f"{req.filename} (environment, {arch})"
+    ps = package_set(gw, env, loaded, None, lock_name, req.filename, events, contexts)
+    (oci_arch,) = loaded.config.archs
+    lock = lockfile.dumps(pkgset.unfetched_lock(loaded, ps, req.filename)).encode()
+    inputs = step_inputs(tool, {"recipe.yaml": recipe_in.text, "lock.json": lock,
+                                "env.json": json.dumps(dict(req.env_file), sort_keys=True).encode()})
+    nodes = package_nodes(ps.archs[oci_arch], req.no_cache, contexts)
+    by_key = gw.bridge.caps.supports_llb("exec.mount.cache.content") if gw.bridge.caps else False
+    meta = metadata_step(tool, tool.platform, nodes, inputs, config_name=req.filename, lock_name=lock_name,
+                         archs=(), arch=arch, sde=req.sde, no_cache=req.no_cache, by_key_only=by_key, recipe=True)
+    return root_state(nodes, meta, arch, mergeop)
+
+
 def workspace_state(tool: llb.State, context: llb.State, compiled: CompiledRecipe, no_cache: bool) -> llb.State:
     args = [sys.executable, "-m", "distroless.steps", "melange-workspace", "--source", "/src", "--out", "/ws"]
     for pkg in compiled.packages:
@@ -195,7 +233,7 @@ def _python_env() -> dict[str, str]:
     return {"PYTHONPATH": os.environ.get("PYTHONPATH", ""), "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": "/tmp"}
 
 
-def run_steps(env_root: llb.State, ws: llb.State, compiled: CompiledRecipe, sources: list[Source], *,
+def run_steps(environment: BuildEnvironment, ws: llb.State, compiled: CompiledRecipe, sources: list[Source], *,
               sde: int, network: bool, no_cache: bool) -> llb.State:
     """Each step one ExecOp on the previous step's workspace, as the bubblewrap runner runs it:
     uid/gid 1000, cwd /home/build, the container environment plus the step's, a fresh /tmp, the
@@ -207,7 +245,8 @@ def run_steps(env_root: llb.State, ws: llb.State, compiled: CompiledRecipe, sour
             mounts = [llb.Mount(WORKSPACE, ws), llb.Mount("/tmp", kind="tmpfs")]
             mounts += [llb.Mount(f"{FETCH_CACHE}/{src.cache_name}", src.state, selector=f"/{src.cache_name}",
                                  readonly=True) for src in sources if src.digest in step.script]
-            run = env_root.run([HOST_SHELL, "-c", step.script], env=sorted_env({**container, **step.environment}),
+            run = environment.root.run([environment.shell, "-c", step.script],
+                                       env=sorted_env({**container, **step.environment}),
                                cwd=WORKSPACE, user=f"{BUILD_UID}:{BUILD_UID}", mounts=mounts,
                                network="sandbox" if network else "none",
                                ignore_cache=no_cache, name=step_name(compiled.arch, pkg.name, step))
@@ -244,14 +283,18 @@ def signing(req: Request, key_id: llb.State | None) -> tuple[list[str], list[llb
 
 
 def pack_state(tool: llb.State, inputs: llb.State, ws: llb.State, compiled: CompiledRecipe, req: Request,
-               key_id: llb.State | None) -> llb.State:
+               key_id: llb.State | None, environment: BuildEnvironment) -> llb.State:
     args = [sys.executable, "-m", "distroless.steps", f"--source-date-epoch={req.sde}", "melange-pack",
             "--recipe", "/in/recipe.yaml", "--recipe-name", req.filename, "--env-json", "/in/env.json",
             "--arch", compiled.arch, "--workspace", "/ws", "--out", "/out", "--namespace", req.namespace]
     key_args, secret = signing(req, key_id)
+    env_etc = []
+    if environment.packages:  # the owners' names come from the environment's accounts, as in the CLI
+        args += ["--env-root", os.path.dirname(ENV_ETC)]
+        env_etc = [llb.Mount(ENV_ETC, environment.root, selector="/etc", readonly=True)]
     run = tool.run(args + key_args, env=_python_env(), mounts=[
         llb.Mount("/in", inputs, readonly=True), llb.Mount("/ws", ws, readonly=True), llb.Mount("/out"),
-        llb.Mount("/tmp", kind="tmpfs"), *secret], network="none", ignore_cache=req.no_cache,
+        llb.Mount("/tmp", kind="tmpfs"), *env_etc, *secret], network="none", ignore_cache=req.no_cache,
         name=f"[{compiled.arch}] pack {', '.join(p.name for p in compiled.packages)}")
     return run.mount("/out")
 
@@ -280,7 +323,10 @@ def repository_state(per_arch: list[llb.State], mergeop: bool) -> llb.State:
 def build(bridge: transport.LLBBridge, env: transport.FrontendEnv, gw, data: bytes,
           file: llb.SourceFile) -> gateway.Result:
     """The packages mode's whole build (the image mode's `Gateway` reads through the bridge)."""
+    from distroless.melange.build import recipe_needs_network
+
     from .frontend import located, step_inputs, tool_image
+    from .report import frontend_events
 
     req = parse_request(env.opts)
     recipe_in = RecipeInput(data, req.filename, req.env_file)
@@ -298,6 +344,8 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv, gw, data: byt
     context = (gw.from_inputs and gw.input(key)) or llb.local(key, session_id=env.session_id, shared_key_hint=key, differ="none",
                                          custom_name="[internal] load the recipe's sources from the build context")
     key_id = key_id_state(tool) if req.key_name else None
+    mergeop = bridge.caps.supports_llb("mergeop") if bridge.caps else False
+    events = frontend_events(bridge, file, gw.spec_digest, sys.stderr)
     per_arch = []
     for arch in target_archs(req, recipe, default.architecture if default else "amd64"):
         try:
@@ -307,21 +355,19 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv, gw, data: byt
             continue
         except ConfigError as e:
             raise located(e, file) from None
-        if compiled.environment.contents.repositories:
-            raise DistrolessError(
-                f"{req.filename}: environment.contents.repositories: building the environment from packages "
-                f"is not supported by the frontend yet; leave the repositories out to build on its image")
         sources = pinned_sources(compiled, req.filename, req.allow_network, req.no_cache)
-        env_root = host_environment(tool, compiled, req.toolchain)
+        if compiled.environment.contents.repositories:
+            environment = BuildEnvironment(package_environment(gw, env, tool, recipe_in, compiled.arch, req, mergeop,
+                                                               events), ENV_SHELL, packages=True)
+        else:
+            environment = BuildEnvironment(host_environment(tool, compiled, req.toolchain), HOST_SHELL, packages=False)
         ws = workspace_state(tool, context, compiled, req.no_cache)
-        from distroless.melange.build import recipe_needs_network
-        ws = run_steps(env_root, ws, compiled, sources, sde=req.sde,
+        ws = run_steps(environment, ws, compiled, sources, sde=req.sde,
                        network=req.allow_network and recipe_needs_network(compiled), no_cache=req.no_cache)
-        packed = pack_state(tool, inputs, ws, compiled, req, key_id)
+        packed = pack_state(tool, inputs, ws, compiled, req, key_id, environment)
         per_arch.append(index_state(tool, packed, compiled.arch, req, key_id))
     if not per_arch:
         raise DistrolessError(f"{req.filename}: {recipe.package.name} builds for none of the requested architectures")
-    mergeop = bridge.caps.supports_llb("mergeop") if bridge.caps else False
     result = gateway.Result()
     result.ref.id = gw.solve(repository_state(per_arch, mergeop))
     return result
