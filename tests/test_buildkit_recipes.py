@@ -142,3 +142,60 @@ def test_an_environment_from_packages_runs_sh_and_names_owners_from_its_accounts
     assert args[args.index("--env-root") + 1] == "/env"
     host = execs(graph(recipes.parse_request({}), compiled()))
     assert host["[x86_64] r: build"].meta.args[0] == "/bin/bash" and "--env-root" not in host["[x86_64] pack r"].meta.args
+
+
+GIT = """\
+package:
+  name: g
+  version: 1.0.0
+  epoch: 0
+  description: d
+  copyright:
+    - license: MIT
+environment:
+  contents:
+    packages: []
+pipeline:
+  - uses: git-checkout
+    with:
+      repository: {repo}
+      branch: main
+      {extra}
+  - name: build
+    runs: ls
+"""
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def git_compiled(extra: str = f"expected-commit: {COMMIT}", repo: str = "git://127.0.0.1:9418/r.git"):
+    return RecipeInput(GIT.format(repo=repo, extra=extra).encode(), "g.yaml", {}).compile("x86_64")
+
+
+def test_git_checkout_with_expected_commit_is_a_git_source_at_that_commit() -> None:
+    c = git_compiled()
+    (src,) = recipes.pinned_sources(c, "g.yaml", False, False)
+    assert src.cache_name == f"git/{COMMIT}" and src.selector == "" and src.git.ref == "refs/heads/main"
+    op = src.state.output.vertex.body.source
+    assert op.identifier == f"git://127.0.0.1:9418/r.git#{COMMIT}"
+    assert dict(op.attrs) == {"git.fullurl": "git://127.0.0.1:9418/r.git", "git.keepgitdir": "true"}
+    d = graph(recipes.parse_request({}), c)
+    checkout = execs(d)["[x86_64] g: git-checkout > ???"]
+    (m,) = [m for m in checkout.mounts if m.dest == f"/var/cache/melange/git/{COMMIT}"]
+    assert m.readonly and m.selector == "" and checkout.network == pb.NONE
+    assert not any("/var/cache/melange" in m.dest for m in execs(d)["[x86_64] g: build"].mounts)
+
+
+def test_git_checkout_refusals_name_the_recipe_and_repository() -> None:
+    with pytest.raises(DistrolessError, match=r"g.yaml: git-checkout git://127.0.0.1:9418/r.git: no expected-commit"):
+        recipes.pinned_sources(git_compiled(""), "g.yaml", False, False)
+    assert recipes.pinned_sources(git_compiled(""), "g.yaml", True, False) == []  # the step clones it
+    sub = f"expected-commit: {COMMIT}\n      recurse-submodules: 'true'"
+    with pytest.raises(DistrolessError, match="recurse-submodules: the step fetches the submodules itself"):
+        recipes.pinned_sources(git_compiled(sub), "g.yaml", False, False)
+    assert len(recipes.pinned_sources(git_compiled(sub), "g.yaml", True, False)) == 1
+    # credentials in the URL reach the daemon (the source's URL) but never a name or a message
+    src, = recipes.pinned_sources(git_compiled(repo="https://u:tok@git.example/r.git"), "g.yaml", False, False)
+    assert "tok" not in src.state.output.vertex.meta.name
+    with pytest.raises(DistrolessError) as e:
+        recipes.pinned_sources(git_compiled("", repo="https://u:tok@git.example/r.git"), "g.yaml", False, False)
+    assert "tok" not in str(e.value) and "https://git.example/r.git" in str(e.value)

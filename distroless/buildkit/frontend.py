@@ -125,8 +125,9 @@ class Gateway:
             self._inputs = {k: llb.from_definition(d) for k, d in defs.items()}
         return self._inputs.get(key)
 
-    def solve(self, state: llb.State) -> str:
-        return transport.ref_id(self.bridge.solve(state.marshal(), cache_imports=self.req.cache_imports))
+    def solve(self, state: llb.State, *, evaluate: bool = False) -> str:
+        return transport.ref_id(self.bridge.solve(state.marshal(), cache_imports=self.req.cache_imports,
+                                                  evaluate=evaluate))
 
     def read_all(self, ref: str, path: str) -> bytes:
         chunks, offset = [], 0

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from distroless import epoch
@@ -42,12 +42,11 @@ from distroless.melange.stages import RecipeInput
 
 from . import llb, transport
 from ._pb import gateway
+from .sources import ALLOW_NETWORK, FETCH_CACHE, Source, pinned_sources, verify_git_sources  # noqa: F401
 
 SIGNING_SECRET = "signing-key"  # `--secret id=signing-key,src=melange.rsa`
 SECRET_PATH = "/run/secrets/signing-key"
 WORKSPACE = "/home/build"
-FETCH_CACHE = "/var/cache/melange"
-ALLOW_NETWORK = "DISTROLESS_ALLOW_NETWORK"  # build arg: unpinned fetches and git-checkout run with network
 NAMESPACE = "DISTROLESS_NAMESPACE"  # build arg: the packages' maintainer (`--namespace`)
 # build arg: the key's name in `.SIGN.RSA256.<name>.pub` (the CLI takes it from the key's file name;
 # BuildKit shows a secret under its id only). melange's default name.
@@ -107,62 +106,6 @@ def target_archs(req: Request, recipe: s.Recipe, default: str) -> tuple[str, ...
     if targets:
         return tuple(dict.fromkeys(to_apk(parse_arch(t)) for t in targets))
     return (to_apk(parse_arch(default)),)
-
-
-# --- sources ---------------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    cache_name: str  # the file name the fetch pipeline looks for under /var/cache/melange
-    digest: str  # the hex the step's script names
-    state: llb.State
-
-
-def _walk(steps: Sequence[s.Step]) -> Iterator[s.Step]:
-    for st in steps:
-        yield st
-        yield from _walk(st.pipeline)
-
-
-def compiled_steps(compiled: CompiledRecipe) -> Iterator[s.Step]:
-    r = compiled.recipe
-    yield from _walk(r.pipeline)
-    for sp in r.subpackages:
-        yield from _walk(sp.pipeline)
-
-
-def pinned_sources(compiled: CompiledRecipe, filename: str, allow_network: bool, no_cache: bool) -> list[Source]:
-    """The recipe's `fetch` steps as BuildKit http sources; what the recipe does not pin is refused
-    unless the network is allowed (then the step downloads it itself, as the CLI does)."""
-    out: dict[str, Source] = {}
-    for st in compiled_steps(compiled):
-        w = dict(st.with_ or {})
-        if st.uses == "fetch":
-            uri = w.get("uri", "")
-            if w.get("expected-sha256"):
-                hexd = w["expected-sha256"].lower()
-                name = f"sha256:{hexd}"
-                state = llb.http(uri, checksum=name, filename=name, perm=0o644, ignore_cache=no_cache,
-                                 name=f"fetch {uri} (expected sha256:{hexd})")
-            elif w.get("expected-sha512"):
-                # BuildKit verifies sha256 only: the download is keyed by its URL, and the step's
-                # sha512sum check (the pipeline's own) refuses other bytes before anything uses them
-                hexd = w["expected-sha512"].lower()
-                name = f"sha512:{hexd}"
-                state = llb.http(uri, filename=name, perm=0o644, ignore_cache=no_cache,
-                                 name=f"fetch {uri} (expected sha512:{hexd}, checked by the step)")
-            elif allow_network:
-                continue
-            else:
-                raise DistrolessError(
-                    f"{filename}: fetch {uri}: no expected-sha256 or expected-sha512; the frontend builds "
-                    f"from pinned sources only (--build-arg {ALLOW_NETWORK}=true lets the step download it)")
-            out.setdefault(name, Source(name, hexd, state))
-        elif st.uses == "git-checkout" and not allow_network:
-            raise DistrolessError(
-                f"{filename}: git-checkout {w.get('repository', '')}: not yet a BuildKit git source in the "
-                f"frontend; --build-arg {ALLOW_NETWORK}=true lets the step clone it")
-    return list(out.values())
 
 
 # --- the graph -------------------------------------------------------------------------------
@@ -243,8 +186,8 @@ def run_steps(environment: BuildEnvironment, ws: llb.State, compiled: CompiledRe
     for pkg in compiled.packages:
         for step in pkg.steps:
             mounts = [llb.Mount(WORKSPACE, ws), llb.Mount("/tmp", kind="tmpfs")]
-            mounts += [llb.Mount(f"{FETCH_CACHE}/{src.cache_name}", src.state, selector=f"/{src.cache_name}",
-                                 readonly=True) for src in sources if src.digest in step.script]
+            mounts += [llb.Mount(f"{FETCH_CACHE}/{src.cache_name}", src.state, selector=src.selector, readonly=True)
+                       for src in sources if src.digest in step.script]
             run = environment.root.run([environment.shell, "-c", step.script],
                                        env=sorted_env({**container, **step.environment}),
                                cwd=WORKSPACE, user=f"{BUILD_UID}:{BUILD_UID}", mounts=mounts,
@@ -356,6 +299,7 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv, gw, data: byt
         except ConfigError as e:
             raise located(e, file) from None
         sources = pinned_sources(compiled, req.filename, req.allow_network, req.no_cache)
+        verify_git_sources(gw, sources, req.filename)
         if compiled.environment.contents.repositories:
             environment = BuildEnvironment(package_environment(gw, env, tool, recipe_in, compiled.arch, req, mergeop,
                                                                events), ENV_SHELL, packages=True)
