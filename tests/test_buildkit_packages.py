@@ -408,6 +408,23 @@ def test_an_environment_from_packages_is_the_image_modes_nodes(tmp_path, fronten
     assert cli.returncode == 0, cli.stderr[-3000:]
     assert apks(tmp_path / "bk") == apks(tmp_path / "cli")
 
+    # a second recipe whose environment also has the package the first build made, its repository
+    # a named build context (the first build's output directory)
+    second = tmp_path / "second"
+    (second / "ctx").mkdir(parents=True)
+    shutil.copy(f"{key}.pub", second / "ctx" / "melange.rsa.pub")
+    text = (ENV_RECIPE.replace("env-demo", "env-user")
+            .replace(f"repositories: [{{repo}}]", "repositories: [{repo}, built]")
+            .replace("keyring: [{repo}/repo.rsa.pub]", "keyring: [{repo}/repo.rsa.pub, melange.rsa.pub]")
+            .replace("packages: [busybox]", "packages: [busybox, env-demo]")
+            .replace('cat /etc/apk/world > "$d/world"', 'cp /usr/share/env-demo/shell "$d/from-env-demo"'))
+    (second / "user.yaml").write_text(f"# syntax={frontend}\n" + text.format(repo=env_repo.url))
+    r = buildx_packages(docker, second / "user.yaml", second / "ctx", second / "out", key, "--build-context",
+                        f"built={tmp_path / 'bk'}")
+    assert "[x86_64] build environment: metadata step: 3 packages (x86_64)" in uncached(r.stderr), r.stderr
+    with tarfile.open(second / "out" / "x86_64" / "env-user-1.0.0-r0.apk") as tf:
+        assert tf.extractfile("usr/share/env-user/from-env-demo").read() == b"/bin/busybox\n"
+
 
 TOOLCHAIN_PACKAGES = "bash,gcc,libc6-dev,openssl"
 
