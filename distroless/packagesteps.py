@@ -225,18 +225,18 @@ def _dotenv(path: str | None) -> dict[str, str]:
     return data
 
 
-def _recipe_input(args: argparse.Namespace, path: str = ""):
+def _recipe_input(args: argparse.Namespace):
     from distroless.melange.stages import RecipeInput
 
-    path = path or args.recipe
-    return RecipeInput(Path(path).read_bytes(), args.recipe_name or Path(path).name, _dotenv(args.env_json))
+    return RecipeInput(Path(args.recipe).read_bytes(), args.recipe_name or Path(args.recipe).name,
+                       _dotenv(args.env_json))
 
 
 def recipe_environment(args: argparse.Namespace):
-    """`metadata --melange-recipe`: the recipe's build environment for `--arch` is the config."""
+    """A recipe's build environment for `--arch` as the engine's config (`melange-metadata`)."""
     from distroless.arch import parse, to_apk
 
-    return _recipe_input(args, args.melange_recipe).environment(to_apk(parse(args.arch)), _epoch(args.source_date_epoch))
+    return _recipe_input(args).environment(to_apk(parse(args.arch)), _epoch(args.source_date_epoch))
 
 
 def _key(path: str | None) -> Path | None:

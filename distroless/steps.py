@@ -135,10 +135,6 @@ def _step_config(args: argparse.Namespace):
     `--config-name` — from its bytes under that name, as the BuildKit frontend reads it."""
     from distroless.config import Overrides, load_image_config, load_image_config_bytes
 
-    if args.melange_recipe:
-        from distroless.packagesteps import recipe_environment
-
-        return recipe_environment(args)
     ov = Overrides(archs=tuple(args.config_arch), include_paths=tuple(args.include_path),
                    source_date_epoch=epoch.parse(args.source_date_epoch, "--source-date-epoch"))
     if args.config_name:
@@ -211,24 +207,35 @@ def metadata_layer(loaded, ps, arch: str, expanded, out: Path, *, lock_world: bo
 
 
 def cmd_metadata(args: argparse.Namespace) -> int:
-    loaded = _step_config(args)
+    return metadata_step(_step_config(args), args, config_name=args.config_name)
+
+
+def metadata_step(loaded, args: argparse.Namespace, *, config_name: str = "", lock_world: bool = True) -> int:
+    """The metadata layer of `loaded` over the locked packages (`--apk` or `--expanded`)."""
     arch = _oci_arch(args.arch)
-    ps, pins = _locked_pins(loaded, args.lock, args.lock_name or args.lock, arch, args.config_name)
+    ps, pins = _locked_pins(loaded, args.lock, args.lock_name or args.lock, arch, config_name)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.expanded:
         expanded = [load_expanded(d) for d in args.expanded]
         _check_wiring(pins, expanded)
-        metadata_layer(loaded, ps, arch, expanded, out, lock_world=not args.melange_recipe)
+        metadata_layer(loaded, ps, arch, expanded, out, lock_world=lock_world)
     else:
         work = Path(tempfile.mkdtemp(prefix="metadata-", dir=args.work or None))
         try:
-            metadata_layer(loaded, ps, arch, expand_pinned(pins, args.apk, work), out,
-                           lock_world=not args.melange_recipe)
+            metadata_layer(loaded, ps, arch, expand_pinned(pins, args.apk, work), out, lock_world=lock_world)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     print(f"{arch}: metadata layer over {len(pins)} packages", file=sys.stderr)
     return 0
+
+
+def cmd_melange_metadata(args: argparse.Namespace) -> int:
+    """`metadata` over a melange recipe's build environment, its world as written (as `package
+    build` installs it): the frontend's environment from packages."""
+    from distroless.packagesteps import recipe_environment
+
+    return metadata_step(recipe_environment(args), args, lock_world=False)
 
 
 def _check_wiring(pins, expanded) -> None:
@@ -507,6 +514,17 @@ def cmd_load(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+def _metadata_args(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--lock", required=True)
+    s.add_argument("--lock-name", default="", help="the lock's name in messages")
+    s.add_argument("--arch", required=True)
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--apk", nargs="*", default=[], metavar="APK", help="verified and expanded here, in lock order")
+    g.add_argument("--expanded", nargs="*", default=[], metavar="DIR", help="`expand` outputs, in lock order")
+    s.add_argument("--work", default="", help="scratch directory for expansions (default: $TMPDIR)")
+    s.add_argument("--out", required=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python3 -m distroless.steps", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -532,22 +550,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_expand)
 
     s = sub.add_parser("metadata", help="config + packages → the metadata layer of a layer-per-package image")
-    g = s.add_mutually_exclusive_group(required=True)
-    g.add_argument("--config")
-    g.add_argument("--melange-recipe", help="the config is this recipe's build environment (world as written)")
-    s.add_argument("--recipe-name", default="", help="the recipe's name in messages")
-    s.add_argument("--env-json", default="", help="the recipe's --env-file variables, a JSON object")
+    s.add_argument("--config", required=True)
     s.add_argument("--config-name", default="", help="load the file's bytes under this name (no includes)")
     s.add_argument("--config-arch", action="append", default=[], help="the archs the front door loaded")
     s.add_argument("--include-path", action="append", default=[])
-    s.add_argument("--lock", required=True)
-    s.add_argument("--lock-name", default="", help="the lock's name in messages")
-    s.add_argument("--arch", required=True)
-    g = s.add_mutually_exclusive_group()
-    g.add_argument("--apk", nargs="*", default=[], metavar="APK", help="verified and expanded here, in lock order")
-    g.add_argument("--expanded", nargs="*", default=[], metavar="DIR", help="`expand` outputs, in lock order")
-    s.add_argument("--work", default="", help="scratch directory for expansions (default: $TMPDIR)")
-    s.add_argument("--out", required=True)
+    _metadata_args(s)
     s.set_defaults(func=cmd_metadata)
 
     s = sub.add_parser("assemble", help="install expanded packages in lock order; write layer tars")
@@ -674,6 +681,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--namespace", default="unknown")
     s.add_argument("--env-root", default="", help="the build environment's root (its /etc/passwd names owners)")
     s.set_defaults(func=cmd_melange_pack)
+
+    s = sub.add_parser("melange-metadata", help="a recipe's build environment + packages → its metadata layer")
+    s.add_argument("--recipe", required=True)
+    s.add_argument("--recipe-name", default="", help="the recipe's name in messages (default: its file name)")
+    s.add_argument("--env-json", default="", help="a JSON object of --env-file variables")
+    _metadata_args(s)
+    s.set_defaults(func=cmd_melange_metadata)
 
     s = sub.add_parser("melange-index", help="the .apk files of a directory → its signed APKINDEX.tar.gz")
     s.add_argument("--dir", required=True)

@@ -293,9 +293,9 @@ def metadata_step(tool: llb.State, plat: llb.Platform, nodes: list[PackageNode],
     args = [sys.executable, "-m", "distroless.steps"]
     if sde is not None:
         args.append(f"--source-date-epoch={sde}")
-    config = ["--melange-recipe", "/in/recipe.yaml", "--recipe-name", config_name, "--env-json", "/in/env.json"] \
-        if recipe else ["--config", "/in/config.yaml", "--config-name", config_name]
-    args += ["metadata", *config, "--lock", "/in/lock.json",
+    config = ["melange-metadata", "--recipe", "/in/recipe.yaml", "--recipe-name", config_name, "--env-json",
+              "/in/env.json"] if recipe else ["metadata", "--config", "/in/config.yaml", "--config-name", config_name]
+    args += [*config, "--lock", "/in/lock.json",
              "--lock-name", lock_name, "--arch", arch, "--work", "/tmp", "--out", f"/out{meta_dir(arch)}"]
     args += [f"--config-arch={a}" for a in archs]
     # The inputs must key the step by their nodes' own cache keys (the downloads' pins), never by
