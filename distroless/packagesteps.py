@@ -232,6 +232,13 @@ def _recipe_input(args: argparse.Namespace):
                        _dotenv(args.env_json))
 
 
+def recipe_environment(args: argparse.Namespace):
+    """A recipe's build environment for `--arch` as the engine's config (`melange-metadata`)."""
+    from distroless.arch import parse, to_apk
+
+    return _recipe_input(args).environment(to_apk(parse(args.arch)), _epoch(args.source_date_epoch))
+
+
 def _key(path: str | None) -> Path | None:
     return Path(path) if path else None
 

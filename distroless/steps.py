@@ -36,7 +36,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -169,7 +168,7 @@ def expand_pinned(pins, apks: Sequence[str], work: Path, jobs: int = 4):
                              zip(pins, apks)))
 
 
-def metadata_layer(loaded, ps, arch: str, expanded, out: Path) -> None:
+def metadata_layer(loaded, ps, arch: str, expanded, out: Path, *, lock_world: bool = True) -> None:
     """config + expansions → the metadata layer of a layer-per-package image (everything the
     engine's root filesystem has that stacking the packages' data tars does not: installed
     database, world, accounts, /etc/apko.json, certificates, ld.so.cache, device nodes, directory
@@ -191,7 +190,7 @@ def metadata_layer(loaded, ps, arch: str, expanded, out: Path) -> None:
             loc = event.location
             warnings.append({"text": event.text, "file": loc.file if loc else "", "line": loc.line if loc else 0})
 
-    arch_fs = assemble_arch(loaded, ps, arch, expanded, events=Events(sink))
+    arch_fs = assemble_arch(loaded, ps, arch, expanded, lock_world=lock_world, events=Events(sink))
     tree = arch_fs.rootfs.tree
     users, groups = owner_names(tree)
     with atomic_output(out / "metadata.tar") as f:
@@ -207,23 +206,35 @@ def metadata_layer(loaded, ps, arch: str, expanded, out: Path) -> None:
 
 
 def cmd_metadata(args: argparse.Namespace) -> int:
-    loaded = _step_config(args)
+    return metadata_step(_step_config(args), args, config_name=args.config_name)
+
+
+def metadata_step(loaded, args: argparse.Namespace, *, config_name: str = "", lock_world: bool = True) -> int:
+    """The metadata layer of `loaded` over the locked packages (`--apk` or `--expanded`)."""
     arch = _oci_arch(args.arch)
-    ps, pins = _locked_pins(loaded, args.lock, args.lock_name or args.lock, arch, args.config_name)
+    ps, pins = _locked_pins(loaded, args.lock, args.lock_name or args.lock, arch, config_name)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.expanded:
         expanded = [load_expanded(d) for d in args.expanded]
         _check_wiring(pins, expanded)
-        metadata_layer(loaded, ps, arch, expanded, out)
+        metadata_layer(loaded, ps, arch, expanded, out, lock_world=lock_world)
     else:
         work = Path(tempfile.mkdtemp(prefix="metadata-", dir=args.work or None))
         try:
-            metadata_layer(loaded, ps, arch, expand_pinned(pins, args.apk, work), out)
+            metadata_layer(loaded, ps, arch, expand_pinned(pins, args.apk, work), out, lock_world=lock_world)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     print(f"{arch}: metadata layer over {len(pins)} packages", file=sys.stderr)
     return 0
+
+
+def cmd_melange_metadata(args: argparse.Namespace) -> int:
+    """`metadata` over a melange recipe's build environment, its world as written (as `package
+    build` installs it): the frontend's environment from packages."""
+    from distroless.packagesteps import recipe_environment
+
+    return metadata_step(recipe_environment(args), args, lock_world=False)
 
 
 def _check_wiring(pins, expanded) -> None:
@@ -413,93 +424,18 @@ def cmd_sbom(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- sign, verify, push, load
 
 
-def _password(args: argparse.Namespace) -> bytes | None:
-    if not args.password_file:
-        return None
-    data = Path(args.password_file).read_bytes()
-    return data[:-1] if data.endswith(b"\n") else data  # a file written by `echo` ends in a newline
-
-
-def cmd_sign(args: argparse.Namespace) -> int:
-    from distroless import epoch, hostenv
-    from distroless.sign import dsse, keys, layout
-
-    key = keys.read_private_key(args.key, _password(args) if args.password_file else hostenv.key_password)
-    out = Path(args.out)
-    work = staging(out)
-    try:
-        signed = work / "layout"
-        shutil.copytree(args.layout, signed, symlinks=False)
-        for p in signed.rglob("*"):  # inputs are read-only; the copy is ours to extend
-            os.chmod(p, 0o755 if p.is_dir() else 0o644)
-        os.chmod(signed, 0o755)
-        subject, _ = layout.sign_layout(signed, key, identity=args.identity or None)
-        for predicate in args.attest:
-            ptype = dsse.predicate_type_uri(args.attest_type)
-            pred = dsse.predicate_for(args.attest_type, Path(predicate).read_bytes(), Path(predicate).name,
-                                      timestamp=hostenv.predicate_timestamp(epoch.parse(args.source_date_epoch,
-                                                                                         "--source-date-epoch")))
-            layout.attest_layout(signed, key, ptype, pred)
-        publish_dir(signed, out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    print(f"signed {subject.digest}")
-    return 0
-
-
-def cmd_verify(args: argparse.Namespace) -> int:
-    from distroless.sign import keys, layout
-
-    pub = keys.read_public_key(args.key)
-    subject, ok = layout.verify_layout(args.layout, pub)
-    print(f"{args.layout}: {len(ok)} valid signature(s) for {subject.digest}")
-    if args.attestations:
-        _, atts = layout.verify_layout_attestations(args.layout, pub)
-        print(f"{args.layout}: {len(atts)} valid attestation(s)")
-    return 0
-
-
-def cmd_push(args: argparse.Namespace) -> int:
-    from distroless import hostenv
-    from distroless.registry.client import RegistryClient
-    from distroless.registry.reference import parse_reference
-    from distroless.sign.push import push_layout
-
-    ref = parse_reference(args.ref)
-    client = RegistryClient(ref.registry, insecure=True if args.insecure else None,
-                            docker_config=hostenv.docker_config())
-    result = push_layout(args.layout, ref, client=client,
-                         log=lambda m: print(m, file=sys.stderr))
-    print(f"{ref.name}@{result.digest}")
-    return 0
-
-
-def cmd_load(args: argparse.Namespace) -> int:
-    from distroless.oci.dockerarchive import write_docker_archive, write_docker_archive_to
-    from distroless.sign.layout import find_subject
-    from distroless.oci.layout import load_image, load_index
-    from distroless.oci.image import Index, OCI_INDEX
-
-    ls = find_subject(args.layout)
-    if ls.subject.media_type == OCI_INDEX or "index" in ls.subject.media_type:
-        index = load_index(args.layout, ls.subject)
-    else:
-        im = load_image(args.layout, ls.subject)
-        index = Index(b"", (im,))
-    if args.out:
-        write_docker_archive(args.out, index, args.tag)
-        print(f"{args.out}: docker archive of {', '.join(args.tag)}")
-        return 0
-    proc = subprocess.Popen([args.docker, "load"], stdin=subprocess.PIPE)
-    assert proc.stdin is not None
-    try:
-        write_docker_archive_to(proc.stdin, index, args.tag)
-    finally:
-        proc.stdin.close()
-    return proc.wait()
-
-
 # --------------------------------------------------------------------------- parser
+
+
+def _metadata_args(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--lock", required=True)
+    s.add_argument("--lock-name", default="", help="the lock's name in messages")
+    s.add_argument("--arch", required=True)
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--apk", nargs="*", default=[], metavar="APK", help="verified and expanded here, in lock order")
+    g.add_argument("--expanded", nargs="*", default=[], metavar="DIR", help="`expand` outputs, in lock order")
+    s.add_argument("--work", default="", help="scratch directory for expansions (default: $TMPDIR)")
+    s.add_argument("--out", required=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -531,14 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config-name", default="", help="load the file's bytes under this name (no includes)")
     s.add_argument("--config-arch", action="append", default=[], help="the archs the front door loaded")
     s.add_argument("--include-path", action="append", default=[])
-    s.add_argument("--lock", required=True)
-    s.add_argument("--lock-name", default="", help="the lock's name in messages")
-    s.add_argument("--arch", required=True)
-    g = s.add_mutually_exclusive_group()
-    g.add_argument("--apk", nargs="*", default=[], metavar="APK", help="verified and expanded here, in lock order")
-    g.add_argument("--expanded", nargs="*", default=[], metavar="DIR", help="`expand` outputs, in lock order")
-    s.add_argument("--work", default="", help="scratch directory for expansions (default: $TMPDIR)")
-    s.add_argument("--out", required=True)
+    _metadata_args(s)
     s.set_defaults(func=cmd_metadata)
 
     s = sub.add_parser("assemble", help="install expanded packages in lock order; write layer tars")
@@ -579,6 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", action="append", default=[])
     s.add_argument("--out-dir", required=True)
     s.set_defaults(func=cmd_sbom)
+
+    from distroless.publishsteps import cmd_load, cmd_push, cmd_sign, cmd_verify
 
     s = sub.add_parser("sign", help="copy a layout and sign (and attest) it")
     s.add_argument("--key", required=True)
@@ -665,6 +596,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--namespace", default="unknown")
     s.add_argument("--env-root", default="", help="the build environment's root (its /etc/passwd names owners)")
     s.set_defaults(func=cmd_melange_pack)
+
+    s = sub.add_parser("melange-metadata", help="a recipe's build environment + packages → its metadata layer")
+    s.add_argument("--recipe", required=True)
+    s.add_argument("--recipe-name", default="", help="the recipe's name in messages (default: its file name)")
+    s.add_argument("--env-json", default="", help="a JSON object of --env-file variables")
+    _metadata_args(s)
+    s.set_defaults(func=cmd_melange_metadata)
 
     s = sub.add_parser("melange-index", help="the .apk files of a directory → its signed APKINDEX.tar.gz")
     s.add_argument("--dir", required=True)

@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
     ("rootfs", frozenset({"rootfs"})),
     ("engine", frozenset({"packages", "resolvecache", "assembly", "layers", "overlay", "imagebuild", "sign", "melange",
                          "baseimage"})),
-    ("front doors", frozenset({"cli", "buildkit", "steps", "packagesteps", "stepio", "hostenv", "__main__", "resources"})),
+    ("front doors", frozenset({"cli", "buildkit", "steps", "packagesteps", "publishsteps", "stepio", "hostenv", "__main__", "resources"})),
 ]
 FRONT_DOORS = LAYERS[-1][1]
 # Pure layers: the root filesystem and the resolver work on bytes they are given, never fetch.

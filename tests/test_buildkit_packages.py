@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -328,10 +329,23 @@ def test_runc_and_bubblewrap_give_steps_the_same_sandbox(tmp_path, frontend, pee
     assert apks(tmp_path / "bk") == apks(tmp_path / "cli")
 
 
-def test_bake_packages_then_the_image_from_named_contexts(tmp_path, frontend, peers) -> None:
-    """examples/bake: the two recipes as packages (`bake packages`), then the image whose
-    repositories are those directories as named build contexts (`bake image`); the image has both
-    packages' files and records them as installed."""
+def bake_uncached(log: str, targets: tuple[str, ...]) -> list[str]:
+    """`uncached` over a bake's log, whose vertex names carry their target (`[image x86_64] pack
+    …`, `[certs internal] …`, `[hello] resolve image config …`): the target is taken out first."""
+    alt = "|".join(map(re.escape, targets))
+
+    def untarget(m: re.Match) -> str:
+        rest = m.group("rest")
+        return f"{m.group('num')} [{rest}] " if rest else f"{m.group('num')} "
+
+    return uncached(re.sub(rf"^(?P<num>#\d+) \[(?:{alt})(?: (?P<rest>[^\]]+))?\] ", untarget, log, flags=re.M))
+
+
+def test_one_bake_builds_the_packages_and_the_image_that_runs(tmp_path, frontend, toolchain, peers) -> None:
+    """examples/bake in ONE `docker buildx bake`: the three recipes are `target:` contexts of the
+    image target, so the packages and the image are one graph (BuildKit's default provenance
+    attestation on); the image runs, and a second bake is all cached. `bake packages` writes the
+    same recipes out as signed repositories."""
     import io
 
     root = tmp_path / "examples"
@@ -341,30 +355,128 @@ def test_bake_packages_then_the_image_from_named_contexts(tmp_path, frontend, pe
     subprocess.run([sys.executable, "-m", "distroless", "keygen", str(bake / "melange.rsa"), "--key-size", "2048"],
                    check=True, capture_output=True)
     docker = peers.docker26
-    tag = f"distroless/demo-bake:{os.getpid()}"
+    tag = f"distroless/demo-bake:14-{os.getpid()}"
+
+    # an epoch of this run's own: the daemon's cache outlives test runs, and the first bake must
+    # run every step (SOURCE_DATE_EPOCH is in each step's environment)
+    sde = str(1700000000 + os.getpid())
 
     def run_bake(*args: str) -> str:
         r = subprocess.run([docker.cli, "buildx", "bake", "--progress=plain", *args], cwd=bake,
-                           env=docker.env(FRONTEND=frontend), capture_output=True, text=True, timeout=600)
+                           env=docker.env(FRONTEND=frontend, TOOLCHAIN=toolchain, SOURCE_DATE_EPOCH=sde),
+                           capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr[-4000:]
         return r.stderr
 
-    log = run_bake("packages")
-    assert "x86_64] pack demo-baselayout" in log and "x86_64] pack ca-certificates-bundle" in log
+    targets = ("baselayout", "certs", "hello", "image")
+    log = run_bake("--load", "--set", f"image.tags={tag}")
+    ran = bake_uncached(log, targets)
+    # the recipes' steps ran in the image's build (bake evaluates a `target:` context there)
+    for step in ("[x86_64] pack demo-baselayout", "[x86_64] pack ca-certificates-bundle",
+                 "[x86_64] demo-hello: compile", "[x86_64] pack demo-hello", "metadata step: 3 packages (amd64)"):
+        assert step in ran, (step, ran)
+    assert "[image x86_64] demo-hello: compile" in log
+    try:
+        r = docker.run("run", "--rm", "--network", "none", tag)
+        assert "Hello from distroless" in r.stdout
+        cid = docker.run("create", tag).stdout.strip()
+        try:
+            data = subprocess.run([docker.cli, "export", cid], env=docker.env(), capture_output=True,
+                                  check=True).stdout
+        finally:
+            docker.run("rm", cid, check=False)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+            installed = tf.extractfile("usr/lib/apk/db/installed").read().decode()
+        for pkg in ("demo-baselayout", "ca-certificates-bundle", "demo-hello"):
+            assert f"P:{pkg}\n" in installed
+        again = run_bake("--load", "--set", f"image.tags={tag}")
+        assert bake_uncached(again, targets) == [], again
+    finally:
+        docker.run("rmi", "-f", tag, check=False)
+    run_bake("packages")
     verify([*sorted((bake / "out").glob("*/x86_64/*.apk")), *sorted((bake / "out").glob("*/x86_64/APKINDEX.tar.gz"))],
            bake / "melange.rsa")
-    run_bake("image", "--load", "--set", f"image.tags={tag}")
-    cid = docker.run("create", tag, "/no-command").stdout.strip()  # the image has no command of its own
-    try:
-        data = subprocess.run([docker.cli, "export", cid], env=docker.env(), capture_output=True, check=True).stdout
-    finally:
-        docker.run("rm", cid, check=False)
-        docker.run("rmi", "-f", tag, check=False)
-    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
-        names = set(tf.getnames())
-        assert {"etc/ssl/certs/ca-certificates.crt", "etc/os-release", "etc/passwd"} <= names
-        installed = tf.extractfile("usr/lib/apk/db/installed").read().decode()
-    assert "P:demo-baselayout\n" in installed and "P:ca-certificates-bundle\n" in installed
+    assert sorted(p.name for p in (bake / "out").iterdir()) == ["baselayout", "certs", "hello"]
+
+
+ENV_RECIPE = """\
+package:
+  name: env-demo
+  version: 1.0.0
+  epoch: 0
+  description: built in an environment installed from packages
+  copyright:
+    - license: Apache-2.0
+environment:
+  contents:
+    repositories: [{repo}]
+    keyring: [{repo}/repo.rsa.pub]
+    packages: [busybox]
+pipeline:
+  - name: probe
+    runs: |
+      d="${{{{targets.destdir}}}}/usr/share/env-demo"
+      mkdir -p "$d"
+      readlink /proc/$$/exe > "$d/shell"
+      cat /etc/os-release > "$d/os-release"
+      cat /etc/apk/world > "$d/world"
+"""
+
+
+@pytest.fixture(scope="module")
+def env_repo(tmp_path_factory, peers):
+    """The image tests' signed repository (test-base, a static busybox), its key served beside it."""
+    from imagerepo import make_repo
+
+    root = tmp_path_factory.mktemp("envrepo")
+    repo_dir, pub = make_repo(root, peers.busybox, ("x86_64",), fixed_key=True)
+    shutil.copy(pub, repo_dir / "repo.rsa.pub")
+    server = StaticServer(repo_dir).start()
+    yield server
+    server.stop()
+
+
+def test_an_environment_from_packages_is_the_image_modes_nodes(tmp_path, frontend, peers, key, env_repo) -> None:
+    """`environment.contents.repositories`: the steps run in busybox's environment (its shell, the
+    base package's os-release), installed by the image mode's nodes; the APK equals the CLI's
+    (bubblewrap in the same environment) and a second build is all cached."""
+    recipe, ctx = steps_recipe(tmp_path, frontend, ENV_RECIPE.format(repo=env_repo.url))
+    docker = peers.docker26
+    r = buildx_packages(docker, recipe, ctx, tmp_path / "bk", key)
+    ran = uncached(r.stderr)
+    for name in ("expand busybox-1.36.1-r0", "expand test-base-1.0-r0",
+                 "[x86_64] build environment: metadata step: 2 packages (x86_64)", "[x86_64] env-demo: probe"):
+        assert name in ran, (name, ran)
+    apk = tmp_path / "bk" / "x86_64" / "env-demo-1.0.0-r0.apk"
+    with tarfile.open(apk) as tf:
+        probe = {n: tf.extractfile(f"usr/share/env-demo/{n}").read().decode() for n in ("shell", "os-release", "world")}
+    assert probe == {"shell": "/bin/busybox\n", "os-release": 'ID=testos\nNAME="Test OS"\nVERSION_ID=1.0\n',
+                     "world": "busybox\n"}, probe
+    again = buildx_packages(docker, recipe, ctx, tmp_path / "bk2", key)
+    assert uncached(again.stderr) == [], again.stderr
+    env = {**os.environ, "SOURCE_DATE_EPOCH": SDE}
+    cli = subprocess.run([sys.executable, "-m", "distroless", "package", "build", str(recipe), "--source-dir", str(ctx),
+                          "--out-dir", str(tmp_path / "cli"), "--signing-key", str(key),
+                          "--apk-cache-dir", str(tmp_path / "apk-cache")], env=env, capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    assert apks(tmp_path / "bk") == apks(tmp_path / "cli")
+
+    # a second recipe whose environment also has the package the first build made, its repository
+    # a named build context (the first build's output directory)
+    second = tmp_path / "second"
+    (second / "ctx").mkdir(parents=True)
+    shutil.copy(f"{key}.pub", second / "ctx" / "melange.rsa.pub")
+    text = (ENV_RECIPE.replace("env-demo", "env-user")
+            .replace("repositories: [{repo}]", "repositories: [{repo}, built]")
+            .replace("keyring: [{repo}/repo.rsa.pub]", "keyring: [{repo}/repo.rsa.pub, melange.rsa.pub]")
+            .replace("packages: [busybox]", "packages: [busybox, env-demo]")
+            .replace('cat /etc/apk/world > "$d/world"', 'cp /usr/share/env-demo/shell "$d/from-env-demo"'))
+    (second / "user.yaml").write_text(f"# syntax={frontend}\n" + text.format(repo=env_repo.url))
+    r = buildx_packages(docker, second / "user.yaml", second / "ctx", second / "out", key, "--build-context",
+                        f"built={tmp_path / 'bk'}")
+    assert "[x86_64] build environment: metadata step: 3 packages (x86_64)" in uncached(r.stderr), r.stderr
+    with tarfile.open(second / "out" / "x86_64" / "env-user-1.0.0-r0.apk") as tf:
+        assert tf.extractfile("usr/share/env-user/from-env-demo").read() == b"/bin/busybox\n"
 
 
 TOOLCHAIN_PACKAGES = "bash,gcc,libc6-dev,openssl"

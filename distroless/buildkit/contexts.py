@@ -2,12 +2,14 @@
 LLB states, so a graph can read from another build's result in the same invocation.
 
 buildx hands a context over as the option `context:NAME`: `local:DIR` (a directory the client
-sends, `local-sessionid:DIR` naming its session) or `docker-image://REF`; `input:KEY` (another bake
-target's graph) is refused, see `NamedContexts.state`.
+sends, `local-sessionid:DIR` naming its session), `input:KEY` (another bake target's graph, among
+the frontend's inputs: `llb.from_definition` embeds it with its ops' bytes and cache flags) or
+`docker-image://REF`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from distroless.errors import DistrolessError
@@ -18,6 +20,7 @@ from . import llb, transport
 @dataclass(slots=True)
 class NamedContexts:
     env: transport.FrontendEnv
+    inputs: Callable[[str], llb.State | None] = lambda key: None  # the frontend's inputs by key
 
     def names(self) -> set[str]:
         return {k.split(":", 1)[1].split("::", 1)[0] for k in self.env.opts if k.startswith("context:")}
@@ -32,12 +35,10 @@ class NamedContexts:
             return llb.local(ref, session_id=session, shared_key_hint=ref, differ="none",
                              custom_name=f"[internal] load build context {name}")
         if kind == "input":
-            # Another build's graph (bake `target:`) embedded here makes dockerd 26.1's BuildKit
-            # (v0.13) panic while it records provenance (solver/jobs.go walkProvenance), taking the
-            # daemon down: refused until a daemon that survives it is tested.
-            raise DistrolessError(
-                f"build context {name}: a bake target as a repository is not supported (BuildKit 0.13 crashes "
-                f"on it); build the packages first (-o type=local,dest=DIR) and pass --build-context {name}=DIR")
+            state = self.inputs(ref)
+            if state is None:
+                raise DistrolessError(f"build context {name}: input {ref!r} is not among the frontend's inputs")
+            return state
         if value.startswith("docker-image://"):
             return llb.image(value[len("docker-image://"):], name=f"[internal] build context {name}")
-        raise DistrolessError(f"build context {name}={value!r}: expected a directory or an image")
+        raise DistrolessError(f"build context {name}={value!r}: expected a directory, a bake target or an image")

@@ -125,8 +125,9 @@ class Gateway:
             self._inputs = {k: llb.from_definition(d) for k, d in defs.items()}
         return self._inputs.get(key)
 
-    def solve(self, state: llb.State) -> str:
-        return transport.ref_id(self.bridge.solve(state.marshal(), cache_imports=self.req.cache_imports))
+    def solve(self, state: llb.State, *, evaluate: bool = False) -> str:
+        return transport.ref_id(self.bridge.solve(state.marshal(), cache_imports=self.req.cache_imports,
+                                                  evaluate=evaluate))
 
     def read_all(self, ref: str, path: str) -> bytes:
         chunks, offset = [], 0
@@ -284,13 +285,17 @@ def step_inputs(tool: llb.State, files: dict[str, bytes]) -> llb.State:
 
 def metadata_step(tool: llb.State, plat: llb.Platform, nodes: list[PackageNode], inputs: llb.State, *,
                   config_name: str, lock_name: str, archs: tuple[str, ...], arch: str, sde: int | None,
-                  no_cache: bool, by_key_only: bool = False) -> llb.State:
+                  no_cache: bool, by_key_only: bool = False, recipe: bool = False) -> llb.State:
     """The engine's `metadata` step as an ExecOp, cached by its inputs (the downloads by their
-    pins), so a warm build (or one from `--cache-from`) neither downloads nor expands a package."""
+    pins), so a warm build (or one from `--cache-from`) neither downloads nor expands a package.
+    The config is the image YAML at /in/config.yaml, or (`recipe`) the build environment of the
+    melange recipe at /in/recipe.yaml with its variables in /in/env.json."""
     args = [sys.executable, "-m", "distroless.steps"]
     if sde is not None:
         args.append(f"--source-date-epoch={sde}")
-    args += ["metadata", "--config", "/in/config.yaml", "--config-name", config_name, "--lock", "/in/lock.json",
+    config = ["melange-metadata", "--recipe", "/in/recipe.yaml", "--recipe-name", config_name, "--env-json",
+              "/in/env.json"] if recipe else ["metadata", "--config", "/in/config.yaml", "--config-name", config_name]
+    args += [*config, "--lock", "/in/lock.json",
              "--lock-name", lock_name, "--arch", arch, "--work", "/tmp", "--out", f"/out{meta_dir(arch)}"]
     args += [f"--config-arch={a}" for a in archs]
     # The inputs must key the step by their nodes' own cache keys (the downloads' pins), never by
@@ -305,8 +310,9 @@ def metadata_step(tool: llb.State, plat: llb.Platform, nodes: list[PackageNode],
     if nodes:
         args += ["--apk", *(f"/apk/{i:04d}/{n.filename}" for i, n in enumerate(nodes))]
     env = {"PYTHONPATH": os.environ.get("PYTHONPATH", ""), "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": "/tmp"}
+    what = f"[{arch}] build environment: " if recipe else ""
     run = tool.with_platform(plat).run(args, env=env, mounts=mounts, network="none",
-                                       name=f"metadata step: {len(nodes)} packages ({arch})", ignore_cache=no_cache)
+                                       name=f"{what}metadata step: {len(nodes)} packages ({arch})", ignore_cache=no_cache)
     return run.mount("/out")
 
 
@@ -433,7 +439,7 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv) -> gateway.Re
         raise located(e, file) from None
     lock_name = Path(req.filename).stem + ".lock.json"
     events = frontend_events(bridge, file, gw.spec_digest, sys.stderr)
-    contexts = context_repositories(loaded, NamedContexts(env))
+    contexts = context_repositories(loaded, NamedContexts(env, gw.input))
     ps = package_set(gw, env, loaded, lock_bytes, lock_name, req.filename, events, contexts)
     mergeop = bridge.caps.supports_llb("mergeop") if bridge.caps else False
     if lock_bytes is None:  # the resolution made here, handed to the step as a lock

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -184,6 +186,25 @@ def image(ref: str, *, platform: Platform | str | None = None, resolve_mode: str
     return _source("docker-image://" + normalize_image_ref(ref), attrs, caps,
                    OpMeta(name, ignore_cache, location), wants_platform=True,
                    platform=_platform(platform))
+
+
+def git(url: str, ref: str = "", *, keep_git_dir: bool = False, name: str | None = None,
+        ignore_cache: bool = False, location: SourceLocation | None = None) -> State:
+    """A git checkout of `url` at `ref` (a branch, a tag, or a full commit id: then the cache key
+    needs no network). The id is `git://host/path#ref` for every protocol, the URL itself an attr
+    (as the Go client spells them)."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https", "git", "ssh") or not parsed.hostname:
+        raise ValueError(f"git source {url!r}: expected an http(s), git or ssh URL")
+    identifier = "git://" + parsed.netloc.rsplit("@", 1)[-1] + posixpath.join("/", parsed.path)
+    if ref:
+        identifier += "#" + ref
+    attrs = {"git.fullurl": url}
+    caps = {"source.git", "source.git.fullurl"}
+    if keep_git_dir:
+        attrs["git.keepgitdir"] = "true"
+        caps.add("source.git.keepgitdir")
+    return _source(identifier, attrs, caps, OpMeta(name, ignore_cache, location))
 
 
 def local(name: str, *, session_id: str | None = None, include_patterns: Sequence[str] = (),
@@ -673,11 +694,14 @@ def from_definition(definition: pb.Definition) -> State:
         body = pb.Op()
         body.CopyFrom(op)
         del body.inputs[:]
-        md = definition.metadata.get(digest)
-        name = md.description.get("llb.customname") if md is not None else None
-        caps = frozenset(k for k, v in md.caps.items() if v) if md is not None else frozenset()
+        md = definition.metadata.get(digest) or pb.OpMetadata()
+        caps = frozenset(k for k, v in md.caps.items() if v)
         inputs = tuple(Output(vertices[i.digest], i.index) for i in op.inputs)
-        # the body keeps its own platform field (if any): nothing to add at marshal time
-        vertices[digest] = Vertex(body, inputs, caps, OpMeta(name))
+        # The ops keep their bytes (so their digests) and their cache bypass: the same op loaded
+        # with and without ignore_cache by two builds of one bake (the other target evaluates its
+        # own graph meanwhile) is two vertices in BuildKit 0.13, and its provenance walk then
+        # meets a vertex that never ran and dies on a nil pointer (solver/jobs.go walkProvenance).
+        # The body keeps its own platform field (if any): nothing to add at marshal time.
+        vertices[digest] = Vertex(body, inputs, caps, OpMeta(md.description.get(CUSTOM_NAME), md.ignore_cache))
     out = output_of(definition)
     return State(Output(vertices[out.digest], out.index))

@@ -6,8 +6,11 @@ Graph, per architecture:
         (with `expected-sha512`, an http source the step verifies); it is mounted read-only where
         the fetch pipeline looks first (`/var/cache/melange/sha256:<hex>`), so the step's own
         script copies, verifies and extracts it with no network;
-  E     the build environment: with no repository (the CLI's host toolchain) the frontend's own
-        image, with the recipe's accounts written over its /etc/passwd and /etc/group;
+  E     the build environment: with `environment.contents.repositories`, the image mode's nodes
+        (each package a pinned download and its expansion, the engine's metadata step over the
+        recipe's environment, MergeOp where the daemon has it), resolved from the repositories'
+        indexes or named build contexts; with none (the CLI's host toolchain) the frontend's own
+        image (or DISTROLESS_TOOLCHAIN) with the recipe's accounts over its /etc/passwd and /etc/group;
   W_0   ExecOp in the frontend's image: the build context → the workspace, as `package build`
         copies it (`.melangeignore`, regular files, modes), owned by the build user;
   W_k   one ExecOp per step of the compiled pipeline (after `uses:` expansion and substitution,
@@ -24,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from distroless import epoch
@@ -39,12 +42,11 @@ from distroless.melange.stages import RecipeInput
 
 from . import llb, transport
 from ._pb import gateway
+from .sources import ALLOW_NETWORK, FETCH_CACHE, Source, pinned_sources, verify_git_sources  # noqa: F401
 
 SIGNING_SECRET = "signing-key"  # `--secret id=signing-key,src=melange.rsa`
 SECRET_PATH = "/run/secrets/signing-key"
 WORKSPACE = "/home/build"
-FETCH_CACHE = "/var/cache/melange"
-ALLOW_NETWORK = "DISTROLESS_ALLOW_NETWORK"  # build arg: unpinned fetches and git-checkout run with network
 NAMESPACE = "DISTROLESS_NAMESPACE"  # build arg: the packages' maintainer (`--namespace`)
 # build arg: the key's name in `.SIGN.RSA256.<name>.pub` (the CLI takes it from the key's file name;
 # BuildKit shows a secret under its id only). melange's default name.
@@ -63,9 +65,12 @@ REQUIRED_LLB_CAPS = ("constraints", "exec.meta.base", "exec.meta.network", "exec
                      "exec.mount.selector", "exec.mount.tmpfs", "file.base", "meta.description", "meta.ignorecache",
                      "platform", "source.http", "source.http.checksum", "source.http.perm", "source.image",
                      "source.local", "source.local.differ", "source.local.sessionid", "source.local.sharedkeyhint")
+GIT_LLB_CAPS = ("source.git", "source.git.fullurl", "source.git.keepgitdir")  # a recipe with git-checkout
 # build args that are ours or BuildKit's; every other one is an `--env-file`-style variable
 RESERVED_ARGS = frozenset({epoch.NAME, ALLOW_NETWORK, NAMESPACE, KEY_NAME, UNSIGNED, TOOLCHAIN})
 HOST_SHELL = "/bin/bash"  # the CLI's host-toolchain shell (recipes use `set -o pipefail`)
+ENV_SHELL = "/bin/sh"  # the CLI's shell in an environment built from packages
+ENV_ETC = "/env/etc"  # the environment's /etc in the pack step: its passwd and group name the owners
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,62 +116,6 @@ def target_archs(req: Request, recipe: s.Recipe, default: str) -> tuple[str, ...
     return (to_apk(parse_arch(default)),)
 
 
-# --- sources ---------------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    cache_name: str  # the file name the fetch pipeline looks for under /var/cache/melange
-    digest: str  # the hex the step's script names
-    state: llb.State
-
-
-def _walk(steps: Sequence[s.Step]) -> Iterator[s.Step]:
-    for st in steps:
-        yield st
-        yield from _walk(st.pipeline)
-
-
-def compiled_steps(compiled: CompiledRecipe) -> Iterator[s.Step]:
-    r = compiled.recipe
-    yield from _walk(r.pipeline)
-    for sp in r.subpackages:
-        yield from _walk(sp.pipeline)
-
-
-def pinned_sources(compiled: CompiledRecipe, filename: str, allow_network: bool, no_cache: bool) -> list[Source]:
-    """The recipe's `fetch` steps as BuildKit http sources; what the recipe does not pin is refused
-    unless the network is allowed (then the step downloads it itself, as the CLI does)."""
-    out: dict[str, Source] = {}
-    for st in compiled_steps(compiled):
-        w = dict(st.with_ or {})
-        if st.uses == "fetch":
-            uri = w.get("uri", "")
-            if w.get("expected-sha256"):
-                hexd = w["expected-sha256"].lower()
-                name = f"sha256:{hexd}"
-                state = llb.http(uri, checksum=name, filename=name, perm=0o644, ignore_cache=no_cache,
-                                 name=f"fetch {uri} (expected sha256:{hexd})")
-            elif w.get("expected-sha512"):
-                # BuildKit verifies sha256 only: the download is keyed by its URL, and the step's
-                # sha512sum check (the pipeline's own) refuses other bytes before anything uses them
-                hexd = w["expected-sha512"].lower()
-                name = f"sha512:{hexd}"
-                state = llb.http(uri, filename=name, perm=0o644, ignore_cache=no_cache,
-                                 name=f"fetch {uri} (expected sha512:{hexd}, checked by the step)")
-            elif allow_network:
-                continue
-            else:
-                raise DistrolessError(
-                    f"{filename}: fetch {uri}: no expected-sha256 or expected-sha512; the frontend builds "
-                    f"from pinned sources only (--build-arg {ALLOW_NETWORK}=true lets the step download it)")
-            out.setdefault(name, Source(name, hexd, state))
-        elif st.uses == "git-checkout" and not allow_network:
-            raise DistrolessError(
-                f"{filename}: git-checkout {w.get('repository', '')}: not yet a BuildKit git source in the "
-                f"frontend; --build-arg {ALLOW_NETWORK}=true lets the step clone it")
-    return list(out.values())
-
-
 # --- the graph -------------------------------------------------------------------------------
 
 def step_name(arch: str, pkg: str, step: RunnableStep) -> str:
@@ -187,6 +136,39 @@ def host_environment(tool: llb.State, compiled: CompiledRecipe, toolchain: str =
     return tool.file(action, name=f"[{compiled.arch}] build environment: {what} (host toolchain)")
 
 
+@dataclass(frozen=True, slots=True)
+class BuildEnvironment:
+    root: llb.State
+    shell: str
+    packages: bool  # built from packages (its /etc names the packages' owners), not the host toolchain
+
+
+def package_environment(gw, env: transport.FrontendEnv, tool: llb.State, recipe_in: RecipeInput, arch: str,
+                        req: Request, mergeop: bool, events) -> llb.State:
+    """The build environment from `environment.contents`: the image mode's own nodes over the
+    recipe's environment (what `package build` installs), resolved here from the repositories'
+    indexes (http sources, or named build contexts: a repository a bake target built)."""
+    from distroless import lock as lockfile
+    from distroless import packages as pkgset
+
+    from .contexts import NamedContexts
+    from .frontend import context_repositories, metadata_step, package_nodes, package_set, root_state, step_inputs
+
+    loaded = recipe_in.environment(arch, req.sde)
+    contexts = context_repositories(loaded, NamedContexts(env, gw.input))
+    lock_name = f"{req.filename} (environment, {arch})"
+    ps = package_set(gw, env, loaded, None, lock_name, req.filename, events, contexts)
+    (oci_arch,) = loaded.config.archs
+    lock = lockfile.dumps(pkgset.unfetched_lock(loaded, ps, req.filename)).encode()
+    inputs = step_inputs(tool, {"recipe.yaml": recipe_in.text, "lock.json": lock,
+                                "env.json": json.dumps(dict(req.env_file), sort_keys=True).encode()})
+    nodes = package_nodes(ps.archs[oci_arch], req.no_cache, contexts)
+    by_key = gw.bridge.caps.supports_llb("exec.mount.cache.content") if gw.bridge.caps else False
+    meta = metadata_step(tool, tool.platform, nodes, inputs, config_name=req.filename, lock_name=lock_name,
+                         archs=(), arch=arch, sde=req.sde, no_cache=req.no_cache, by_key_only=by_key, recipe=True)
+    return root_state(nodes, meta, arch, mergeop)
+
+
 def workspace_state(tool: llb.State, context: llb.State, compiled: CompiledRecipe, no_cache: bool) -> llb.State:
     args = [sys.executable, "-m", "distroless.steps", "melange-workspace", "--source", "/src", "--out", "/ws"]
     for pkg in compiled.packages:
@@ -202,7 +184,7 @@ def _python_env() -> dict[str, str]:
     return {"PYTHONPATH": os.environ.get("PYTHONPATH", ""), "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": "/tmp"}
 
 
-def run_steps(env_root: llb.State, ws: llb.State, compiled: CompiledRecipe, sources: list[Source], *,
+def run_steps(environment: BuildEnvironment, ws: llb.State, compiled: CompiledRecipe, sources: list[Source], *,
               sde: int, network: bool, no_cache: bool) -> llb.State:
     """Each step one ExecOp on the previous step's workspace, as the bubblewrap runner runs it:
     uid/gid 1000, cwd /home/build, the container environment plus the step's, a fresh /tmp, the
@@ -212,9 +194,10 @@ def run_steps(env_root: llb.State, ws: llb.State, compiled: CompiledRecipe, sour
     for pkg in compiled.packages:
         for step in pkg.steps:
             mounts = [llb.Mount(WORKSPACE, ws), llb.Mount("/tmp", kind="tmpfs")]
-            mounts += [llb.Mount(f"{FETCH_CACHE}/{src.cache_name}", src.state, selector=f"/{src.cache_name}",
-                                 readonly=True) for src in sources if src.digest in step.script]
-            run = env_root.run([HOST_SHELL, "-c", step.script], env=sorted_env({**container, **step.environment}),
+            mounts += [llb.Mount(f"{FETCH_CACHE}/{src.cache_name}", src.state, selector=src.selector, readonly=True)
+                       for src in sources if src.digest in step.script]
+            run = environment.root.run([environment.shell, "-c", step.script],
+                                       env=sorted_env({**container, **step.environment}),
                                cwd=WORKSPACE, user=f"{BUILD_UID}:{BUILD_UID}", mounts=mounts,
                                network="sandbox" if network else "none",
                                ignore_cache=no_cache, name=step_name(compiled.arch, pkg.name, step))
@@ -251,14 +234,18 @@ def signing(req: Request, key_id: llb.State | None) -> tuple[list[str], list[llb
 
 
 def pack_state(tool: llb.State, inputs: llb.State, ws: llb.State, compiled: CompiledRecipe, req: Request,
-               key_id: llb.State | None) -> llb.State:
+               key_id: llb.State | None, environment: BuildEnvironment) -> llb.State:
     args = [sys.executable, "-m", "distroless.steps", f"--source-date-epoch={req.sde}", "melange-pack",
             "--recipe", "/in/recipe.yaml", "--recipe-name", req.filename, "--env-json", "/in/env.json",
             "--arch", compiled.arch, "--workspace", "/ws", "--out", "/out", "--namespace", req.namespace]
     key_args, secret = signing(req, key_id)
+    env_etc = []
+    if environment.packages:  # the owners' names come from the environment's accounts, as in the CLI
+        args += ["--env-root", os.path.dirname(ENV_ETC)]
+        env_etc = [llb.Mount(ENV_ETC, environment.root, selector="/etc", readonly=True)]
     run = tool.run(args + key_args, env=_python_env(), mounts=[
         llb.Mount("/in", inputs, readonly=True), llb.Mount("/ws", ws, readonly=True), llb.Mount("/out"),
-        llb.Mount("/tmp", kind="tmpfs"), *secret], network="none", ignore_cache=req.no_cache,
+        llb.Mount("/tmp", kind="tmpfs"), *env_etc, *secret], network="none", ignore_cache=req.no_cache,
         name=f"[{compiled.arch}] pack {', '.join(p.name for p in compiled.packages)}")
     return run.mount("/out")
 
@@ -294,7 +281,10 @@ def context_source(key: str, session_id: str | None) -> llb.State:
 def build(bridge: transport.LLBBridge, env: transport.FrontendEnv, gw, data: bytes,
           file: llb.SourceFile) -> gateway.Result:
     """The packages mode's whole build (the image mode's `Gateway` reads through the bridge)."""
+    from distroless.melange.build import recipe_needs_network
+
     from .frontend import located, require_llb_caps, step_inputs, tool_image
+    from .report import frontend_events
 
     require_llb_caps(bridge, REQUIRED_LLB_CAPS, f"{gw.req.filename}: the packages mode", "0.9",
                      "dockerd 23+ or a docker-container buildx builder; dockerd 20.10's BuildKit 0.8 builds images only")
@@ -311,6 +301,8 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv, gw, data: byt
     key = env.opts.get("contextkey", "context")
     context = (gw.from_inputs and gw.input(key)) or context_source(key, env.session_id)
     key_id = key_id_state(tool) if req.key_name else None
+    mergeop = bridge.caps.supports_llb("mergeop") if bridge.caps else False
+    events = frontend_events(bridge, file, gw.spec_digest, sys.stderr)
     per_arch = []
     for arch in target_archs(req, recipe, default.architecture if default else "amd64"):
         try:
@@ -320,21 +312,22 @@ def build(bridge: transport.LLBBridge, env: transport.FrontendEnv, gw, data: byt
             continue
         except ConfigError as e:
             raise located(e, file) from None
-        if compiled.environment.contents.repositories:
-            raise DistrolessError(
-                f"{req.filename}: environment.contents.repositories: building the environment from packages "
-                f"is not supported by the frontend yet; leave the repositories out to build on its image")
         sources = pinned_sources(compiled, req.filename, req.allow_network, req.no_cache)
-        env_root = host_environment(tool, compiled, req.toolchain)
+        if any(s.git for s in sources):
+            require_llb_caps(bridge, GIT_LLB_CAPS, f"{gw.req.filename}: git-checkout", "0.9", "dockerd 23+")
+        verify_git_sources(gw, sources, req.filename)
+        if compiled.environment.contents.repositories:
+            environment = BuildEnvironment(package_environment(gw, env, tool, recipe_in, compiled.arch, req, mergeop,
+                                                               events), ENV_SHELL, packages=True)
+        else:
+            environment = BuildEnvironment(host_environment(tool, compiled, req.toolchain), HOST_SHELL, packages=False)
         ws = workspace_state(tool, context, compiled, req.no_cache)
-        from distroless.melange.build import recipe_needs_network
-        ws = run_steps(env_root, ws, compiled, sources, sde=req.sde,
+        ws = run_steps(environment, ws, compiled, sources, sde=req.sde,
                        network=req.allow_network and recipe_needs_network(compiled), no_cache=req.no_cache)
-        packed = pack_state(tool, inputs, ws, compiled, req, key_id)
+        packed = pack_state(tool, inputs, ws, compiled, req, key_id, environment)
         per_arch.append(index_state(tool, packed, compiled.arch, req, key_id))
     if not per_arch:
         raise DistrolessError(f"{req.filename}: {recipe.package.name} builds for none of the requested architectures")
-    mergeop = bridge.caps.supports_llb("mergeop") if bridge.caps else False
     result = gateway.Result()
     result.ref.id = gw.solve(repository_state(per_arch, mergeop))
     return result

@@ -11,6 +11,8 @@ melange-index`), while `package build` runs the same functions in one process.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -18,10 +20,11 @@ from pathlib import Path
 
 from distroless.apk import keys as apkkeys
 from distroless.apk.package import read as read_apk
+from distroless.config import LoadedConfig
 from distroless.events import NULL, Events
 from distroless.melange import schema as s
 from distroless.melange.build import (OUT_REL, BuildOptions, BuiltPackage, emit, populate_workspace, run_linters,
-                                      skeleton_tree, write_index, _owners)
+                                      loaded_from, skeleton_tree, write_index, _owners)
 from distroless.melange.compile import CompiledRecipe, CompileOptions, compile_recipe
 from distroless.melange.recipe import BUILD_UID, load_recipe_text, with_env_file
 from distroless.rootfs.layer import id_names
@@ -41,6 +44,14 @@ class RecipeInput:
 
     def compile(self, arch: str) -> CompiledRecipe:
         return compile_recipe(self.recipe(), CompileOptions(arch=arch, include_tests=False))
+
+    def environment(self, arch: str, sde: int) -> LoadedConfig:
+        """The build environment (`environment.contents`) as the engine's config for `arch`, as
+        `package build` installs it. Its checksum is the recipe's bytes and variables, so a lock
+        made from it (the frontend's resolution, handed to the metadata step) names this recipe."""
+        compiled = self.compile(arch)
+        digest = hashlib.sha256(self.text + json.dumps(dict(self.env_file), sort_keys=True).encode()).hexdigest()
+        return replace(loaded_from(compiled.environment, compiled.arch, sde), checksum=f"sha256:{digest}")
 
 
 def prepare_workspace(source: Path, workspace: Path, packages: Sequence[str], *, uid: int = BUILD_UID,

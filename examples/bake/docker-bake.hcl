@@ -1,14 +1,19 @@
-# The demo's packages, then an image from them, with `docker buildx bake` (run from this directory,
-# after `distroless keygen melange.rsa` here):
+# The demo's packages and the image built from them in ONE `docker buildx bake` (one graph, one
+# cache). Run from this directory, after `distroless keygen melange.rsa` here:
 #   export FRONTEND=<registry>/distroless/frontend:<tag>
-#   docker buildx bake packages            # out/baselayout/x86_64/*.apk, out/certs/x86_64/*.apk
-#   docker buildx bake image --load        # the image, its repositories the named contexts
+#   export TOOLCHAIN=<registry>/distroless/toolchain:<tag>   # `frontend/build.py --toolchain bash,gcc,libc6-dev,openssl`
+#   docker buildx bake --load             # the image distroless/demo-bake, its packages built on the way
+#   docker run --rm distroless/demo-bake  # Hello from distroless
 # The recipes and the image YAML need no `# syntax=` line: BUILDKIT_SYNTAX names the frontend.
-# (A `target:` context would make it one invocation, but dockerd 26.1's BuildKit panics on it; see
-# README "Packages with docker buildx".)
+# `docker buildx bake packages` writes the repositories to out/ instead (see README "Packages with
+# docker buildx"); `--build-context NAME=out/NAME` then builds the image from them.
 
 variable "FRONTEND" {
   default = "127.0.0.1:5000/distroless/frontend:dev"
+}
+
+variable "TOOLCHAIN" {
+  default = "127.0.0.1:5000/distroless/toolchain:dev"
 }
 
 variable "SOURCE_DATE_EPOCH" {
@@ -16,11 +21,11 @@ variable "SOURCE_DATE_EPOCH" {
 }
 
 group "default" {
-  targets = ["packages"]
+  targets = ["image"]
 }
 
 group "packages" {
-  targets = ["baselayout", "certs"]
+  targets = ["baselayout", "certs", "hello"]
 }
 
 target "_distroless" {
@@ -28,14 +33,15 @@ target "_distroless" {
     BUILDKIT_SYNTAX   = FRONTEND
     SOURCE_DATE_EPOCH = SOURCE_DATE_EPOCH
   }
+  # the signing key, as a secret: the recipes' pack and index steps sign with it. The image target
+  # needs it too: bake evaluates a `target:` context inside the build that uses it.
+  secret = ["id=signing-key,src=melange.rsa"]
 }
 
-# A melange recipe built as packages: the result is a repository (<arch>/*.apk, APKINDEX.tar.gz),
-# signed with the secret `signing-key`.
+# A melange recipe built as packages: the result is a repository (<arch>/*.apk, APKINDEX.tar.gz).
 target "_recipe" {
   inherits = ["_distroless"]
   context  = "../recipes"
-  secret   = ["id=signing-key,src=melange.rsa"]
 }
 
 target "baselayout" {
@@ -50,14 +56,23 @@ target "certs" {
   output     = ["type=local,dest=out/certs"]
 }
 
-# The image: its YAML's repositories `baselayout` and `certs` are these named contexts.
+# demo-hello compiles C: its steps run on the toolchain image (the CLI's --host-toolchain)
+target "hello" {
+  inherits   = ["_recipe"]
+  dockerfile = "demo-hello.yaml"
+  args       = { DISTROLESS_TOOLCHAIN = TOOLCHAIN }
+  output     = ["type=local,dest=out/hello"]
+}
+
+# The image: its YAML's repositories `baselayout`, `certs` and `hello` are the other targets.
 target "image" {
   inherits   = ["_distroless"]
   context    = "."
   dockerfile = "image.yaml"
   contexts = {
-    baselayout = "out/baselayout"
-    certs      = "out/certs"
+    baselayout = "target:baselayout"
+    certs      = "target:certs"
+    hello      = "target:hello"
   }
   tags = ["distroless/demo-bake:latest"]
 }

@@ -7,6 +7,6 @@
 # files is proven through BuildGrid at least once.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-git ls-files -z -- bazel distroless/steps.py distroless/packagesteps.py distroless/BUILD.bazel \
-        distroless/melange examples/bazel examples/recipes tests/remote ':!tests/remote/verified.sha256' \
+git ls-files -z -- bazel distroless/steps.py distroless/packagesteps.py distroless/publishsteps.py \
+        distroless/BUILD.bazel distroless/melange examples/bazel examples/recipes tests/remote ':!tests/remote/verified.sha256' \
     | sort -z | xargs -0 git hash-object -- | sha256sum | cut -d' ' -f1
