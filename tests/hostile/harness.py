@@ -9,14 +9,13 @@ which the README's security figures quote.
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,34 +50,47 @@ class Outcome:
         return lines[0]
 
 
-def _limits(mem_mb: int, cpu_s: int) -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (mem_mb << 20, mem_mb << 20))
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
+# The case runs as the grandchild of a small launcher, never as a child forked from pytest: a
+# child's peak RSS counts the memory of the process it was forked from until its exec (the kernel
+# records the old address space's high-water mark), which would charge pytest's size to the case.
+_LAUNCHER = r"""
+import json, os, resource, signal, sys
+mem_mb, cpu_s, wall_s, report, argv = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5:]
+pid = os.fork()
+if pid == 0:
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (mem_mb << 20, mem_mb << 20))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
+        os.execvp(argv[0], argv)
+    except BaseException as e:
+        sys.stderr.write(f"launcher: {argv[0]}: {e}\n")
+    os._exit(127)
+signal.signal(signal.SIGALRM, lambda *_: os.kill(pid, signal.SIGKILL))
+signal.setitimer(signal.ITIMER_REAL, wall_s)
+_, status, usage = os.wait4(pid, 0)
+with open(report, "w") as f:
+    json.dump([status, usage.ru_maxrss, usage.ru_utime + usage.ru_stime], f)
+"""
 
 
 def run_bounded(argv: list[str] | str, *, mem_mb: int, cpu_s: int, cwd: Path | None = None,
                 env: dict[str, str] | None = None, wall_s: float = 120) -> Outcome:
     """`argv` is a command, or Python source (run with the repo's interpreter). The child gets
-    `mem_mb` MiB of address space and `cpu_s` seconds of CPU."""
+    `mem_mb` MiB of address space and `cpu_s` seconds of CPU; `wait4` in the launcher gives its
+    own peak RSS and CPU time."""
     if isinstance(argv, str):
         argv = [sys.executable, "-c", textwrap.dedent(argv)]
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=err, preexec_fn=lambda: _limits(mem_mb, cpu_s))
-        deadline = time.monotonic() + wall_s
-        while True:  # wait4, not Popen.wait: it gives this one child's peak RSS and CPU time
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                proc.kill()
-            time.sleep(0.02)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile(suffix=".json") as report:
+        launcher = [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(mem_mb), str(cpu_s), str(wall_s), report.name]
+        subprocess.run([*launcher, *argv], cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=out,
+                       stderr=err, check=True, timeout=wall_s + 60)
+        status, maxrss_kb, cpu = json.loads(Path(report.name).read_text())
         out.seek(0)
         err.seek(0)
-        return Outcome(proc.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"),
-                       usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)
+        return Outcome(os.waitstatus_to_exitcode(status), out.read().decode(errors="replace"),
+                       err.read().decode(errors="replace"), maxrss_kb / 1024, cpu)
 
 
 # `distroless: fetching packages: 2/2, 1.0 MB in 0.1 s (12.6 MB/s)` (cli/progress.py's LineSink)
