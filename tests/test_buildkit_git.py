@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from httpserver import free_port
-from test_buildkit_frontend import frontend, uncached  # noqa: F401 — builds and pushes the frontend image
+from test_buildkit_frontend import uncached
 from test_buildkit_packages import ROOT, SDE, apks, buildx_packages, key, steps_recipe  # noqa: F401
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid", "GIT_COMMITTER_NAME": "t",
