@@ -130,8 +130,9 @@ def step_argv(locked: Locked, out: Path, *apks: str) -> list[str]:
 def in_a_worker(locked: Locked, tmp_path: Path, step: list[str], secret: str = "") -> None:
     """Run `step` as tests/remote/worker.py runs an action: bubblewrap with every namespace
     unshared (a user namespace mapping root only, no network, a fresh /tmp), only its environment."""
+    # the checkout (and its venv's python) bound again over the fresh /tmp, in case it lives there
     argv = ["bwrap", "--die-with-parent", "--unshare-all", "--ro-bind", "/", "/", "--tmpfs", "/tmp",
-            "--bind", str(locked.root), str(locked.root), "--bind", str(tmp_path), str(tmp_path),
+            "--ro-bind", str(ROOT), str(ROOT), "--bind", str(locked.root), str(locked.root), "--bind", str(tmp_path), str(tmp_path),
             "--proc", "/proc", "--dev", "/dev", "--chdir", str(ROOT), "--clearenv",
             "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "LC_ALL", "C.UTF-8"]
     if secret:
