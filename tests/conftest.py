@@ -35,3 +35,20 @@ def frontend(peers: Peers) -> str:
                         "--push", ref], capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     return ref
+
+
+# gcc for demo-hello (compiled as `package build --host-toolchain` compiles it), git for the
+# pipeline's `needs: git` in a git-checkout recipe
+TOOLCHAIN_PACKAGES = "bash,gcc,libc6-dev,openssl,git"
+
+
+@pytest.fixture(scope="session")
+def toolchain(peers: Peers) -> str:
+    """The host-toolchain image (`frontend/build.py --toolchain`): this machine's Debian suite with
+    the packages above, once per session (a packages-mode recipe names it in DISTROLESS_TOOLCHAIN)."""
+    root = Path(__file__).resolve().parents[1]
+    ref = f"{peers.registry}/distroless/toolchain:test-{os.getpid()}"
+    r = subprocess.run([sys.executable, str(root / "frontend/build.py"), "--work", "/var/cache/distroless-toolchain",
+                        "--toolchain", TOOLCHAIN_PACKAGES, "--push", ref], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return ref

@@ -16,7 +16,7 @@ import pytest
 
 from httpserver import free_port
 from test_buildkit_frontend import uncached
-from test_buildkit_packages import ROOT, SDE, apks, buildx_packages, key, steps_recipe  # noqa: F401
+from test_buildkit_packages import SDE, apks, buildx_packages, key, steps_recipe  # noqa: F401
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@example.invalid", "GIT_AUTHOR_DATE": "@1600000000 +0000",
@@ -75,17 +75,6 @@ def git_server(tmp_path_factory):
     proc.wait(10)
 
 
-@pytest.fixture(scope="module")
-def git_toolchain(peers) -> str:
-    """A host-toolchain image with git (`frontend/build.py --toolchain bash,git`): the pipeline's
-    `needs: git`, as the CLI's host toolchain has it."""
-    ref = f"{peers.registry}/distroless/toolchain:git-{os.getpid()}"
-    r = subprocess.run([sys.executable, str(ROOT / "frontend/build.py"), "--work", "/var/cache/distroless-toolchain",
-                        "--toolchain", "bash,git", "--push", ref], capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return ref
-
-
 RECIPE = """\
 package:
   name: from-git
@@ -115,12 +104,12 @@ pipeline:
 
 
 def test_expected_commit_is_a_pinned_git_source_fetched_once(
-        tmp_path, frontend, git_toolchain, peers, key, git_server) -> None:  # noqa: F811
+        tmp_path, frontend, toolchain, peers, key, git_server) -> None:
     srv = git_server
     docker = peers.docker26
     recipe, ctx = steps_recipe(tmp_path, frontend, RECIPE.format(url=srv.url, commit=srv.first))
-    toolchain = ("--build-arg", f"DISTROLESS_TOOLCHAIN={git_toolchain}")
-    r = buildx_packages(docker, recipe, ctx, tmp_path / "bk", key, *toolchain)
+    tc_args = ("--build-arg", f"DISTROLESS_TOOLCHAIN={toolchain}")
+    r = buildx_packages(docker, recipe, ctx, tmp_path / "bk", key, *tc_args)
     assert f"git-checkout {srv.url} at {srv.first}" in r.stderr
     ran = uncached(r.stderr)
     assert "[x86_64] from-git: git-checkout > ???" in ran and "[x86_64] from-git: install" in ran, ran
@@ -131,7 +120,7 @@ def test_expected_commit_is_a_pinned_git_source_fetched_once(
     assert got == {"hello.txt": "hello from the first commit\n", "head": f"{srv.first}\n", "branch": "main\n"}, got
 
     fetched = srv.fetches()
-    again = buildx_packages(docker, recipe, ctx, tmp_path / "bk2", key, *toolchain)
+    again = buildx_packages(docker, recipe, ctx, tmp_path / "bk2", key, *tc_args)
     # (the git source is an input-less vertex: BuildKit may report it done once its key, the
     # commit, is known; the daemon's log says whether anything was fetched)
     assert [n for n in uncached(again.stderr) if not n.startswith("git-checkout ")] == [], again.stderr
@@ -150,7 +139,7 @@ def test_expected_commit_is_a_pinned_git_source_fetched_once(
 
 
 def test_a_commit_the_repository_lacks_names_the_repository_and_both_commits(
-        tmp_path, frontend, peers, key, git_server) -> None:  # noqa: F811
+        tmp_path, frontend, peers, key, git_server) -> None:
     srv = git_server
     wrong = "1" * 40
     recipe, ctx = steps_recipe(tmp_path, frontend, RECIPE.format(url=srv.url, commit=wrong))
