@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import fcntl
 import hashlib
 import json
 import os
@@ -56,16 +57,26 @@ def codename() -> str:
     raise SystemExit("frontend/build.py: cannot tell the Debian suite from /etc/os-release")
 
 
+def ensure_mmdebstrap(work: Path) -> None:
+    """Install mmdebstrap if missing; a lock beside the work directory, because two builds (the
+    frontend's and a toolchain's, as the test suite starts them) would race for apt's lock."""
+    work.parent.mkdir(parents=True, exist_ok=True)
+    with open(work.parent / ".distroless-apt.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if shutil.which("mmdebstrap") is not None:
+            return
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        if subprocess.run(["apt-get", "install", "-y", "-qq", "mmdebstrap"], env=env).returncode != 0:
+            subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+            subprocess.run(["apt-get", "install", "-y", "-qq", "mmdebstrap"], check=True, env=env)
+
+
 def base_rootfs(work: Path, suite: str, include: str = "python3,ca-certificates", name: str = "") -> Path:
     """Debian minbase + python3 (or `include`), built once per suite and kept in the work directory."""
     base = work / f"base-{suite}{name}"
     if (base / ".complete").exists():
         return base
-    if shutil.which("mmdebstrap") is None:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        if subprocess.run(["apt-get", "install", "-y", "-qq", "mmdebstrap"], env=env).returncode != 0:
-            subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-            subprocess.run(["apt-get", "install", "-y", "-qq", "mmdebstrap"], check=True, env=env)
+    ensure_mmdebstrap(work)
     tmp = work / f"base-{suite}{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     # no mirror argument: mmdebstrap uses the machine's own apt sources

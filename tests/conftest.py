@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,30 +27,85 @@ def peers() -> Peers:
         pytest.fail(f"real peers unavailable: {e}", pytrace=False)
 
 
-@pytest.fixture(scope="session")
-def frontend(peers: Peers) -> str:
-    """The BuildKit frontend image built from this checkout and pushed to the loopback registry, once
-    per session: the image and packages modes' daemon tests (test_buildkit_*.py) all build with it."""
-    root = Path(__file__).resolve().parents[1]
-    ref = f"{peers.registry}/distroless/frontend:test-{os.getpid()}"
-    r = subprocess.run([sys.executable, str(root / "frontend/build.py"), "--work", "/var/cache/distroless-frontend",
-                        "--push", ref], capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return ref
-
-
+ROOT = Path(__file__).resolve().parents[1]
 # gcc for demo-hello (compiled as `package build --host-toolchain` compiles it), git for the
 # pipeline's `needs: git` in a git-checkout recipe
 TOOLCHAIN_PACKAGES = "bash,gcc,libc6-dev,openssl,git"
 
 
+@dataclass
+class ImageBuild:
+    """`frontend/build.py … --push ref` as a background process, started when the session's tests
+    are known: on a fresh machine the two images take a minute or more, mostly downloads, which
+    then overlap the tests that come before the BuildKit ones."""
+
+    ref: str
+    proc: subprocess.Popen
+    log: Path
+
+    @classmethod
+    def start(cls, ref: str, work: str, *args: str) -> ImageBuild:
+        log = Path(tempfile.mkstemp(prefix="image-build-", suffix=".log")[1])
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([sys.executable, str(ROOT / "frontend/build.py"), "--work", work, *args,
+                                     "--push", ref], stdout=out, stderr=subprocess.STDOUT)
+        return cls(ref, proc, log)
+
+    def result(self) -> str:
+        try:
+            rc = self.proc.wait(timeout=900)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            pytest.fail(f"frontend/build.py for {self.ref} took over 15 minutes", pytrace=False)
+        out = self.log.read_text(errors="replace")
+        assert rc == 0, f"frontend/build.py for {self.ref} failed ({rc}): {out[-3000:]}"
+        return self.ref
+
+
+_BUILDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    # fixture name -> (work directory, build.py arguments)
+    "frontend": ("/var/cache/distroless-frontend", ()),
+    "toolchain": ("/var/cache/distroless-toolchain", ("--toolchain", TOOLCHAIN_PACKAGES)),
+}
+_started: dict[str, ImageBuild] = {}
+
+
+def _image(name: str, registry: str) -> ImageBuild:
+    if name not in _started:
+        work, args = _BUILDS[name]
+        _started[name] = ImageBuild.start(f"{registry}/distroless/{name}:test-{os.getpid()}", work, *args)
+    return _started[name]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    wanted = [name for name in _BUILDS if any(name in getattr(item, "fixturenames", ()) for item in session.items)]
+    if not wanted or session.config.option.collectonly:
+        return
+    try:
+        registry = load().registry
+    except PeersUnavailable:
+        return  # the `peers` fixture fails the tests that need them, with the reason
+    for name in wanted:
+        _image(name, registry)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for build in _started.values():
+        if build.proc.poll() is None:
+            build.proc.kill()
+            build.proc.wait()
+        build.log.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def frontend(peers: Peers) -> str:
+    """The BuildKit frontend image built from this checkout and pushed to the loopback registry, once
+    per session: the image and packages modes' daemon tests (test_buildkit_*.py) all build with it."""
+    return _image("frontend", peers.registry).result()
+
+
 @pytest.fixture(scope="session")
 def toolchain(peers: Peers) -> str:
     """The host-toolchain image (`frontend/build.py --toolchain`): this machine's Debian suite with
-    the packages above, once per session (a packages-mode recipe names it in DISTROLESS_TOOLCHAIN)."""
-    root = Path(__file__).resolve().parents[1]
-    ref = f"{peers.registry}/distroless/toolchain:test-{os.getpid()}"
-    r = subprocess.run([sys.executable, str(root / "frontend/build.py"), "--work", "/var/cache/distroless-toolchain",
-                        "--toolchain", TOOLCHAIN_PACKAGES, "--push", ref], capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return ref
+    the packages above (a packages-mode recipe names it in DISTROLESS_TOOLCHAIN)."""
+    return _image("toolchain", peers.registry).result()
