@@ -669,7 +669,7 @@ def marshal(state: State, *, platform: Platform | str | None = None) -> pb.Defin
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading definitions back (tests, debugging)
+# Reading definitions back: another build's graph (bake's `target:` contexts), and tests
 
 
 def ops(definition: pb.Definition) -> list[tuple[str, pb.Op]]:
@@ -679,8 +679,7 @@ def ops(definition: pb.Definition) -> list[tuple[str, pb.Op]]:
 
 def output_of(definition: pb.Definition) -> pb.Input:
     """The terminal op's input: the op (and output index) the definition evaluates to."""
-    digest, terminal = ops(definition)[-1]
-    return terminal.inputs[0]
+    return ops(definition)[-1][1].inputs[0]
 
 
 def from_definition(definition: pb.Definition) -> State:
@@ -697,11 +696,9 @@ def from_definition(definition: pb.Definition) -> State:
         md = definition.metadata.get(digest) or pb.OpMetadata()
         caps = frozenset(k for k, v in md.caps.items() if v)
         inputs = tuple(Output(vertices[i.digest], i.index) for i in op.inputs)
-        # The ops keep their bytes (so their digests) and their cache bypass: the same op loaded
-        # with and without ignore_cache by two builds of one bake (the other target evaluates its
-        # own graph meanwhile) is two vertices in BuildKit 0.13, and its provenance walk then
-        # meets a vertex that never ran and dies on a nil pointer (solver/jobs.go walkProvenance).
-        # The body keeps its own platform field (if any): nothing to add at marshal time.
+        # Bytes (so digests), platform and cache bypass kept: one op loaded with and without
+        # ignore_cache by two builds of one bake is two vertices in BuildKit 0.13, whose provenance
+        # walk then meets one that never ran (nil pointer, solver/jobs.go walkProvenance).
         vertices[digest] = Vertex(body, inputs, caps, OpMeta(md.description.get(CUSTOM_NAME), md.ignore_cache))
     out = output_of(definition)
     return State(Output(vertices[out.digest], out.index))
