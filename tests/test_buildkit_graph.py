@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from distroless.buildkit import frontend, llb, transport
+from distroless.buildkit import frontend, llbdef, transport
 from distroless.buildkit._pb import gateway
 from distroless.buildkit._pb import ops as pb
 from httpserver import StaticServer
@@ -86,7 +86,7 @@ def build(ctx: Path, caps=CAPS) -> Bridge:
 
 
 def metadata_steps(d: pb.Definition) -> dict[str, pb.ExecOp]:
-    return {d.metadata[dg].description["llb.customname"]: op.exec for dg, op in llb.ops(d)
+    return {d.metadata[dg].description["llb.customname"]: op.exec for dg, op in llbdef.ops(d)
             if op.WhichOneof("op") == "exec"}
 
 
@@ -102,7 +102,7 @@ def test_the_metadata_steps_are_keyed_by_their_inputs_pins(ctx) -> None:
         assert binds.pop("/") == pb.DEFAULT  # the image: BuildKit never hashes a root's content
         assert set(binds) == {"/in", "/apk/0000", "/apk/0001"} and set(binds.values()) == {pb.OFF}, (name, binds)
     d = bridge.solves[1]
-    exec_caps = [d.metadata[dg].caps for dg, op in llb.ops(d) if op.WhichOneof("op") == "exec"]
+    exec_caps = [d.metadata[dg].caps for dg, op in llbdef.ops(d) if op.WhichOneof("op") == "exec"]
     assert all(c["exec.mount.cache.content"] for c in exec_caps)
 
 
@@ -127,8 +127,8 @@ def test_without_mergeop_the_platforms_metadata_is_copied_into_one_tree(ctx) -> 
     # (/amd64, /arm64) is copied onto one scratch tree, read as one ref like the merge
     bridge = build(ctx, tuple(c for c in CAPS if c != "mergeop"))
     d = bridge.solves[1]
-    by_digest = dict(llb.ops(d))
-    last = by_digest[llb.output_of(d).digest]
+    by_digest = dict(llbdef.ops(d))
+    last = by_digest[llbdef.output_of(d).digest]
     assert last.WhichOneof("op") == "file"
     copies = [a.copy for a in last.file.actions]
     assert [(c.src, c.dest, c.dirCopyContents) for c in copies] == [("/", "/", True), ("/", "/", True)]

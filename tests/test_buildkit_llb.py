@@ -22,7 +22,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from distroless.buildkit import llb, transport
+from distroless.buildkit import llb, llbdef, transport
 from distroless.buildkit._pb import caps as caps_pb
 from distroless.buildkit._pb import gateway, ops, stat, status, worker
 
@@ -35,12 +35,12 @@ def defs(definition) -> list[bytes]:
 
 
 def op_map(definition) -> dict[str, ops.Op]:
-    return dict(llb.ops(definition))
+    return dict(llbdef.ops(definition))
 
 
 def check_invariants(definition) -> None:
     """What BuildKit's loader requires: known inputs, inputs first, a body-less terminal op."""
-    entries = llb.ops(definition)
+    entries = llbdef.ops(definition)
     assert len(entries) >= 2
     seen: set[str] = set()
     for digest, op in entries:
@@ -62,7 +62,7 @@ def test_http_source_attrs_and_caps():
                   filename="foo-1.0-r0.apk", perm=0o644, uid=0, gid=0)
     d = llb.marshal(st)
     check_invariants(d)
-    digest, op = llb.ops(d)[0]
+    digest, op = llbdef.ops(d)[0]
     assert op.source.identifier == "https://repo.example/x86_64/foo-1.0-r0.apk"
     assert dict(op.source.attrs) == {"http.checksum": SHA, "http.filename": "foo-1.0-r0.apk",
                                      "http.perm": "0644", "http.uid": "0", "http.gid": "0"}
@@ -77,7 +77,7 @@ def test_http_checksum_must_be_sha256():
 
 
 def test_http_minimal_has_no_optional_attrs():
-    op = llb.ops(llb.marshal(llb.http("https://x/APKINDEX.tar.gz")))[0][1]
+    op = llbdef.ops(llb.marshal(llb.http("https://x/APKINDEX.tar.gz")))[0][1]
     assert dict(op.source.attrs) == {}
 
 
@@ -86,7 +86,7 @@ def test_local_source_attr_spellings():
                    include_patterns=["a"], exclude_patterns=["b"], shared_key_hint="dockerfile",
                    differ="none", custom_name="[internal] load build definition from spec.yaml")
     d = llb.marshal(st)
-    digest, op = llb.ops(d)[0]
+    digest, op = llbdef.ops(d)[0]
     assert op.source.identifier == "local://dockerfile"
     assert dict(op.source.attrs) == {
         "local.session": "sess",
@@ -116,7 +116,7 @@ def test_image_ref_normalization(ref, want):
 
 def test_image_source_carries_platform():
     d = llb.marshal(llb.image("alpine", resolve_mode="default"), platform="linux/arm64")
-    op = llb.ops(d)[0][1]
+    op = llbdef.ops(d)[0][1]
     assert op.source.identifier == "docker-image://docker.io/library/alpine:latest"
     assert (op.platform.OS, op.platform.Architecture) == ("linux", "arm64")
     assert op.source.attrs["image.resolvemode"] == "default"
@@ -137,7 +137,7 @@ def apk_layer(name: str) -> llb.State:
 def test_fileop_actions_chain_on_scratch():
     d = llb.marshal(apk_layer("foo"))
     check_invariants(d)
-    (src_dg, _), (file_dg, op), _ = llb.ops(d)
+    (src_dg, _), (file_dg, op), _ = llbdef.ops(d)
     assert [i.digest for i in op.inputs] == [src_dg]
     a0, a1, a2 = op.file.actions
     assert (a0.input, a0.secondaryInput, a0.output) == (-1, 0, -1)
@@ -184,7 +184,7 @@ def test_actions_on_the_base_moved_onto_scratch():
     d = llb.marshal(src.file(llb.rm("/none", allow_not_found=True).unpack_previous("/foo.apk")
                              .rm("/.*", allow_wildcard=True, allow_not_found=True)))
     check_invariants(d)
-    (src_dg, _), (_, op), _ = llb.ops(d)
+    (src_dg, _), (_, op), _ = llbdef.ops(d)
     assert [i.digest for i in op.inputs] == [src_dg]
     a0, a1, a2 = op.file.actions
     assert (a0.input, a0.secondaryInput, a0.output) == (0, -1, -1)  # on the download itself
@@ -214,7 +214,7 @@ def test_merge_structure():
     layers = [apk_layer("a"), apk_layer("b"), llb.scratch(), apk_layer("c")]
     d = llb.marshal(llb.merge(layers, name="rootfs"))
     check_invariants(d)
-    entries = llb.ops(d)
+    entries = llbdef.ops(d)
     merge_dg, merge_op = entries[-2]
     assert merge_op.WhichOneof("op") == "merge"
     assert [m.input for m in merge_op.merge.inputs] == [0, 1, 2]  # scratch dropped
@@ -242,7 +242,7 @@ def test_shared_inputs_appear_once():
 def test_identical_ops_from_distinct_objects_collapse():
     d = llb.marshal(llb.merge([apk_layer("same"), apk_layer("same")]))
     check_invariants(d)
-    merge_op = llb.ops(d)[-2][1]
+    merge_op = llbdef.ops(d)[-2][1]
     assert merge_op.inputs[0].digest == merge_op.inputs[1].digest
     assert len(defs(d)) == 4  # http, file, merge, terminal
 
@@ -252,9 +252,9 @@ def test_diff_op():
     upper = base.run(["touch", "/x"]).root
     d = llb.marshal(llb.diff(base, upper))
     check_invariants(d)
-    diff_op = llb.ops(d)[-2][1]
+    diff_op = llbdef.ops(d)[-2][1]
     assert (diff_op.diff.lower.input, diff_op.diff.upper.input) == (0, 1)
-    assert llb.ops(llb.marshal(llb.diff(llb.scratch(), upper)))[-2][1].diff.lower.input == -1
+    assert llbdef.ops(llb.marshal(llb.diff(llb.scratch(), upper)))[-2][1].diff.lower.input == -1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,7 +272,7 @@ def test_exec_mounts_outputs_and_network():
                   name="list packages")
     d = llb.marshal(ex.mount("/out"), platform="linux/amd64")
     check_invariants(d)
-    exec_dg, op = next((dg, op) for dg, op in llb.ops(d) if op.WhichOneof("op") == "exec")
+    exec_dg, op = next((dg, op) for dg, op in llbdef.ops(d) if op.WhichOneof("op") == "exec")
     assert op.exec.network == ops.NONE
     assert list(op.exec.meta.args) == ["sh", "-c", "ls /pkgs > /out/list"]
     assert op.exec.meta.env[0] == "A=1" and op.exec.meta.env[1].startswith("PATH=")
@@ -284,7 +284,7 @@ def test_exec_mounts_outputs_and_network():
     assert mounts["/cache"].mountType == ops.CACHE and mounts["/cache"].cacheOpt.ID == "apk"
     assert mounts["/tmp"].mountType == ops.TMPFS and mounts["/tmp"].output == -1
     assert op.platform.Architecture == "amd64"
-    assert llb.output_of(d).digest == exec_dg and llb.output_of(d).index == 1
+    assert llbdef.output_of(d).digest == exec_dg and llbdef.output_of(d).index == 1
     assert {"exec.meta.base", "exec.meta.network", "exec.mount.bind", "exec.mount.cache",
             "exec.mount.tmpfs", "exec.mount.selector"} <= set(d.metadata[exec_dg].caps)
 
@@ -352,7 +352,7 @@ def test_source_map_locations():
     assert len(d.Source.infos) == 1
     info = d.Source.infos[0]
     assert (info.filename, info.data, info.language) == ("apko.yaml", spec.data, "YAML")
-    http_dg, file_dg = [dg for dg, _ in llb.ops(d)[:2]]
+    http_dg, file_dg = [dg for dg, _ in llbdef.ops(d)[:2]]
     rng = d.Source.locations[http_dg].locations[0].ranges[0]
     assert (rng.start.line, rng.end.line) == (3, 3)
     assert d.Source.locations[file_dg].locations[0].ranges[0].start.line == 2
@@ -537,7 +537,7 @@ def test_fake_gateway_in_process_through_relay():
         finally:
             sock.close()
     (solve,) = gw.solves
-    local_op = llb.ops(solve.Definition)[0][1]
+    local_op = llbdef.ops(solve.Definition)[0][1]
     assert local_op.source.attrs["local.session"] == "sess"
     (ret,) = gw.returns
     assert not ret.HasField("error")

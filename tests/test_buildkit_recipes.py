@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from distroless.buildkit import frontend, llb, recipes
+from distroless.buildkit import frontend, llb, llbdef, recipes
 from distroless.buildkit._pb import ops as pb
 from distroless.errors import DistrolessError
 from distroless.melange.stages import RecipeInput
@@ -52,7 +52,7 @@ def graph(req: recipes.Request, c, environment: recipes.BuildEnvironment | None 
 
 
 def execs(d: pb.Definition) -> dict[str, pb.ExecOp]:
-    return {d.metadata[dg].description["llb.customname"]: op.exec for dg, op in llb.ops(d)
+    return {d.metadata[dg].description["llb.customname"]: op.exec for dg, op in llbdef.ops(d)
             if op.WhichOneof("op") == "exec"}
 
 
@@ -75,7 +75,7 @@ def test_request_options() -> None:
 
 def test_sha256_fetch_is_a_pinned_http_source_mounted_where_fetch_looks() -> None:
     d = graph(recipes.parse_request({}), compiled())
-    https = [op.source for _, op in llb.ops(d) if op.WhichOneof("op") == "source"
+    https = [op.source for _, op in llbdef.ops(d) if op.WhichOneof("op") == "source"
              and op.source.identifier.startswith("http://")]
     assert [h.attrs["http.checksum"] for h in https] == [f"sha256:{SHA}"]
     fetch = execs(d)["[x86_64] r: fetch > ???"]
@@ -120,7 +120,7 @@ def test_from_definition_round_trips_a_graph() -> None:
     key's digest step ignores the cache; embedded without it, BuildKit 0.13 loads it twice (the
     other target evaluates its own graph meanwhile) and its provenance walk crashes the daemon."""
     d = graph(recipes.parse_request({}), compiled())
-    again = llb.from_definition(d).marshal()
+    again = llbdef.from_definition(d).marshal()
     assert getattr(again, "def") == getattr(d, "def")
     ignored = {k for k, md in d.metadata.items() if md.ignore_cache}
     assert ignored and ignored == {k for k, md in again.metadata.items() if md.ignore_cache}

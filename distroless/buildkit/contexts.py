@@ -3,7 +3,7 @@ LLB states, so a graph can read from another build's result in the same invocati
 
 buildx hands a context over as the option `context:NAME`: `local:DIR` (a directory the client
 sends, `local-sessionid:DIR` naming its session), `input:KEY` (another bake target's graph, among
-the frontend's inputs: `llb.from_definition` embeds it with its ops' bytes and cache flags) or
+the frontend's inputs: `llbdef.from_definition` embeds it with its ops' bytes and cache flags) or
 `docker-image://REF`.
 """
 

@@ -46,7 +46,7 @@ from distroless.oci.image import Platform as OciPlatform
 from distroless.oci.image import arch_config
 from distroless.oci.image import config_json
 
-from . import llb, transport
+from . import llb, llbdef, transport
 from .contexts import NamedContexts
 from .report import frontend_events
 from ._pb import gateway
@@ -122,7 +122,7 @@ class Gateway:
         if self._inputs is None:
             caps = self.bridge.caps
             defs = self.bridge.inputs() if caps is not None and caps.supports("frontend.inputs") else {}
-            self._inputs = {k: llb.from_definition(d) for k, d in defs.items()}
+            self._inputs = {k: llbdef.from_definition(d) for k, d in defs.items()}
         return self._inputs.get(key)
 
     def solve(self, state: llb.State, *, evaluate: bool = False) -> str:
@@ -163,7 +163,7 @@ def read_spec(gw: Gateway, env: transport.FrontendEnv) -> tuple[bytes, bytes | N
         src, gw.from_inputs = alt, True
         ref = gw.solve(src)
         data = gw.read_all(ref, req.filename)
-    gw.spec_digest = llb.output_of(src.marshal()).digest
+    gw.spec_digest = llbdef.output_of(src.marshal()).digest
     try:
         lock_bytes: bytes | None = gw.read_all(ref, lock_name)
     except transport.BridgeError:

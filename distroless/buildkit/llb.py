@@ -666,39 +666,3 @@ def marshal(state: State, *, platform: Platform | str | None = None) -> pb.Defin
         m.add(vertex)
     m.terminal(state.output)
     return m.definition
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading definitions back: another build's graph (bake's `target:` contexts), and tests
-
-
-def ops(definition: pb.Definition) -> list[tuple[str, pb.Op]]:
-    """`(digest, op)` for every entry of `def`, in order."""
-    return [(op_digest(d), pb.Op.FromString(d)) for d in getattr(definition, "def")]
-
-
-def output_of(definition: pb.Definition) -> pb.Input:
-    """The terminal op's input: the op (and output index) the definition evaluates to."""
-    return ops(definition)[-1][1].inputs[0]
-
-
-def from_definition(definition: pb.Definition) -> State:
-    """A state for a definition made elsewhere (a named context `input:NAME` from bake, another
-    target's result): its ops become vertices of the graph being built, names kept."""
-    entries = ops(definition)
-    if len(entries) < 2:
-        return scratch()
-    vertices: dict[str, Vertex] = {}
-    for digest, op in entries[:-1]:
-        body = pb.Op()
-        body.CopyFrom(op)
-        del body.inputs[:]
-        md = definition.metadata.get(digest) or pb.OpMetadata()
-        caps = frozenset(k for k, v in md.caps.items() if v)
-        inputs = tuple(Output(vertices[i.digest], i.index) for i in op.inputs)
-        # Bytes (so digests), platform and cache bypass kept: one op loaded with and without
-        # ignore_cache by two builds of one bake is two vertices in BuildKit 0.13, whose provenance
-        # walk then meets one that never ran (nil pointer, solver/jobs.go walkProvenance).
-        vertices[digest] = Vertex(body, inputs, caps, OpMeta(md.description.get(CUSTOM_NAME), md.ignore_cache))
-    out = output_of(definition)
-    return State(Output(vertices[out.digest], out.index))
