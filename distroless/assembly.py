@@ -12,7 +12,8 @@ from distroless import baseimage
 from distroless.baseimage import Base
 from distroless.config import LoadedConfig, arch_to_apk
 from distroless.events import NULL, Events
-from distroless.store.expand import Expanded, expand
+from distroless.store.expand import Expanded, cached
+from distroless.store.expandpool import ExpandPool, cores
 from distroless.fetch.fetcher import Fetcher
 from distroless.packages import PackageSet, Pinned
 from distroless.rootfs.assemble import Rootfs, assemble
@@ -77,28 +78,31 @@ def build_rootfs(loaded: LoadedConfig, ps: PackageSet, fetcher: Fetcher, *, keep
     fetch, verify and expand packages (a few ahead) while this thread installs each one, in
     resolved order, as soon as it and those before it are ready."""
     out: list[ArchRootfs] = []
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    # processes first: they fork while this is the only thread
+    with ExpandPool(min(max(1, jobs), cores())) as expander, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         for arch in ps.archs:
-            out.append(assemble_arch(loaded, ps, arch, _expansions(pool, fetcher, ps, arch, 2 * max(1, jobs), events),
+            out.append(assemble_arch(loaded, ps, arch,
+                                     _expansions(pool, expander, fetcher, ps, arch, 2 * max(1, jobs), events),
                                      keep_owners=keep_owners, lock_world=lock_world, lean=True, events=events))
     return out
 
 
-def _expansions(pool: ThreadPoolExecutor, fetcher: Fetcher, ps: PackageSet, arch: str, window: int,
-                events: Events) -> Iterator[Expanded]:
-    """`arch`'s packages fetched (or found in the cache) and expanded on `pool`, in order, at most
-    `window` ahead of the consumer (so at most that many packages' entries are held)."""
+def _expansions(pool: ThreadPoolExecutor, expander: ExpandPool, fetcher: Fetcher, ps: PackageSet, arch: str,
+                window: int, events: Events) -> Iterator[Expanded]:
+    """`arch`'s packages fetched (or found in the cache) on `pool` and expanded by `expander`, in
+    order, at most `window` ahead of the consumer (so at most that many packages' entries are held)."""
     pins = ps.archs[arch]
     apk_arch = arch_to_apk(arch)
     with fetcher.events.phase("fetching packages", total=len(pins)) as fetching, \
             events.phase(f"expanding packages ({arch})", total=len(pins)) as expanding:
         def one(pin: Pinned) -> Expanded:
             f = fetcher.package(pin.package, apk_arch, url=pin.url or None, sha256=pin.sha256 or None,
-                                progress=fetching)
+                                progress=fetching, expander=expander, in_place=True)
             fetching.advance(1)
             # a download was expanded while it was verified: that expansion is used as it is
-            exp = f.expanded or expand(f.path, fetcher.cache, expected_checksum=pin.package.checksum,
-                                       expected_sha256=f.sha256, limits=fetcher.limits)
+            exp = (f.expanded or cached(fetcher.cache, f.sha256, pin.package.checksum)
+                   or expander(f.path, fetcher.cache, expected_checksum=pin.package.checksum,
+                               expected_sha256=f.sha256, limits=fetcher.limits))
             expanding.advance(1, exp.tar.stat().st_size)
             return exp
 

@@ -156,13 +156,13 @@ def expand_pinned(pins, apks: Sequence[str], work: Path, jobs: int = 4):
     """Verify and expand each .apk against its pin (lock order), into a private cache under `work`."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from distroless.store.expand import expand
     from distroless.store.cache import Cache
+    from distroless.store.expandpool import ExpandPool, cores
 
     if len(apks) != len(pins):
         raise StepError(f"{len(apks)} packages given, the lock has {len(pins)}")
     cache = Cache(work)
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    with ExpandPool(min(max(1, jobs), cores())) as expand, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return list(pool.map(lambda pa: expand(Path(pa[1]), cache, expected_checksum=pa[0].package.checksum or None,
                                                expected_sha256=pa[0].sha256 or None, source=pa[0].url),
                              zip(pins, apks)))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
+
 from distroless.apk import index, keys, pack
 from distroless.apk.model import Package
 from distroless.assembly import assemble_arch, build_rootfs
@@ -15,7 +17,10 @@ from distroless.fetch.fetcher import Fetcher
 from distroless.packages import resolve_config
 from distroless.rootfs.layer import write_rootfs_tar
 from distroless.store.cache import Cache
+from distroless.errors import DistrolessError, LimitError, VerificationError
+from distroless.store import expandpool
 from distroless.store.expand import expand
+from distroless.store.expandpool import ExpandPool
 
 N = 8
 
@@ -76,3 +81,82 @@ def test_packages_are_installed_while_later_ones_are_fetched(tmp_path, monkeypat
     a, b = io.BytesIO(), io.BytesIO()
     assert write_rootfs_tar(arch_fs.rootfs.tree, a) == write_rootfs_tar(again.rootfs.tree, b)
     assert a.getvalue() == b.getvalue() and arch_fs.bde == again.bde
+
+
+def _setup(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    cfg = _repo(tmp_path)
+    loaded = load_image_config(cfg.name, cwd=tmp_path)
+    fetcher = Fetcher(Cache(tmp_path / "cache"))
+    return loaded, fetcher, resolve_config(loaded, fetcher)
+
+
+def _tar(arch_fs) -> bytes:
+    out = io.BytesIO()
+    write_rootfs_tar(arch_fs.rootfs.tree, out)
+    return out.getvalue()
+
+
+def test_local_packages_are_expanded_in_place_by_worker_processes(tmp_path, monkeypatch) -> None:
+    loaded, fetcher, ps = _setup(tmp_path, monkeypatch)
+    with ExpandPool(2) as pool:
+        assert pool.forked, "two workers on Linux, made before any thread: processes"
+    (first,) = build_rootfs(loaded, ps, fetcher, jobs=2)
+    # nothing copied: the local .apk files are read where they are; their expansions are kept
+    assert not any((tmp_path / "cache/blobs/sha256").iterdir())
+    assert len(list((tmp_path / "cache/expanded").iterdir())) == N
+    # the same tree as one thread expanding in this process
+    (threaded,) = build_rootfs(loaded, ps, Fetcher(Cache(tmp_path / "cache2")), jobs=1)
+    assert _tar(first) == _tar(threaded)
+
+    # a second build is served from those expansions: nothing is expanded again
+    def refuse(*_a, **_k):
+        raise AssertionError("expanded again")
+
+    monkeypatch.setattr(expandpool, "expand", refuse)
+    (again,) = build_rootfs(loaded, ps, fetcher, jobs=1)
+    assert _tar(again) == _tar(first)
+
+
+def test_a_worker_process_reports_a_bad_package_as_this_process_would(tmp_path, monkeypatch) -> None:
+    loaded, fetcher, ps = _setup(tmp_path, monkeypatch)
+    apk = tmp_path / "repo/x86_64/p3-1.0-r0.apk"
+    data = bytearray(apk.read_bytes())
+    data[-40] ^= 0xFF  # inside the data member
+    apk.write_bytes(bytes(data))
+    with pytest.raises(DistrolessError) as here:
+        expand(apk, Cache(tmp_path / "cache2"), source=str(apk))
+    assert "p3-1.0-r0.apk: data member: " in str(here.value)
+    with pytest.raises(DistrolessError) as there:
+        build_rootfs(loaded, ps, fetcher, jobs=2)
+    assert (type(there.value), str(there.value)) == (type(here.value), str(here.value))
+    assert not (tmp_path / "cache/expanded").exists() or len(list((tmp_path / "cache/expanded").iterdir())) < N
+
+
+def test_a_local_package_replaced_after_a_build_is_read_again(tmp_path, monkeypatch) -> None:
+    loaded, fetcher, ps = _setup(tmp_path, monkeypatch)
+    build_rootfs(loaded, ps, fetcher, jobs=2)
+    # rebuilt with other contents under the same name: its control checksum is not the index's
+    tree = tmp_path / "other/usr/share/p3"
+    tree.mkdir(parents=True)
+    (tree / "f0").write_text("other\n")
+    meta = Package(name="p3", version="1.0-r0", arch="x86_64", license="MIT", depends=["p4"])
+    pack.pack(tmp_path / "other", meta, tmp_path / "repo/x86_64/p3-1.0-r0.apk",
+              signing_key=keys.load_private(tmp_path / "k.rsa"))
+    with pytest.raises(VerificationError, match=r"p3-1\.0-r0\.apk: control member: checksum .* does not match"):
+        build_rootfs(loaded, ps, fetcher, jobs=2)
+
+
+def test_a_local_package_larger_than_the_index_says_is_refused_unread(tmp_path, monkeypatch) -> None:
+    loaded, fetcher, ps = _setup(tmp_path, monkeypatch)
+    apk = tmp_path / "repo/x86_64/p2-1.0-r0.apk"
+    size = apk.stat().st_size
+    with apk.open("ab") as f:
+        f.write(b"\0" * 4096)
+    def only_others(path, *a, **k):
+        assert path != apk, "read a file over its cap"
+        return expand(path, *a, **k)
+
+    monkeypatch.setattr(expandpool, "expand", only_others)
+    with pytest.raises(LimitError, match=rf"p2-1\.0-r0\.apk: larger than the cap of {size} bytes"):
+        build_rootfs(loaded, ps, fetcher, jobs=1)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from distroless.apk.model import Package
-from distroless.errors import FetchError, FormatError
+from distroless.errors import FetchError, FormatError, LimitError
 from distroless.events import NULL, Events, Phase
 from distroless.store.cache import Cache
 from distroless.fetch.repository import Repository, is_remote, local_path
@@ -23,9 +23,13 @@ from distroless.limits import DEFAULT_LIMITS, Limits
 from distroless.fsutil import KEY_CAP, read_regular
 
 if TYPE_CHECKING:  # the package reader, its crypto and the expander load only when a package is fetched
+    from collections.abc import Callable
+
     from distroless.apk.keys import Keyring
     from distroless.apk.package import ApkFile
     from distroless.store.expand import Expanded
+
+    Expander = Callable[..., Expanded]  # `store.expand.expand`'s signature
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,14 +153,22 @@ class Fetcher:
         return Repository(pkg.repository).package_url(arch, pkg.name, pkg.version)
 
     def package(self, pkg: Package, arch: str, *, url: str | None = None, sha256: str | None = None,
-                progress: Phase | None = None) -> Fetched:
-        """Fetch one package, verified against its `C:` (and `sha256` when a lock pins it)."""
+                progress: Phase | None = None, expander: Expander | None = None,
+                in_place: bool = False) -> Fetched:
+        """Fetch one package, verified against its `C:` (and `sha256` when a lock pins it);
+        `expander` runs the verifying expansion (`store.expandpool`: on another core). With
+        `in_place`, for a caller that needs only the expansion, a package in a local repository
+        is expanded where it is instead of copied into the cache first (as apko reads it)."""
         if not pkg.checksum:
             raise FormatError(f"{pkg.name}-{pkg.version}: no control checksum to verify the download against")
         hit = self.cache.find_apk(pkg.checksum, sha256, size=None if sha256 else (pkg.size or None))
         if hit is not None:
             return Fetched(pkg, hit, hit.name, None)
         location = url or self.url_of(pkg, arch)
+        if expander is None:
+            from distroless.store.expand import expand as expander
+        if in_place and not is_remote(location):
+            return self._in_place(pkg, Path(local_path(location)), location, sha256, expander)
         if self.offline and is_remote(location):
             raise FetchError(f"{location}: not in the cache and --offline was given")
         with self.cache.incoming() as (f, tmp):
@@ -167,13 +179,32 @@ class Fetcher:
             f.flush()
             # Verifying a package means decompressing it, so the expansion is kept from the same
             # pass: installing it later is a cache hit, not a second decompression.
-            from distroless.store.expand import expand
-
-            exp = expand(tmp, self.cache, expected_checksum=pkg.checksum, expected_sha256=sha256,
+            exp = expander(tmp, self.cache, expected_checksum=pkg.checksum, expected_sha256=sha256,
                          source=location, limits=self.limits)
             path = self.cache.admit(tmp, exp.apk.sha256)
         self.cache.record_apk(pkg.checksum, exp.apk.sha256, exp.apk.file_size)
         return Fetched(pkg, path, exp.apk.sha256, exp.apk, exp)
+
+    def _in_place(self, pkg: Package, path: Path, location: str, sha256: str | None, expander: Expander) -> Fetched:
+        from distroless.store.expand import cached
+
+        size = None if sha256 else (pkg.size or None)
+        known = self.cache.find_local(path, pkg.checksum, sha256, size)
+        exp = cached(self.cache, known, pkg.checksum) if known else None
+        if exp is None:
+            try:
+                found = path.stat().st_size
+            except FileNotFoundError:
+                raise FetchError(f"{location}: not found") from None
+            except OSError as e:
+                raise FetchError(f"{location}: {e.strerror}") from None
+            cap = min(self.limits.http_response, size) if size else self.limits.http_response
+            if found > cap:  # the index's S: caps it, as it caps a download
+                raise LimitError(f"{location}: larger than the cap of {cap} bytes")
+            exp = expander(path, self.cache, expected_checksum=pkg.checksum, expected_sha256=sha256,
+                           source=location, limits=self.limits)
+            self.cache.record_local(pkg.checksum, exp.apk.sha256, exp.apk.file_size)
+        return Fetched(pkg, path, exp.apk.sha256, None if known else exp.apk, exp)
 
     def packages(self, pkgs: list[Package], arch: str, *, urls: dict[str, str] | None = None,
                  sha256s: dict[str, str] | None = None) -> list[Fetched]:

@@ -4,6 +4,8 @@ Layout under the cache root:
   blobs/sha256/<hex>        verified bytes (packages and index files), read-only
   refs/apk/<control sha1>   "<sha256> <size>": which blob holds the package with that `C:`
   refs/index/<sha256(url)>  "<sha256>": the last verified index fetched from that URL
+  refs/local/<control sha1> "<sha256> <size>": a package read in place from a local repository
+                            (its expansion is kept under expanded/<sha256>, the file is not copied)
   tmp/                      downloads in progress
   parsed/, parsed-configs/, steps/resolve/
                             derived entries (`store.entries`): parsed indexes (`fetch.parsedindex`),
@@ -27,7 +29,7 @@ from distroless.fsutil import clean_stale, hold
 class Cache:
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)  # the front door chooses it (hostenv.cache_root by default)
-        for d in ("blobs/sha256", "refs/apk", "refs/index", "tmp"):
+        for d in ("blobs/sha256", "refs/apk", "refs/index", "refs/local", "tmp"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
         # What a killed run left: downloads, expansions and image staging directories.
         clean_stale(self.root / "tmp", ("dl-*", "ref-*", "expand-*", "build-*"))
@@ -97,6 +99,32 @@ class Cache:
             ref.unlink(missing_ok=True)
             return None
         return path
+
+    def record_local(self, checksum: str, sha256: str, size: int) -> None:
+        from distroless.apk.package import q1_to_hex
+
+        self._write_ref(self.root / "refs" / "local" / q1_to_hex(checksum, "cache"), f"{sha256} {size}\n")
+
+    def find_local(self, path: Path, checksum: str, sha256: str | None = None, size: int | None = None) -> str | None:
+        """The sha256 under which the package at `path` (a local repository's file, read in
+        place) was expanded, if it still is that package: the same checks as `find_apk` (size,
+        control SHA-1; `sha256` or `size` to tell re-signed copies apart), made on `path`."""
+        from distroless.apk.package import q1_to_hex
+
+        want = q1_to_hex(checksum, "cache")
+        try:
+            digest, stored = (self.root / "refs" / "local" / want).read_text().split()
+            stored_size = int(stored)
+        except (OSError, ValueError):
+            return None
+        if (sha256 is not None and digest != sha256) or (size is not None and stored_size != size):
+            return None
+        try:
+            if path.stat().st_size != stored_size or _control_sha1(path) != want:
+                return None
+        except (OSError, DistrolessError):
+            return None  # the caller reads the file again, and reports what is wrong with it
+        return digest
 
     # indexes, keyed by URL (the content is re-verified whenever it is parsed)
     def record_index(self, url: str, sha256: str) -> None:

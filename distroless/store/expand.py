@@ -93,8 +93,8 @@ def expand(apk_path: Path, cache: Cache, *, expected_checksum: str | None = None
     root = cache.root / "expanded"
     root.mkdir(exist_ok=True)
     if expected_sha256:
-        hit = load(root / expected_sha256)
-        if hit is not None and (expected_checksum is None or hit.apk.checksum == expected_checksum):
+        hit = cached(cache, expected_sha256, expected_checksum)
+        if hit is not None:
             return hit
     work = Path(tempfile.mkdtemp(dir=cache.root / "tmp", prefix="expand-"))
     try:
@@ -122,6 +122,14 @@ def expand(apk_path: Path, cache: Cache, *, expected_checksum: str | None = None
         return Expanded(apk, dest / "data.tar")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def cached(cache: Cache, sha256: str, checksum: str | None = None) -> Expanded | None:
+    """The cached expansion of the .apk with this sha256 (and control checksum), if any."""
+    hit = load(cache.root / "expanded" / sha256)
+    if hit is not None and (checksum is None or hit.apk.checksum == checksum):
+        return hit
+    return None
 
 
 def load(d: Path) -> Expanded | None:
