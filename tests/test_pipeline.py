@@ -4,6 +4,9 @@ expanded, an installed package keeps no per-file entries, and the result is the 
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,7 @@ from distroless.errors import DistrolessError, LimitError, VerificationError
 from distroless.store import expandpool
 from distroless.store.expand import expand
 from distroless.store.expandpool import ExpandPool
+from shared import ROOT
 
 N = 8
 
@@ -97,10 +101,8 @@ def _tar(arch_fs) -> bytes:
     return out.getvalue()
 
 
-def test_local_packages_are_expanded_in_place_by_worker_processes(tmp_path, monkeypatch) -> None:
+def test_local_packages_are_expanded_in_place(tmp_path, monkeypatch) -> None:
     loaded, fetcher, ps = _setup(tmp_path, monkeypatch)
-    with ExpandPool(2) as pool:
-        assert pool.forked, "two workers on Linux, made before any thread: processes"
     (first,) = build_rootfs(loaded, ps, fetcher, jobs=2)
     # nothing copied: the local .apk files are read where they are; their expansions are kept
     assert not any((tmp_path / "cache/blobs/sha256").iterdir())
@@ -118,8 +120,25 @@ def test_local_packages_are_expanded_in_place_by_worker_processes(tmp_path, monk
     assert _tar(again) == _tar(first)
 
 
+# A fresh process, as the CLI is: no thread runs yet, so the pool forks its workers.
+_IN_A_WORKER = """
+import sys
+from pathlib import Path
+from distroless.errors import DistrolessError
+from distroless.store.cache import Cache
+from distroless.store.expandpool import ExpandPool
+with ExpandPool(2) as pool:
+    assert pool.forked
+    apk = Path(sys.argv[1])
+    try:
+        pool(apk, Cache(sys.argv[2]), source=str(apk))
+    except DistrolessError as e:
+        print(type(e).__name__, e)
+"""
+
+
 def test_a_worker_process_reports_a_bad_package_as_this_process_would(tmp_path, monkeypatch) -> None:
-    loaded, fetcher, ps = _setup(tmp_path, monkeypatch)
+    _setup(tmp_path, monkeypatch)
     apk = tmp_path / "repo/x86_64/p3-1.0-r0.apk"
     data = bytearray(apk.read_bytes())
     data[-40] ^= 0xFF  # inside the data member
@@ -127,10 +146,22 @@ def test_a_worker_process_reports_a_bad_package_as_this_process_would(tmp_path, 
     with pytest.raises(DistrolessError) as here:
         expand(apk, Cache(tmp_path / "cache2"), source=str(apk))
     assert "p3-1.0-r0.apk: data member: " in str(here.value)
-    with pytest.raises(DistrolessError) as there:
-        build_rootfs(loaded, ps, fetcher, jobs=2)
-    assert (type(there.value), str(there.value)) == (type(here.value), str(here.value))
-    assert not (tmp_path / "cache/expanded").exists() or len(list((tmp_path / "cache/expanded").iterdir())) < N
+    there = subprocess.run([sys.executable, "-c", _IN_A_WORKER, str(apk), str(tmp_path / "cache3")],
+                           capture_output=True, text=True, check=True, cwd=ROOT)
+    assert there.stdout.strip() == f"{type(here.value).__name__} {here.value}"
+    assert not any((tmp_path / "cache3/expanded").iterdir()), "nothing kept of a bad package"
+
+
+def test_the_pool_expands_in_this_thread_once_another_thread_runs() -> None:
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        with ExpandPool(2) as pool:
+            assert not pool.forked, "forking a threaded process could copy a held lock"
+    finally:
+        stop.set()
+        t.join()
 
 
 def test_a_local_package_replaced_after_a_build_is_read_again(tmp_path, monkeypatch) -> None:
