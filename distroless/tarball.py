@@ -9,6 +9,7 @@ are sorted by key, as Go sorts them.
 from __future__ import annotations
 
 import posixpath
+import struct
 from dataclasses import dataclass, field
 
 from distroless.errors import FormatError
@@ -45,16 +46,12 @@ class Header:
     pax: dict[str, str | bytes] = field(default_factory=dict)
 
 
-def _octal(value: int, width: int) -> bytes:
-    # Go's formatOctal: zero-padded digits then NUL; a value that does not fit becomes 0.
-    digits = format(value, "o") if value >= 0 else "0"
-    if len(digits) > width - 1:
-        digits = "0"
-    return digits.rjust(width - 1, "0").encode() + b"\0"
-
-
-def _field(text: bytes, width: int) -> bytes:
-    return text[:width].ljust(width, b"\0")
+def _digits(value: int, width: int) -> bytes:
+    """Go's formatOctal for a `width`-byte field, without its NUL (the struct pads with it):
+    zero-padded digits; a value that does not fit becomes 0."""
+    if 0 <= value < 8 ** (width - 1):
+        return b"%0*o" % (width - 1, value)
+    return b"0" * (width - 1)
 
 
 def _split_ustar(name: bytes) -> tuple[bytes, bytes] | None:
@@ -73,20 +70,20 @@ def _split_ustar(name: bytes) -> tuple[bytes, bytes] | None:
     return name[:i], name[i + 1:]
 
 
+# name mode uid gid size mtime chksum typeflag linkname magic+version uname gname devmajor devminor
+# prefix, then padding to the block: `s` fields are cut to their width or padded with NULs
+_USTAR = struct.Struct("100s8s8s8s12s12s8s1s100s8s32s32s8s8s155s12x")
+
+
 def _raw_header(
     name: bytes, typeflag: bytes, mode: int, uid: int, gid: int, size: int, mtime: int,
     linkname: bytes, uname: bytes, gname: bytes, devmajor: int, devminor: int, prefix: bytes = b"",
 ) -> bytes:
-    block = bytearray(
-        _field(name, 100) + _octal(mode, 8) + _octal(uid, 8) + _octal(gid, 8)
-        + _octal(size, 12) + _octal(mtime, 12) + b" " * 8 + typeflag + _field(linkname, 100)
-        + b"ustar\x0000" + _field(uname, 32) + _field(gname, 32)
-        + _octal(devmajor, 8) + _octal(devminor, 8) + _field(prefix, 155)
-    )
-    block += b"\0" * (BLOCK - len(block))
-    checksum = sum(block)
-    block[148:156] = format(checksum, "o").rjust(6, "0").encode() + b"\0 "
-    return bytes(block)
+    block = _USTAR.pack(
+        name, _digits(mode, 8), _digits(uid, 8), _digits(gid, 8), _digits(size, 12), _digits(mtime, 12),
+        b" " * 8, typeflag, linkname, b"ustar\x0000", uname, gname, _digits(devmajor, 8), _digits(devminor, 8),
+        prefix)
+    return b"%s%06o\0 %s" % (block[:148], sum(block), block[156:])
 
 
 def pax_record(key: str, value: str | bytes) -> bytes:

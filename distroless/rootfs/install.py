@@ -213,21 +213,24 @@ class Installer:
         One package at a time (its file records come back from the spill file). `finish` settles
         them as written into the installed database, so later calls (the layered builds' per-layer
         databases) give those same records even after generated files replaced packaged ones."""
+        folders: dict[str, Node | None] = {}  # directory path → its node (the tree holds still meanwhile)
         for rec in self.installed:
             dirs = {path: replace(d, files=[]) for path, d in rec.dirs.items()}
             kept: list[FileRow] = []
             for row in self._spill.get(rec.files):
                 path, uid, gid, mode, sha1 = row
-                parent = posixpath.dirname(path)
+                parent, name = posixpath.split(path)
                 if parent not in dirs:
                     if parent:
                         continue
                     dirs[""] = idb.IdbDir("")
                 if not self._settled:
-                    node = self.tree.get(path)
+                    folder = folders[parent] if parent in folders else folders.setdefault(
+                        parent, self.tree.get(parent, follow=True) if parent else self.tree.root)
+                    node = folder.children.get(name) if folder is not None and folder.children is not None else None
                     if node is None or node.package != rec.package.name:
                         continue  # overwritten later by another package
-                dirs[parent].files.append(idb.IdbFile(posixpath.basename(path), uid, gid, mode, idb.q1(sha1)))
+                dirs[parent].files.append(idb.IdbFile(name, uid, gid, mode, idb.q1(sha1)))
                 kept.append(row)
             if settle:
                 rec.files = self._spill.put(kept)

@@ -43,7 +43,7 @@ class _Contents:
     """Where file contents are: spans of expanded package tars, whose descriptors stay open."""
 
     def __init__(self) -> None:
-        self._fds: dict[str, int] = {}
+        self._fds: dict[str, tuple[int, int]] = {}  # path → (descriptor, size when opened)
 
     def pieces(self, node: Node) -> Iterable[bytes | FileSpan]:
         content = node.content
@@ -51,15 +51,18 @@ class _Contents:
             yield content or b""
             return
         key = str(content.path)
-        fd = self._fds.get(key)
-        if fd is None:
-            fd = self._fds[key] = os.open(key, os.O_RDONLY)
-        if os.fstat(fd).st_size < content.offset + content.size:
+        opened = self._fds.get(key)
+        if opened is None:
+            fd = os.open(key, os.O_RDONLY)
+            opened = self._fds[key] = (fd, os.fstat(fd).st_size)
+        fd, size = opened
+        # a tar that shrinks later is caught by the compressor's reads ("a file ends before…")
+        if size < content.offset + content.size:
             raise OSError(f"{key}: ends before the file at offset {content.offset} does")
         yield FileSpan(fd, content.offset, content.size)
 
     def close(self) -> None:
-        for fd in self._fds.values():
+        for fd, _ in self._fds.values():
             os.close(fd)
         self._fds.clear()
 
