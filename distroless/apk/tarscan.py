@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 BLOCK = 512
+_WINDOW = 3 * BLOCK
 _ZERO = bytes(BLOCK)
 # tarfile's types whose content follows the header (REGULAR_TYPES minus the ones we refuse)
 _REGULAR = (b"0", b"\0")
@@ -119,10 +120,9 @@ def _header(buf: bytes, offset: int) -> Info:
                 _str(uname), _str(gname), _num(major), _num(minor), offset + BLOCK)
 
 
-def _read_header(fd: int, offset: int) -> Info | None:
-    """The header at `offset`; None at the end of the archive (a zero block, or the end of the
-    file after the first member, where tarfile stops too)."""
-    buf = os.pread(fd, BLOCK, offset)
+def _read_header(buf: bytes, offset: int) -> Info | None:
+    """The header in `buf` (read at `offset`); None at the end of the archive (a zero block,
+    or the end of the file after the first member, where tarfile stops too)."""
     if len(buf) != BLOCK:
         if offset > 0:
             return None
@@ -134,7 +134,7 @@ def _read_header(fd: int, offset: int) -> Info | None:
 
 def _pax_records(data: bytes) -> dict[str, str]:
     """tarfile's record loop over a local PAX header's data, when every field is UTF-8."""
-    if re.search(rb"\d+ hdrcharset=([^\n]+)\n", data):
+    if b"hdrcharset=" in data and re.search(rb"\d+ hdrcharset=([^\n]+)\n", data):
         raise Unusual
     out: dict[str, str] = {}
     pos = 0
@@ -180,15 +180,23 @@ def headers(fd: int, file_size: int, charge_pax: Callable[[int], None]) -> Itera
     """The entries of the tar in `fd` (of `file_size` bytes), in order, as tarfile reads them.
     `charge_pax(size)` is called before a PAX header's data is read (it raises over a cap)."""
     offset = 0
-    while (info := _read_header(fd, offset)) is not None:
+    while True:
+        # one read for the usual entry: a PAX header, one block of records, then the entry's own
+        # header (what a read past the end of the file returns is what a later read would)
+        window = os.pread(fd, _WINDOW, offset)
+        info = _read_header(window[:BLOCK], offset)
+        if info is None:
+            return
         if info.type == b"x":
             charge_pax(info.size)
             span = _round(info.size)
-            data = os.pread(fd, span, info.offset_data)  # tarfile parses the padded block
+            at = BLOCK + span  # the entry's header, from the window's start
+            data = window[BLOCK:at] if at <= _WINDOW else os.pread(fd, span, info.offset_data)
             if len(data) != span:
                 raise Unusual
             pax = _pax_records(data)
-            entry = _read_header(fd, info.offset_data + span)
+            entry = _read_header(window[at:at + BLOCK] if at + BLOCK <= _WINDOW else os.pread(fd, BLOCK, offset + at),
+                                 offset + at)
             if entry is None or entry.type == b"x":
                 raise Unusual
             _apply_pax(entry, pax)

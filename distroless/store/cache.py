@@ -6,6 +6,7 @@ Layout under the cache root:
   refs/index/<sha256(url)>  "<sha256>": the last verified index fetched from that URL
   refs/local/<control sha1> "<sha256> <size>": a package read in place from a local repository
                             (its expansion is kept under expanded/<sha256>, the file is not copied)
+  expanded/<sha256>/        a verified package's data tar and metadata (`store.expand`)
   tmp/                      downloads in progress
   parsed/, parsed-configs/, steps/resolve/
                             derived entries (`store.entries`): parsed indexes (`fetch.parsedindex`),
@@ -29,7 +30,7 @@ from distroless.fsutil import clean_stale, hold
 class Cache:
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)  # the front door chooses it (hostenv.cache_root by default)
-        for d in ("blobs/sha256", "refs/apk", "refs/index", "refs/local", "tmp"):
+        for d in ("blobs/sha256", "refs/apk", "refs/index", "refs/local", "expanded", "tmp"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
         # What a killed run left: downloads, expansions and image staging directories.
         clean_stale(self.root / "tmp", ("dl-*", "ref-*", "expand-*", "build-*"))

@@ -90,8 +90,7 @@ def expand(apk_path: Path, cache: Cache, *, expected_checksum: str | None = None
            limits: Limits = DEFAULT_LIMITS) -> Expanded:
     """Verify and expand `apk_path` once; later calls with the same file are cache hits.
     `source` names the package in errors (its URL, when `apk_path` is a download in progress)."""
-    root = cache.root / "expanded"
-    root.mkdir(exist_ok=True)
+    root = cache.root / "expanded"  # made with the cache
     if expected_sha256:
         hit = cached(cache, expected_sha256, expected_checksum)
         if hit is not None:
