@@ -152,6 +152,31 @@ def test_a_worker_process_reports_a_bad_package_as_this_process_would(tmp_path, 
     assert not any((tmp_path / "cache3/expanded").iterdir()), "nothing kept of a bad package"
 
 
+_WORKER_DIES = """
+import os, sys
+from pathlib import Path
+from distroless.errors import DistrolessError
+from distroless.store import expandpool
+from distroless.store.cache import Cache
+def die(*_a, **_k):
+    os._exit(9)
+expandpool.expand = die  # what the workers run: they are forked after this
+with expandpool.ExpandPool(2) as pool:
+    try:
+        pool(Path(sys.argv[1]), Cache(sys.argv[2]), source=sys.argv[1])
+    except DistrolessError as e:
+        print(e)
+"""
+
+
+def test_a_worker_that_dies_is_a_clear_error_naming_the_package(tmp_path, monkeypatch) -> None:
+    _setup(tmp_path, monkeypatch)
+    apk = tmp_path / "repo/x86_64/p1-1.0-r0.apk"
+    out = subprocess.run([sys.executable, "-c", _WORKER_DIES, str(apk), str(tmp_path / "cache3")],
+                         capture_output=True, text=True, check=True, cwd=ROOT, timeout=60)
+    assert out.stdout.strip() == f"{apk}: the process expanding it died (killed, or out of memory?); nothing of it was kept"
+
+
 def test_the_pool_expands_in_this_thread_once_another_thread_runs() -> None:
     stop = threading.Event()
     t = threading.Thread(target=stop.wait)

@@ -13,9 +13,11 @@ import os
 import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from types import TracebackType
 
+from distroless.errors import DistrolessError
 from distroless.limits import DEFAULT_LIMITS, Limits
 from distroless.store.cache import Cache
 from distroless.store.expand import Expanded, expand
@@ -51,7 +53,11 @@ class ExpandPool:
                       limits=limits)
         if self._procs is None:
             return expand(apk_path, cache, **kwargs)  # type: ignore[arg-type]
-        return self._procs.submit(expand, apk_path, cache, **kwargs).result()
+        try:
+            return self._procs.submit(expand, apk_path, cache, **kwargs).result()
+        except BrokenProcessPool:
+            raise DistrolessError(f"{source or apk_path}: the process expanding it died (killed, or out of memory?); "
+                                  "nothing of it was kept") from None
 
     def close(self) -> None:
         if self._procs is not None:
