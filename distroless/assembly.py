@@ -8,15 +8,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from itertools import islice
 
-from distroless import baseimage
-from distroless.baseimage import Base
+from typing import TYPE_CHECKING
+
 from distroless.config import LoadedConfig, arch_to_apk
 from distroless.events import NULL, Events
 from distroless.store.expand import Expanded, cached
 from distroless.store.expandpool import ExpandPool, cores
 from distroless.fetch.fetcher import Fetcher
 from distroless.packages import PackageSet, Pinned
-from distroless.rootfs.assemble import Rootfs, assemble
+
+if TYPE_CHECKING:  # loaded by `assemble_arch`: while the first packages expand, not before
+    from distroless.baseimage import Base
+    from distroless.rootfs.assemble import Rootfs
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,9 @@ def assemble_arch(loaded: LoadedConfig, ps: PackageSet, arch: str, expanded: Ite
     iterable yields them): the build date, the world (pinned for builds, the user's list for
     minirootfs) and the keys come from here, for every front door. `lean` drops each package's
     entries once it is installed (the tree holds what the image needs; memory stays flat)."""
+    from distroless import baseimage
+    from distroless.rootfs.assemble import assemble
+
     base = baseimage.for_config(loaded, arch)
     world = ps.pinned_world(arch) if lock_world else list(loaded.world())
     keys = {name: pem for name, (_, pem) in ps.key_sources.items()}
@@ -81,16 +87,18 @@ def build_rootfs(loaded: LoadedConfig, ps: PackageSet, fetcher: Fetcher, *, keep
     # processes first: they fork while this is the only thread
     with ExpandPool(min(max(1, jobs), cores())) as expander, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         for arch in ps.archs:
-            out.append(assemble_arch(loaded, ps, arch,
-                                     _expansions(pool, expander, fetcher, ps, arch, 2 * max(1, jobs), events),
+            expanded = _expansions(pool, expander, fetcher, ps, arch, 2 * max(1, jobs), events)
+            next(expanded)  # the first packages are under way while `assemble_arch` loads its modules
+            out.append(assemble_arch(loaded, ps, arch, expanded,  # type: ignore[arg-type]
                                      keep_owners=keep_owners, lock_world=lock_world, lean=True, events=events))
     return out
 
 
 def _expansions(pool: ThreadPoolExecutor, expander: ExpandPool, fetcher: Fetcher, ps: PackageSet, arch: str,
-                window: int, events: Events) -> Iterator[Expanded]:
+                window: int, events: Events) -> Iterator[Expanded | None]:
     """`arch`'s packages fetched (or found in the cache) on `pool` and expanded by `expander`, in
-    order, at most `window` ahead of the consumer (so at most that many packages' entries are held)."""
+    order, at most `window` ahead of the consumer (so at most that many packages' entries are held).
+    The first item is None, once the first `window` packages are submitted."""
     pins = ps.archs[arch]
     apk_arch = arch_to_apk(arch)
     with fetcher.events.phase("fetching packages", total=len(pins)) as fetching, \
@@ -109,6 +117,7 @@ def _expansions(pool: ThreadPoolExecutor, expander: ExpandPool, fetcher: Fetcher
         todo = iter(pins)
         pending: deque[Future[Expanded]] = deque(pool.submit(one, pin) for pin in islice(todo, window))
         try:
+            yield None
             while pending:
                 exp = pending.popleft().result()
                 for pin in islice(todo, 1):

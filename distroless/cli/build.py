@@ -79,7 +79,6 @@ def built_images(args: argparse.Namespace, *, name: str, sbom_formats: tuple[str
     """The whole build for `image build` and `image publish`: config, packages, root
     filesystems, then images and index (an `imagebuild.Built`) whose blobs live in a staging
     directory for the block."""
-    from distroless import imagebuild
     from distroless.assembly import build_rootfs
     from distroless.packages import require_lock_for_base
 
@@ -88,6 +87,8 @@ def built_images(args: argparse.Namespace, *, name: str, sbom_formats: tuple[str
     fetcher = fetcher_for(args)
     ps = package_set(args, loaded, fetcher)
     rootfs = build_rootfs(loaded, ps, fetcher, keep_owners=args.keep_owners, jobs=args.jobs, events=fetcher.events)
+    from distroless import imagebuild  # the image half: not needed before the packages are in
+
     staging = Path(tempfile.mkdtemp(dir=fetcher.cache.root / "tmp", prefix="build-"))
     try:
         with held_dir(staging):  # a live build: the next run's cleanup leaves it alone
