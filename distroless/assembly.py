@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator, Sized
+from collections.abc import Callable, Iterable, Iterator, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from itertools import islice
@@ -79,16 +79,20 @@ def _without_entries(exp: Expanded) -> Expanded:
 
 
 def build_rootfs(loaded: LoadedConfig, ps: PackageSet, fetcher: Fetcher, *, keep_owners: bool = False,
-                 lock_world: bool = True, jobs: int = 4, events: Events = NULL) -> list[ArchRootfs]:
+                 lock_world: bool = True, jobs: int = 4, events: Events = NULL,
+                 meanwhile: Callable[[], object] = lambda: None) -> list[ArchRootfs]:
     """One assembled tree per architecture, in `ps` order: a pipeline in which `jobs` threads
     fetch, verify and expand packages (a few ahead) while this thread installs each one, in
-    resolved order, as soon as it and those before it are ready."""
+    resolved order, as soon as it and those before it are ready. `meanwhile` runs on this thread
+    once the first packages are under way (the front door loads the modules it needs next)."""
     out: list[ArchRootfs] = []
     # processes first: they fork while this is the only thread
     with ExpandPool(min(max(1, jobs), cores())) as expander, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for arch in ps.archs:
+        for i, arch in enumerate(ps.archs):
             expanded = _expansions(pool, expander, fetcher, ps, arch, 2 * max(1, jobs), events)
             next(expanded)  # the first packages are under way while `assemble_arch` loads its modules
+            if i == 0:
+                meanwhile()
             out.append(assemble_arch(loaded, ps, arch, expanded,  # type: ignore[arg-type]
                                      keep_owners=keep_owners, lock_world=lock_world, lean=True, events=events))
     return out

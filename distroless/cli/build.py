@@ -86,8 +86,9 @@ def built_images(args: argparse.Namespace, *, name: str, sbom_formats: tuple[str
     require_lock_for_base(loaded, getattr(args, "lockfile", None))
     fetcher = fetcher_for(args)
     ps = package_set(args, loaded, fetcher)
-    rootfs = build_rootfs(loaded, ps, fetcher, keep_owners=args.keep_owners, jobs=args.jobs, events=fetcher.events)
-    from distroless import imagebuild  # the image half: not needed before the packages are in
+    rootfs = build_rootfs(loaded, ps, fetcher, keep_owners=args.keep_owners, jobs=args.jobs, events=fetcher.events,
+                          meanwhile=_load_image_half)
+    from distroless import imagebuild
 
     staging = Path(tempfile.mkdtemp(dir=fetcher.cache.root / "tmp", prefix="build-"))
     try:
@@ -98,13 +99,20 @@ def built_images(args: argparse.Namespace, *, name: str, sbom_formats: tuple[str
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def cmd_build(args: argparse.Namespace) -> int:
-    from distroless.oci.dockerarchive import write_docker_archive
-    from distroless.oci.layout import write_layout
+def _load_image_half() -> None:
+    """The modules that make the image from the root filesystem, loaded while packages expand."""
+    import distroless.imagebuild  # noqa: F401
+    import distroless.oci.dockerarchive  # noqa: F401
+    import distroless.oci.layout  # noqa: F401
 
+
+def cmd_build(args: argparse.Namespace) -> int:
     formats = sbom_formats_of(args)
     check_output_parent(args.output)
     with built_images(args, name=args.tag, sbom_formats=formats) as built:
+        from distroless.oci.dockerarchive import write_docker_archive
+        from distroless.oci.layout import write_layout
+
         if args.output.is_dir():
             write_layout(args.output, built.index)
             kind = "OCI layout"
