@@ -177,6 +177,28 @@ def test_a_worker_that_dies_is_a_clear_error_naming_the_package(tmp_path, monkey
     assert out.stdout.strip() == f"{apk}: the process expanding it died (killed, or out of memory?); nothing of it was kept"
 
 
+_NO_FORK = """
+import errno, os, sys
+from pathlib import Path
+from distroless.store.cache import Cache
+from distroless.store.expandpool import ExpandPool
+def refuse():
+    raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+os.fork = refuse
+with ExpandPool(2) as pool:
+    assert not pool.forked
+    print(pool(Path(sys.argv[1]), Cache(sys.argv[2])).apk.package.name)
+"""
+
+
+def test_a_pool_that_cannot_fork_expands_in_this_process(tmp_path, monkeypatch) -> None:
+    _setup(tmp_path, monkeypatch)
+    apk = tmp_path / "repo/x86_64/p1-1.0-r0.apk"
+    out = subprocess.run([sys.executable, "-c", _NO_FORK, str(apk), str(tmp_path / "cache3")],
+                         capture_output=True, text=True, check=True, cwd=ROOT, timeout=60)
+    assert out.stdout.strip() == "p1"
+
+
 def test_the_pool_expands_in_this_thread_once_another_thread_runs() -> None:
     stop = threading.Event()
     t = threading.Thread(target=stop.wait)

@@ -83,7 +83,12 @@ class _Worker:
 
 def _fork_worker(others: list[_Worker]) -> _Worker:
     ours, theirs = socket.socketpair()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        ours.close()
+        theirs.close()
+        raise
     if pid == 0:  # the worker: only its own socket stays open, so each sees the pool close it
         try:
             ours.close()
@@ -103,8 +108,12 @@ class ExpandPool:
         self._workers: list[_Worker] = []
         self._idle: queue.SimpleQueue[_Worker] | None = None
         if workers > 1 and sys.platform == "linux" and threading.active_count() == 1:
-            for _ in range(workers):
-                self._workers.append(_fork_worker(self._workers))
+            try:
+                for _ in range(workers):
+                    self._workers.append(_fork_worker(self._workers))
+            except OSError:  # no more processes allowed: expand here, as on one core
+                self.close()
+                return
             self._idle = queue.SimpleQueue()
             for w in self._workers:
                 self._idle.put(w)
