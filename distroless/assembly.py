@@ -89,7 +89,8 @@ def build_rootfs(loaded: LoadedConfig, ps: PackageSet, fetcher: Fetcher, *, keep
     # processes first: they fork while this is the only thread
     with ExpandPool(min(max(1, jobs), cores())) as expander, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         for i, arch in enumerate(ps.archs):
-            expanded = _expansions(pool, expander, fetcher, ps, arch, 2 * max(1, jobs), events)
+            # four per thread ahead: the workers stay busy while this thread loads modules or installs
+            expanded = _expansions(pool, expander, fetcher, ps, arch, 4 * max(1, jobs), events)
             next(expanded)  # the first packages are under way while `assemble_arch` loads its modules
             if i == 0:
                 meanwhile()
