@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterable, Iterator, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from itertools import islice
-
 from typing import TYPE_CHECKING
 
 from distroless.config import LoadedConfig, arch_to_apk

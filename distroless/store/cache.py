@@ -70,9 +70,7 @@ class Cache:
 
     # packages, keyed by the control checksum an index or lock gives
     def record_apk(self, checksum: str, sha256: str, size: int) -> None:
-        from distroless.apk.package import q1_to_hex
-
-        self._write_ref(self.root / "refs" / "apk" / q1_to_hex(checksum, "cache"), f"{sha256} {size}\n")
+        self._write_ref(self._apk_ref("apk", checksum), f"{sha256} {size}\n")
 
     def find_apk(self, checksum: str, sha256: str | None = None, size: int | None = None) -> Path | None:
         """The cached package with control checksum `checksum`, re-checked cheaply: the blob's size
@@ -81,51 +79,31 @@ class Cache:
         The control checksum does not cover the signature member, so the same package re-signed
         elsewhere has the same checksum but other bytes: `sha256` (from a lock) or `size` (the
         index's `S:`) tell such copies apart."""
-        from distroless.apk.package import q1_to_hex  # the package reader: only when packages are used
-
-        ref = self.root / "refs" / "apk" / q1_to_hex(checksum, "cache")
-        try:
-            digest, stored = ref.read_text().split()
-            stored_size = int(stored)
-        except (OSError, ValueError):
+        ref = self._apk_ref("apk", checksum)
+        found = _read_ref(ref, sha256, size)
+        if found is None:
             return None
-        if (sha256 is not None and digest != sha256) or (size is not None and stored_size != size):
-            return None
-        path = self.blob(digest)
-        try:
-            if path.stat().st_size != stored_size or _control_sha1(path) != q1_to_hex(checksum, "cache"):
-                raise ValueError
-        except (OSError, ValueError, DistrolessError):
+        path = self.blob(found[0])
+        if not _is_package(path, *found[1:]):
             path.unlink(missing_ok=True)
             ref.unlink(missing_ok=True)
             return None
         return path
 
     def record_local(self, checksum: str, sha256: str, size: int) -> None:
-        from distroless.apk.package import q1_to_hex
-
-        self._write_ref(self.root / "refs" / "local" / q1_to_hex(checksum, "cache"), f"{sha256} {size}\n")
+        self._write_ref(self._apk_ref("local", checksum), f"{sha256} {size}\n")
 
     def find_local(self, path: Path, checksum: str, sha256: str | None = None, size: int | None = None) -> str | None:
         """The sha256 under which the package at `path` (a local repository's file, read in
-        place) was expanded, if it still is that package: the same checks as `find_apk` (size,
-        control SHA-1; `sha256` or `size` to tell re-signed copies apart), made on `path`."""
-        from distroless.apk.package import q1_to_hex
+        place) was expanded, if it still is that package: `find_apk`'s checks, made on `path`
+        (which is the user's: a miss leaves it alone, and the caller reads it again)."""
+        found = _read_ref(self._apk_ref("local", checksum), sha256, size)
+        return found[0] if found is not None and _is_package(path, *found[1:]) else None
 
-        want = q1_to_hex(checksum, "cache")
-        try:
-            digest, stored = (self.root / "refs" / "local" / want).read_text().split()
-            stored_size = int(stored)
-        except (OSError, ValueError):
-            return None
-        if (sha256 is not None and digest != sha256) or (size is not None and stored_size != size):
-            return None
-        try:
-            if path.stat().st_size != stored_size or _control_sha1(path) != want:
-                return None
-        except (OSError, DistrolessError):
-            return None  # the caller reads the file again, and reports what is wrong with it
-        return digest
+    def _apk_ref(self, kind: str, checksum: str) -> Path:
+        from distroless.apk.package import q1_to_hex  # the package reader: only when packages are used
+
+        return self.root / "refs" / kind / q1_to_hex(checksum, "cache")
 
     # indexes, keyed by URL (the content is re-verified whenever it is parsed)
     def record_index(self, url: str, sha256: str) -> None:
@@ -141,6 +119,26 @@ class Cache:
 
     def _index_ref(self, url: str) -> Path:
         return self.root / "refs" / "index" / hashlib.sha256(url.encode()).hexdigest()
+
+
+def _read_ref(ref: Path, sha256: str | None, size: int | None) -> tuple[str, int, str] | None:
+    """(digest, size, control SHA-1) from a package ref, if it matches what the caller pins."""
+    try:
+        digest, stored = ref.read_text().split()
+        stored_size = int(stored)
+    except (OSError, ValueError):
+        return None
+    if (sha256 is not None and digest != sha256) or (size is not None and stored_size != size):
+        return None
+    return digest, stored_size, ref.name
+
+
+def _is_package(path: Path, size: int, control_sha1: str) -> bool:
+    """`path` holds the package a ref names: the right size and control member (cheap checks)."""
+    try:
+        return path.stat().st_size == size and _control_sha1(path) == control_sha1
+    except (OSError, DistrolessError):
+        return False
 
 
 def _control_sha1(path: Path) -> str:
