@@ -64,9 +64,13 @@ class Cache:
         import tempfile
 
         fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix="ref-")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        except OSError as e:  # a full disk names nothing: name the ref
+            Path(tmp).unlink(missing_ok=True)
+            raise OSError(e.errno, e.strerror, str(path)) from None
 
     # packages, keyed by the control checksum an index or lock gives
     def record_apk(self, checksum: str, sha256: str, size: int) -> None:

@@ -113,3 +113,31 @@ def test_disk_full_errors_name_the_file(tmp_path: Path, repo) -> None:
     assert r.returncode == 1, r.stderr
     assert "No space left on device" in lines[0] and str(full / "cache") in lines[0], r.stderr
     assert lines[1:] == ["cache"], r.stderr  # nothing but the (cleaned) cache left on the full disk
+
+
+_REF_ON_A_FULL_DISK = """
+import sys
+from pathlib import Path
+from distroless.store.cache import Cache
+cache = Cache(sys.argv[1])
+with open(Path(sys.argv[1]) / "filler", "wb", buffering=0) as f:  # the disk fills (another expansion)
+    try:
+        while True:
+            f.write(b"x" * 4096)
+    except OSError:
+        pass
+try:
+    cache.record_local("Q1" + "A" * 26 + "A=", "0" * 64, 1)
+except OSError as e:
+    print(e.filename, e.strerror)
+print(sorted(p.name for p in (Path(sys.argv[1]) / "tmp").iterdir()))
+"""
+
+
+def test_a_cache_ref_that_does_not_fit_names_its_file(tmp_path: Path) -> None:
+    full = tmp_path / "full"
+    r = _in_tiny_fs(full, [sys.executable, "-c", _REF_ON_A_FULL_DISK, str(full / "cache")], tmp_path)
+    assert r.returncode == 0, r.stderr
+    named, left = r.stdout.splitlines()
+    assert named == f"{full}/cache/refs/local/{'0' * 40} No space left on device", r.stdout
+    assert left == "[]", "the ref's temp file is removed"
