@@ -225,8 +225,9 @@ class Installer:
                         continue
                     dirs[""] = idb.IdbDir("")
                 if not self._settled:
-                    folder = folders[parent] if parent in folders else folders.setdefault(
-                        parent, self.tree.get(parent, follow=True) if parent else self.tree.root)
+                    if parent not in folders:
+                        folders[parent] = self.tree.get(parent, follow=True) if parent else self.tree.root
+                    folder = folders[parent]
                     node = folder.children.get(name) if folder is not None and folder.children is not None else None
                     if node is None or node.package != rec.package.name:
                         continue  # overwritten later by another package
