@@ -300,28 +300,37 @@ class _BoundedTarInfo(tarfile.TarInfo):
     """tarfile reads a PAX or GNU long-name header whole into memory: refuse oversized ones
     before they are read, and keep a per-archive budget for all PAX headers together."""
 
+    where = "tar"
+    charge: Callable[[int], None]
+
     def _proc_pax(self, tarfile_):  # type: ignore[no-untyped-def]
-        _charge_pax(tarfile_, self.size, self.name)
+        self.charge(self.size)
         return super()._proc_pax(tarfile_)  # type: ignore[misc]
 
     def _proc_gnulong(self, tarfile_):  # type: ignore[no-untyped-def]
         if self.size > LONGNAME_CAP:
-            raise LimitError(f"{_where(tarfile_)}: a GNU long-name header of {self.size} bytes "
+            raise LimitError(f"{self.where}: a GNU long-name header of {self.size} bytes "
                              f"(the cap is {LONGNAME_CAP})")
         return super()._proc_gnulong(tarfile_)  # type: ignore[misc]
 
 
-def _where(tf: tarfile.TarFile) -> str:
-    return getattr(tf.tarinfo, "where", "tar")
+def _bounded(where: str) -> type[_BoundedTarInfo]:
+    """The TarInfo class for one archive: errors name it, and its PAX headers share one budget."""
+    return type("_Bounded", (_BoundedTarInfo,), {"where": where, "charge": staticmethod(_pax_budget(where))})
 
 
-def _charge_pax(tf: tarfile.TarFile, size: int, name: str) -> None:
-    if size > PAX_CAP:
-        raise LimitError(f"{_where(tf)}: a PAX header of {size} bytes (the cap is {PAX_CAP})")
-    left = getattr(tf, "distroless_pax_left", PAX_TOTAL_CAP) - size
-    if left < 0:
-        raise LimitError(f"{_where(tf)}: PAX headers exceed {PAX_TOTAL_CAP} bytes in total")
-    tf.distroless_pax_left = left  # type: ignore[attr-defined]
+def _pax_budget(where: str) -> Callable[[int], None]:
+    """Charge each PAX header's size before it is read: a cap per header and one per archive."""
+    left = PAX_TOTAL_CAP
+
+    def charge(size: int) -> None:
+        nonlocal left
+        if size > PAX_CAP:
+            raise LimitError(f"{where}: a PAX header of {size} bytes (the cap is {PAX_CAP})")
+        left -= size
+        if left < 0:
+            raise LimitError(f"{where}: PAX headers exceed {PAX_TOTAL_CAP} bytes in total")
+    return charge
 
 
 def _read_control(data: bytes, source: str) -> tuple[str, list[tuple[Entry, bytes]]]:
@@ -352,30 +361,54 @@ def _read_control(data: bytes, source: str) -> tuple[str, list[tuple[Entry, byte
 
 def _read_data(member: BinaryIO, source: str, on_entry: OnEntry | None) -> list[Entry]:
     where = f"{source}: data member"
-    entries: list[Entry] = []
-    leading = True
     try:
-        bounded = type("_Bounded", (_BoundedTarInfo,), {"where": where})  # errors name the package
         with tarfile.open(fileobj=io.BufferedReader(member, _READ), mode="r|",  # type: ignore[arg-type]
-                          tarinfo=bounded) as tf:
-            while (info := tf.next()) is not None:
-                tf.members.clear()  # stream mode would otherwise keep every header in memory
-                # APK v1 compatibility: leading dot-files without a slash are metadata, not data.
-                if leading and info.name.startswith(".") and "/" not in info.name:
-                    continue
-                leading = False
-                if len(entries) >= MAX_ENTRIES:
-                    raise LimitError(f"{where}: more than {MAX_ENTRIES} entries")
-                entries.append(_data_entry(tf, info, where, on_entry))
+                          tarinfo=_bounded(where)) as tf:
+            return [_data_entry(tf, info, where, on_entry) for info in _data_members(_infos(tf), where)]
     except tarfile.TarError as e:
         raise FormatError(f"{where}: not a valid tar ({e})") from None
-    return entries
+
+
+def _infos(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    while (info := tf.next()) is not None:
+        tf.members.clear()  # only the Entry list is kept (stream mode would keep every header)
+        yield info
+
+
+def _data_members(infos: Iterable[tarfile.TarInfo | tarscan.Info], where: str
+                  ) -> Iterator[tarfile.TarInfo | tarscan.Info]:
+    """The data entries, capped in number; APK v1 compatibility: leading dot-files without a
+    slash are metadata, not data."""
+    leading, count = True, 0
+    for info in infos:
+        if leading and info.name.startswith(".") and "/" not in info.name:
+            continue
+        leading = False
+        count += 1
+        if count > MAX_ENTRIES:
+            raise LimitError(f"{where}: more than {MAX_ENTRIES} entries")
+        yield info
+
+
+def _checked(entry: Entry, got: str, where: str) -> Entry:
+    """`entry` with the SHA-1 its PAX record gives, once `got` (the content's, or "" where there
+    is none to hash) agrees with it."""
+    recorded = entry.pax.get(APK_CHECKSUM_SHA1)
+    if recorded:
+        want = _record_sha1(recorded, f"{where}: {entry.name}")
+        if got and got != want:
+            raise VerificationError(f"{where}: {entry.name}: {APK_CHECKSUM_SHA1} mismatch (recorded {want}, content {got})")
+        entry.sha1 = want
+    return entry
+
+
+def _link_sha1(entry: Entry) -> str:
+    return hashlib.sha1(entry.linkname.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _data_entry(tf: tarfile.TarFile, info: tarfile.TarInfo, where: str, on_entry: OnEntry | None) -> Entry:
     entry = _entry(info, where)
-    recorded = entry.pax.get(APK_CHECKSUM_SHA1)
-    want = _record_sha1(recorded, f"{where}: {entry.name}") if recorded else ""
+    got = ""
     if entry.type == "reg":
         f = tf.extractfile(info)
         assert f is not None
@@ -383,21 +416,12 @@ def _data_entry(tf: tarfile.TarFile, info: tarfile.TarInfo, where: str, on_entry
         if on_entry:
             on_entry(entry, stream)  # type: ignore[arg-type]
         got = stream.finish()
-    elif entry.type == "sym":
-        got = hashlib.sha1(entry.linkname.encode("utf-8", "surrogateescape")).hexdigest()
-        if on_entry:
-            on_entry(entry, None)
     else:
-        got = ""
+        if entry.type == "sym":
+            got = _link_sha1(entry)
         if on_entry:
             on_entry(entry, None)
-    if want:
-        if got and got != want:
-            raise VerificationError(
-                f"{where}: {entry.name}: {APK_CHECKSUM_SHA1} mismatch (recorded {want}, content {got})"
-            )
-        entry.sha1 = want
-    return entry
+    return _checked(entry, got, where)
 
 
 def _scan_data(tar: BinaryIO, source: str) -> list[Entry]:
@@ -414,68 +438,34 @@ def _scan_data(tar: BinaryIO, source: str) -> list[Entry]:
     return _data_entries(_tarfile_infos(tar, where), fd, where)
 
 
-def _pax_budget(where: str) -> Callable[[int], None]:
-    """The caps `_BoundedTarInfo` applies, for `tarscan`."""
-    left = PAX_TOTAL_CAP
-
-    def charge(size: int) -> None:
-        nonlocal left
-        if size > PAX_CAP:
-            raise LimitError(f"{where}: a PAX header of {size} bytes (the cap is {PAX_CAP})")
-        left -= size
-        if left < 0:
-            raise LimitError(f"{where}: PAX headers exceed {PAX_TOTAL_CAP} bytes in total")
-    return charge
-
-
 def _tarfile_infos(tar: BinaryIO, where: str) -> Iterator[tarfile.TarInfo]:
     tar.seek(0)
     try:
-        bounded = type("_Bounded", (_BoundedTarInfo,), {"where": where})  # the same caps as streaming
-        with tarfile.open(fileobj=tar, mode="r:", tarinfo=bounded) as tf:  # type: ignore[call-overload]
-            while (info := tf.next()) is not None:
-                tf.members.clear()  # only the Entry list is kept
-                yield info
+        with tarfile.open(fileobj=tar, mode="r:", tarinfo=_bounded(where)) as tf:  # type: ignore[call-overload]
+            yield from _infos(tf)
     except tarfile.TarError as e:
         raise FormatError(f"{where}: not a valid tar ({e})") from None
 
 
 def _data_entries(infos: Iterable[tarfile.TarInfo | tarscan.Info], fd: int, where: str) -> list[Entry]:
     entries: list[Entry] = []
-    leading = True
-    for info in infos:
-        # APK v1 compatibility: leading dot-files without a slash are metadata, not data.
-        if leading and info.name.startswith(".") and "/" not in info.name:
-            continue
-        leading = False
-        if len(entries) >= MAX_ENTRIES:
-            raise LimitError(f"{where}: more than {MAX_ENTRIES} entries")
+    for info in _data_members(infos, where):
         entry = _entry(info, where)
-        recorded = entry.pax.get(APK_CHECKSUM_SHA1)
-        want = _record_sha1(recorded, f"{where}: {entry.name}") if recorded else ""
         if entry.type == "reg":
-            got = _file_sha1(fd, entry.offset, entry.size, f"{where}: {entry.name}")
-        elif entry.type == "sym":
-            got = hashlib.sha1(entry.linkname.encode("utf-8", "surrogateescape")).hexdigest()
+            got = _file_sha1(fd, entry.offset, entry.size, where, entry.name)
         else:
-            got = ""
-        if want:
-            if got and got != want:
-                raise VerificationError(
-                    f"{where}: {entry.name}: {APK_CHECKSUM_SHA1} mismatch (recorded {want}, content {got})"
-                )
-            entry.sha1 = want
-        entries.append(entry)
+            got = _link_sha1(entry) if entry.type == "sym" else ""
+        entries.append(_checked(entry, got, where))
     return entries
 
 
-def _file_sha1(fd: int, offset: int, size: int, where: str) -> str:
+def _file_sha1(fd: int, offset: int, size: int, where: str, name: str) -> str:
     h = hashlib.sha1()
     pos, left = offset, size
     while left:
         chunk = os.pread(fd, min(left, _SHA1_PIECE), pos)
         if not chunk:
-            raise FormatError(f"{where}: truncated (the tar ends inside the file)")
+            raise FormatError(f"{where}: {name}: truncated (the tar ends inside the file)")
         h.update(chunk)
         pos += len(chunk)
         left -= len(chunk)
