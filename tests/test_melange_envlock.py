@@ -46,20 +46,21 @@ RECIPE = """\
     """
 
 
+def _tool(name: str, why: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed: {why}", pytrace=False)
+    return found
+
+
 @pytest.fixture(scope="module")
 def bwrap() -> str:
-    found = shutil.which("bwrap")
-    if found is None:
-        pytest.fail("bubblewrap (bwrap) is not installed: package builds need a real sandbox", pytrace=False)
-    return found
+    return _tool("bwrap", "package builds need a real sandbox (Debian: bubblewrap)")
 
 
 @pytest.fixture(scope="module")
 def busybox() -> str:
-    found = shutil.which("busybox")
-    if found is None:
-        pytest.fail("busybox is not installed (Debian: busybox-static): the environment's shell", pytrace=False)
-    return found
+    return _tool("busybox", "the environment's shell (Debian: busybox-static)")
 
 
 def write_recipe(d: Path, repo: Path, pub: Path, packages: str = "busybox") -> Path:

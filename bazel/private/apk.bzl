@@ -1,6 +1,6 @@
 """Package rules: import (+ expand) a locked APK, pack a tree, build a melange recipe, index."""
 
-load(":common.bzl", "TOOL_ATTR", "run_script", "run_step", "shell_quote")
+load(":common.bzl", "TOOL_ATTR", "run_step", "shell_quote", "workspace_lock")
 load(":providers.bzl", "ApkInfo", "ApkLockInfo")
 
 def _expand(ctx, apk, checksum, sha256, name):
@@ -227,13 +227,8 @@ melange_package = rule(
 )
 
 def _melange_lock_impl(ctx):
-    # runs in the workspace (BUILD_WORKSPACE_DIRECTORY): the recipe's relative keyring paths resolve there
-    lock = ctx.attr.lock_path or (ctx.label.package + "/" + ctx.label.name + ".env.lock.json")
-    args = ["--recipe", shell_quote(ctx.file.recipe.short_path), "--out", shell_quote(lock), "--",
-            "--arch", shell_quote(ctx.attr.arch)]
-    pre = ['cd "$BUILD_WORKSPACE_DIRECTORY"']
-    script, runfiles = run_script(ctx, ctx.label.name + ".sh", "melange-lock", args, [ctx.file.recipe], pre = pre)
-    return [DefaultInfo(executable = script, runfiles = runfiles)]
+    return workspace_lock(ctx, "melange-lock", "--recipe", ctx.file.recipe, ".env.lock.json",
+                          ["--", "--arch", shell_quote(ctx.attr.arch)])
 
 melange_lock = rule(
     implementation = _melange_lock_impl,

@@ -136,6 +136,15 @@ def run_script(ctx, name, step, args, extra_runfiles, pre = []):
     runfiles = ctx.runfiles(files = extra_runfiles).merge(ctx.attr._tool[DefaultInfo].default_runfiles)
     return script, runfiles
 
+def workspace_lock(ctx, step, flag, src, suffix, extra_args = []):
+    """A `bazel run` script that (re)writes a lock file in the workspace: it runs there
+    (BUILD_WORKSPACE_DIRECTORY), so `src`'s relative paths (keyrings, repositories) resolve."""
+    lock = ctx.attr.lock_path or (ctx.label.package + "/" + ctx.label.name + suffix)
+    args = [flag, shell_quote(src.short_path), "--out", shell_quote(lock)] + extra_args
+    script, runfiles = run_script(ctx, ctx.label.name + ".sh", step, args, [src],
+                                  pre = ['cd "$BUILD_WORKSPACE_DIRECTORY"'])
+    return [DefaultInfo(executable = script, runfiles = runfiles)]
+
 def rpath(f):
     """A File as a quoted shell word in a run script."""
     return '"$R/%s"' % f.short_path

@@ -6,7 +6,7 @@
 """
 
 load(":arch.bzl", "APK_ARCH", "ARCH_ALIASES")
-load(":common.bzl", "TOOL_ATTR", "rpath", "run_script", "run_step", "shell_quote")
+load(":common.bzl", "TOOL_ATTR", "rpath", "run_script", "run_step", "shell_quote", "workspace_lock")
 load(":providers.bzl", "ApkLockInfo", "DistrolessImageInfo", "LayerInfo")
 
 def _apk_arch(a):
@@ -262,12 +262,7 @@ distroless_load = rule(
 )
 
 def _distroless_lock_impl(ctx):
-    # runs in the workspace (BUILD_WORKSPACE_DIRECTORY): the config's relative paths resolve there
-    lock = ctx.attr.lock_path or (ctx.label.package + "/" + ctx.label.name + ".lock.json")
-    args = ["--config", shell_quote(ctx.file.config.short_path), "--out", shell_quote(lock)]
-    pre = ['cd "$BUILD_WORKSPACE_DIRECTORY"']
-    script, runfiles = run_script(ctx, ctx.label.name + ".sh", "resolve", args, [ctx.file.config], pre = pre)
-    return [DefaultInfo(executable = script, runfiles = runfiles)]
+    return workspace_lock(ctx, "resolve", "--config", ctx.file.config, ".lock.json")
 
 distroless_lock = rule(
     implementation = _distroless_lock_impl,
