@@ -152,22 +152,6 @@ def _locked_pins(loaded, lock_path: str, lock_name: str, arch: str, config_name:
     return ps, ps.archs[arch]
 
 
-def expand_pinned(pins, apks: Sequence[str], work: Path, jobs: int = 4):
-    """Verify and expand each .apk against its pin (lock order), into a private cache under `work`."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from distroless.store.cache import Cache
-    from distroless.store.expandpool import ExpandPool, cores
-
-    if len(apks) != len(pins):
-        raise StepError(f"{len(apks)} packages given, the lock has {len(pins)}")
-    cache = Cache(work)
-    with ExpandPool(min(max(1, jobs), cores())) as expand, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(lambda pa: expand(Path(pa[1]), cache, expected_checksum=pa[0].package.checksum or None,
-                                               expected_sha256=pa[0].sha256 or None, source=pa[0].url),
-                             zip(pins, apks)))
-
-
 def metadata_layer(loaded, ps, arch: str, expanded, out: Path, *, lock_world: bool = True) -> None:
     """config + expansions → the metadata layer of a layer-per-package image (everything the
     engine's root filesystem has that stacking the packages' data tars does not: installed
@@ -220,9 +204,14 @@ def metadata_step(loaded, args: argparse.Namespace, *, config_name: str = "", lo
         _check_wiring(pins, expanded)
         metadata_layer(loaded, ps, arch, expanded, out, lock_world=lock_world)
     else:
+        from distroless.store.cache import Cache
+        from distroless.store.expandpool import expand_pinned
+
+        if len(args.apk) != len(pins):
+            raise StepError(f"{len(args.apk)} packages given, the lock has {len(pins)}")
         work = Path(tempfile.mkdtemp(prefix="metadata-", dir=args.work or None))
         try:
-            metadata_layer(loaded, ps, arch, expand_pinned(pins, args.apk, work), out, lock_world=lock_world)
+            metadata_layer(loaded, ps, arch, expand_pinned(pins, args.apk, Cache(work)), out, lock_world=lock_world)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     print(f"{arch}: metadata layer over {len(pins)} packages", file=sys.stderr)

@@ -103,3 +103,12 @@ def test_metadata_step_refuses_a_stale_lock_and_a_wrong_package(locked, tmp_path
     r = run("distroless.steps", "metadata", "--config", "image.yaml", "--lock", "image.lock.json", "--arch", "amd64",
             "--apk", *reversed(_apks(locked)), "--out", str(tmp_path / "out"), cwd=locked, check=False)
     assert r.returncode == 1 and "checksum" in r.stderr.lower(), r.stderr
+
+
+def test_metadata_step_refuses_too_few_packages_before_reading_any(locked, tmp_path) -> None:
+    apks = _apks(locked)
+    r = run("distroless.steps", "metadata", "--config", "image.yaml", "--lock", "image.lock.json", "--arch", "amd64",
+            "--apk", *apks[:-1], "--work", str(tmp_path), "--out", str(tmp_path / "out"), cwd=locked, check=False)
+    assert r.returncode == 1
+    assert f"{len(apks) - 1} packages given, the lock has {len(apks)}" in r.stderr, r.stderr
+    assert not any(tmp_path.glob("metadata-*")), "no scratch directory for a refused step"

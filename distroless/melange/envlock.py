@@ -25,7 +25,7 @@ from distroless.fetch.fetcher import Fetcher
 from distroless.packages import fetch_all, from_lock, lock_of, resolve_config
 from distroless.rootfs.tree import Tree
 from distroless.store.cache import Cache
-from distroless.store.expand import expand
+from distroless.store.expandpool import expand_pinned
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +98,5 @@ def install(config: ImageConfig, arch: str, sde: int, env: LockedEnvironment, lk
     pins = ps.archs[loaded.config.archs[0]]
     if len(env.apks) != len(pins):
         raise ConfigError(f"{env.lock}: {len(pins)} {arch_to_apk(arch)} packages locked, {len(env.apks)} .apk files given")
-    cache = Cache(work)
-    expanded = [expand(Path(apk), cache, expected_checksum=pin.package.checksum or None,
-                       expected_sha256=pin.sha256 or None, source=pin.url)
-                for pin, apk in zip(pins, env.apks)]
+    expanded = expand_pinned(pins, env.apks, Cache(work))
     return assemble_arch(loaded, ps, loaded.config.archs[0], expanded, lock_world=False, events=events).rootfs.tree

@@ -20,6 +20,8 @@ import queue
 import socket
 import sys
 import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 
@@ -155,3 +157,13 @@ class ExpandPool:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def expand_pinned(pins: Sequence, apks: Sequence[str | os.PathLike[str]], cache: Cache, *,
+                  jobs: int = 4) -> list[Expanded]:
+    """Verify and expand each .apk against its pin (`packages.Pinned`: control checksum and,
+    when locked, whole-file sha256), in pin order; the caller has matched their counts."""
+    with ExpandPool(min(max(1, jobs), cores())) as pool, ThreadPoolExecutor(max_workers=max(1, jobs)) as threads:
+        return list(threads.map(lambda pa: pool(Path(pa[1]), cache, expected_checksum=pa[0].package.checksum or None,
+                                                expected_sha256=pa[0].sha256 or None, source=pa[0].url),
+                                zip(pins, apks)))
