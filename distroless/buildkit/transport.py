@@ -59,7 +59,6 @@ CODE_UNIMPLEMENTED = 12
 
 # method -> (request type, response type); shared with test servers.
 METHODS: dict[str, tuple[type[Any], type[Any]]] = {
-    "ResolveImageConfig": (gateway.ResolveImageConfigRequest, gateway.ResolveImageConfigResponse),
     "Solve": (gateway.SolveRequest, gateway.SolveResponse),
     "ReadFile": (gateway.ReadFileRequest, gateway.ReadFileResponse),
     "ReadDir": (gateway.ReadDirRequest, gateway.ReadDirResponse),
@@ -412,17 +411,6 @@ class LLBBridge:
 
     def stat_file(self, ref: str, path: str) -> stat.Stat:
         return self._call("StatFile", gateway.StatFileRequest(Ref=ref, Path=path)).stat
-
-    def resolve_image_config(self, ref: str, *, platform: Platform | None = None,
-                             resolve_mode: str = "", log_name: str = "",
-                             session_id: str = "") -> tuple[str, bytes]:
-        """(manifest digest, image config JSON) of an image reference."""
-        req = gateway.ResolveImageConfigRequest(Ref=ref, ResolveMode=resolve_mode,
-                                                LogName=log_name, SessionID=session_id)
-        if platform is not None:
-            req.Platform.CopyFrom(platform.to_pb())
-        resp = self._call("ResolveImageConfig", req)
-        return resp.Digest, resp.Config
 
     def inputs(self) -> dict[str, ops.Definition]:
         """Frontend inputs (cap `frontend.inputs`): name → Definition."""

@@ -176,8 +176,3 @@ def _copy_in_kernel(src: BinaryIO, out: BinaryIO, cap: int, on_bytes: Callable[[
             on_bytes(k)
     out.seek(0, os.SEEK_END)  # the file object's position follows what the kernel wrote
     return n
-
-
-def _short(e: Exception) -> str:
-    text = str(e)
-    return text if len(text) < 300 else text[:300] + "…"

@@ -62,10 +62,6 @@ def _not_dir(f: LintFile) -> bool:
     return f.type != "dir"
 
 
-def _under(f: LintFile, *prefixes: str) -> bool:
-    return any(f.path == p.rstrip("/") or f.path.startswith(p) for p in prefixes)
-
-
 def lint_dev(t: LintTarget) -> Finding | None:
     return _paths(t, "dev", lambda f: _not_dir(f) and f.path.startswith("dev/"), "{name} writes to /dev")
 
