@@ -16,11 +16,10 @@ downloads or clones it itself, as the CLI does).
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from distroless.errors import DistrolessError
-from distroless.melange import schema as s
 from distroless.melange.compile import CompiledRecipe
 
 from . import llb, transport
@@ -43,19 +42,6 @@ class Source:
     state: llb.State
     selector: str  # the part of `state` mounted there
     git: GitPin | None = None
-
-
-def _walk(steps: Sequence[s.Step]) -> Iterator[s.Step]:
-    for st in steps:
-        yield st
-        yield from _walk(st.pipeline)
-
-
-def compiled_steps(compiled: CompiledRecipe) -> Iterator[s.Step]:
-    r = compiled.recipe
-    yield from _walk(r.pipeline)
-    for sp in r.subpackages:
-        yield from _walk(sp.pipeline)
 
 
 def redacted(url: str) -> str:
@@ -117,7 +103,7 @@ def pinned_sources(compiled: CompiledRecipe, filename: str, allow_network: bool,
     """The recipe's `fetch` and `git-checkout` steps as BuildKit sources; what the recipe does not
     pin is refused unless the network is allowed."""
     out: dict[str, Source] = {}
-    for st in compiled_steps(compiled):
+    for st in compiled.steps():
         w = dict(st.with_ or {})
         make = {"fetch": _fetch, "git-checkout": _git}.get(st.uses or "")
         src = make(w, filename, allow_network, no_cache) if make else None

@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -136,13 +136,8 @@ def parse_dotenv(text: str, source: str) -> dict[str, str]:
     return out
 
 
-def uses_network(steps: Sequence[s.Step]) -> bool:
-    return any(st.uses in NETWORK_PIPELINES or uses_network(st.pipeline) for st in steps)
-
-
 def recipe_needs_network(compiled: CompiledRecipe) -> bool:
-    r = compiled.recipe
-    return uses_network(r.pipeline) or any(uses_network(sp.pipeline) for sp in r.subpackages)
+    return any(st.uses in NETWORK_PIPELINES for st in compiled.steps())
 
 
 def container_environment(env: ImageConfig, sde: int) -> dict[str, str]:

@@ -8,7 +8,7 @@ dropped; plus the per-package APK metadata and scriptlets, the runnable scripts,
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -145,6 +145,17 @@ class CompiledRecipe:
 
     def melange_yaml(self) -> str:
         return render_yaml(self.recipe)
+
+    def steps(self) -> Iterator[s.Step]:
+        """Every step of the package's and the subpackages' pipelines, nested ones included."""
+        def walk(steps: Sequence[s.Step]) -> Iterator[s.Step]:
+            for st in steps:
+                yield st
+                yield from walk(st.pipeline)
+
+        yield from walk(self.recipe.pipeline)
+        for sp in self.recipe.subpackages:
+            yield from walk(sp.pipeline)
 
 
 @dataclass(frozen=True, slots=True)
