@@ -88,7 +88,7 @@ def split(tree: Tree, installer: Installer, groups: list[Group]) -> list[list[tu
     have_dirs: list[set[str]] = [set() for _ in groups]
     top: list[tuple[str, Node]] = []
     records = {r.package.name: r for r in installer.records()}
-    placed: dict[int, int] = {}  # id(node) → layer of a regular file, for hard links
+    placed: dict[int, int] = {}  # id(node) → layer of a hard link's target
     for path, node in tree.walk():
         i = group_of.get(node.package) if node.type in ("reg", "sym", "lnk") and node.package else None
         if i is None:
@@ -104,7 +104,7 @@ def split(tree: Tree, installer: Installer, groups: list[Group]) -> list[list[tu
             # a hard link whose target lives in another layer must carry its own bytes
             assert node.target is not None
             node = replace(node, type="reg", linkname="", content=node.target.content, size=node.target.size)
-        if node.type == "reg":
+        if node.type == "reg" and node.linked:
             placed[id(node)] = i
         _add_parents(tree, layers[i], have_dirs[i], path, node.mtime)
         layers[i].append((path, node))

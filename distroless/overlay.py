@@ -54,8 +54,7 @@ def metadata_entries(tree: Tree, expanded: list[Expanded]) -> list[tuple[str, No
     """Walk-ordered (path, node) pairs of the metadata layer."""
     view = stacked_view(expanded)
     wanted: set[str] = set()
-    entries = list(tree.walk())  # walked twice
-    for path, node in entries:
+    for path, node in tree.walk():
         if node.type == "dir":
             wanted.add(path)
         elif view.get(path) != _attr(node):
@@ -65,7 +64,7 @@ def metadata_entries(tree: Tree, expanded: list[Expanded]) -> list[tuple[str, No
                 wanted.add(parent)
                 parent = posixpath.dirname(parent)
     out = []
-    for path, node in entries:
+    for path, node in tree.walk():  # again, now that every wanted parent is known
         if path in wanted:
             if node.type == "lnk":
                 # a hard link into a package layer cannot point across layers: carry the bytes

@@ -66,7 +66,7 @@ def export_tree(tree: Tree, dest: str | os.PathLike[str], *, chown: bool | None 
         raise ExportError(f"{root}: export target is not empty")
     chown = os.geteuid() == 0 if chown is None else chown
     dirs: list[tuple[Path, Node]] = []
-    written: dict[int, Path] = {}  # regular-file node -> where it was exported
+    written: dict[int, Path] = {}  # hard-link target node -> where it was exported
     links: list[tuple[str, Node]] = []
     for rel, node in tree.walk():
         if any(part in ("", ".", "..") for part in rel.split("/")):
@@ -77,7 +77,8 @@ def export_tree(tree: Tree, dest: str | os.PathLike[str], *, chown: bool | None 
             dirs.append((path, node))  # modes and times after the children are written
         elif node.type == "reg":
             _regular(path, node, chown)
-            written.setdefault(id(node), path)
+            if node.linked:
+                written.setdefault(id(node), path)
         elif node.type == "sym":
             os.symlink(node.linkname, path)
             _owner(path, node, chown)

@@ -169,7 +169,7 @@ class Installer:
     def _file(self, e, exp: Expanded, rec: _Installed, rows: list[FileRow]) -> None:
         pkg = rec.package
         where = f"{pkg.name}-{pkg.version}: /{e.name}"
-        existing = self.tree.get(e.name)
+        existing = self.tree.peek(e.name)
         if existing is not None and not self._may_replace(existing, e, pkg, where):
             return
         uid, gid = (e.uid, e.gid) if self.keep_owners else (0, 0)
@@ -184,7 +184,7 @@ class Installer:
             if target is None or target.type != "reg":
                 raise FileConflictError(f"{where}: hard link to /{e.linkname}, which is not an installed regular file")
             node.target, node.size, node.sha1 = target, target.size, target.sha1
-        self.tree.put(e.name, node)
+        self.tree.place(e.name, node)
         rows.append((e.name, e.uid, e.gid, e.mode & 0o7777, e.sha1))
 
     def _may_replace(self, existing: Node, e, pkg: Package, where: str) -> bool:
@@ -228,7 +228,7 @@ class Installer:
                     if parent not in folders:
                         folders[parent] = self.tree.get(parent, follow=True) if parent else self.tree.root
                     folder = folders[parent]
-                    node = folder.children.get(name) if folder is not None and folder.children is not None else None
+                    node = folder.children.peek(name) if folder is not None and folder.type == "dir" else None
                     if node is None or node.package != rec.package.name:
                         continue  # overwritten later by another package
                 dirs[parent].files.append(idb.IdbFile(name, uid, gid, mode, idb.q1(sha1)))
@@ -244,7 +244,7 @@ class Installer:
         """Per installed package, the paths it still owns (what the installed database lists)."""
         for rec in self.installed:
             paths = [row[0] for row in self._spill.get(rec.files)
-                     if (node := self.tree.get(row[0])) is not None and node.package == rec.package.name]
+                     if (node := self.tree.peek(row[0])) is not None and node.package == rec.package.name]
             yield rec.package, paths
 
     def finish(self) -> None:

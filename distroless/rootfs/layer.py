@@ -103,14 +103,14 @@ def iter_tar_pieces(entries: Iterable[tuple[str, Node]], users: dict[int, str],
     spans of the expanded package tars (read in place by the compressor); a span's descriptor
     is open until the generator finishes."""
     contents = _Contents()
-    seen: dict[int, str] = {}  # regular-file node -> its path in this tar
+    seen: dict[int, str] = {}  # hard-link target node -> its path in this tar
     try:
         for path, node in entries:
             if ".." in path.split("/") or path.startswith("/"):
                 raise OSError(f"{path}: a layer entry must be a relative path inside the root")
             if node.type == "lnk":
                 node = _link_entry(path, node, seen)
-            elif node.type == "reg":
+            elif node.type == "reg" and node.linked:
                 seen.setdefault(id(node), path)
             yield encode_header(header(path, node, users, groups))
             if node.type == "reg":

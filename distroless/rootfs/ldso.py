@@ -34,7 +34,7 @@ from typing import BinaryIO
 
 
 from distroless.errors import FormatError
-from distroless.rootfs.tree import Node, TarRef, Tree
+from distroless.rootfs.tree import Children, Node, TarRef, Tree
 
 MAGIC = b"glibc-ld.so.cache1.1"
 EXTENSION_MAGIC = 0xEAA42174
@@ -407,9 +407,9 @@ def resolve(tree: Tree, path: str) -> tuple[str, Node] | None:
                 done.pop()
             continue
         parent = done[-1][1] if done else tree.root
-        if parent.type != "dir" or parent.children is None or name not in parent.children:
+        child = parent.children.peek(name) if isinstance(parent.children, Children) else None
+        if child is None:
             return None
-        child = parent.children[name]
         if child.type == "sym":
             links += 1
             if links > MAX_SYMLINKS:
@@ -502,11 +502,10 @@ def scan_dir(tree: Tree, canonical: str, node: Node) -> list[_Lib]:
     preferred to a symlink, otherwise the newer file name."""
     chosen: dict[str, _Lib] = {}
     order: list[str] = []
-    assert node.children is not None
-    for name in sorted(node.children, key=_enc):
+    assert isinstance(node.children, Children)
+    for name, child in node.children.sorted_items():
         if not _is_dso_name(name):
             continue
-        child = node.children[name]
         is_link = child.type == "sym"
         if is_link:
             r = resolve(tree, posixpath.join(canonical, name))

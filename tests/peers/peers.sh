@@ -326,11 +326,13 @@ umount_below() {
 
 # wait_ready NAME LOG CMD...: poll CMD until it succeeds; on timeout print LOG's tail and fail.
 wait_ready() {
-    local name=$1 logf=$2 deadline pidfile=${WAIT_PIDFILE:-} needle=${WAIT_NEEDLE:-}
+    local name=$1 logf=$2 deadline pidfile=${WAIT_PIDFILE:-}
     shift 2
     deadline=$((SECONDS + READY_TIMEOUT))
     while ! "$@" >/dev/null 2>&1; do
-        if [ -n "$pidfile" ] && ! pid_alive "$pidfile" "$needle"; then
+        # the pid spawn just recorded: only whether it still runs, not its command line, which
+        # is this script's forked shell until the exec (a busy machine showed that once)
+        if [ -n "$pidfile" ] && ! running "$(cat "$pidfile" 2>/dev/null)"; then
             echo "peers: ERROR: $name exited while starting; last lines of $logf:" >&2
             tail -n 40 "$logf" >&2 || true
             exit 1
@@ -371,7 +373,7 @@ registry_up() {
     log "starting docker-registry on 127.0.0.1:$REGISTRY_PORT"
     : >"$REG_DIR/registry.log"
     spawn "$pidf" "$REG_DIR/registry.log" "$REGISTRY_BIN" serve "$conf"
-    WAIT_PIDFILE=$pidf WAIT_NEEDLE=$conf wait_ready registry "$REG_DIR/registry.log" registry_ready
+    WAIT_PIDFILE=$pidf wait_ready registry "$REG_DIR/registry.log" registry_ready
 }
 registry_config() {
     cat <<EOF
@@ -458,7 +460,7 @@ disabled_plugins = [\"io.containerd.grpc.v1.cri\"]
     log "starting containerd for $name"
     : >"$d/containerd.log"
     spawn "$d/containerd.pid" "$d/containerd.log" "$CONTAINERD" --config "$cd_dir/config.toml"
-    WAIT_PIDFILE=$d/containerd.pid WAIT_NEEDLE=$cd_dir/config.toml \
+    WAIT_PIDFILE=$d/containerd.pid \
         wait_ready "containerd ($name)" "$d/containerd.log" containerd_ready "$cd_sock"
 
     bridge_up "$bridge" "$baddr"
@@ -468,7 +470,7 @@ disabled_plugins = [\"io.containerd.grpc.v1.cri\"]
     # dockerd finds docker-proxy (and runc) on PATH: its own package's sbin first.
     # dockerd writes dockerd.pid itself; until it has, watch the pid we started (env execs dockerd)
     spawn "$d/run/spawn.pid" "$d/dockerd.log" env PATH="$bindir:$PATH" "$dockerd" "${args[@]}"
-    WAIT_PIDFILE=$d/run/spawn.pid WAIT_NEEDLE=$d/data wait_ready "$name" "$d/dockerd.log" docker_ready "$sock"
+    WAIT_PIDFILE=$d/run/spawn.pid wait_ready "$name" "$d/dockerd.log" docker_ready "$sock"
     pid_alive "$d/dockerd.pid" "$d/data" || die "$name answers but its pid file $d/dockerd.pid is wrong"
 }
 

@@ -1,0 +1,162 @@
+"""The tree keeps installed leaves in its SQLite store: memory does not grow with the file count,
+and `get`, `peek`, `walk`, `place`, `put` and `remove` behave as one tree across memory and store."""
+
+from __future__ import annotations
+
+import gc
+import io
+import os
+import tarfile
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from distroless.apk import keys, pack
+from distroless.apk.model import Package
+from distroless.rootfs.export import export_tree
+from distroless.rootfs.install import Installer, init_db
+from distroless.rootfs.layer import write_rootfs_tar
+from distroless.rootfs.tree import Children, Node, TarRef, Tree
+from distroless.store.cache import Cache
+from distroless.store.expand import expand
+
+
+@pytest.fixture(scope="module")
+def key(tmp_path_factory):
+    d = tmp_path_factory.mktemp("k")
+    keys.write_keypair(d / "k.rsa", keys.generate(2048))
+    return keys.load_private(d / "k.rsa")
+
+
+def _package(tmp_path: Path, key, name: str, files: int, hard_link: bool = False) -> Path:
+    root = tmp_path / f"tree-{name}"
+    for i in range(files):
+        f = root / "usr/share" / name / f"doc{i:05}.txt"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(f"{name} {i}\n".encode())
+    if hard_link:
+        os.link(root / "usr/share" / name / "doc00000.txt", root / "usr/share" / name / "same.txt")
+    out = tmp_path / f"{name}.apk"
+    pack.pack(root, Package(name=name, version="1-r0", arch="x86_64"), out, signing_key=key)
+    return out
+
+
+def _children(tree: Tree, path: str) -> Children:
+    node = tree.get(path)
+    assert node is not None and isinstance(node.children, Children)
+    return node.children
+
+
+def test_installed_files_are_rows_not_objects(tmp_path, key) -> None:
+    """2,000 installed files leave (almost) nothing on Python's heap: 0.6 KB each before."""
+    apk = _package(tmp_path, key, "many", 2000)
+    cache = Cache(tmp_path / "cache")
+    Installer(Tree()).install(expand(apk, cache))  # every code path run once before measuring
+    exp = expand(apk, cache)
+    tree = Tree()
+    ins = Installer(tree)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        ins.install(exp)
+        del exp
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 1024, f"the tree kept {grown} bytes of Python objects for 2,000 files"
+    children = _children(tree, "usr/share/many")
+    assert len(children) == 2000 and not children._hot
+    node = tree.peek("usr/share/many/doc01999.txt")
+    assert node is not None and node.data() == b"many 1999\n" and node.package == "many"
+
+
+def test_get_keeps_changes_peek_does_not(tmp_path, key) -> None:
+    tree = Tree()
+    ins = Installer(tree)
+    ins.install(expand(_package(tmp_path, key, "p", 3), Cache(tmp_path / "cache")))
+    children = _children(tree, "usr/share/p")
+    peeked = tree.peek("usr/share/p/doc00001.txt")
+    assert peeked is not None and not children._hot
+    peeked.mode = 0o600
+    assert tree.peek("usr/share/p/doc00001.txt").mode == 0o644, "a peeked copy is not the tree's node"
+    held = tree.get("usr/share/p/doc00001.txt")
+    assert held is not None and list(children._hot) == ["doc00001.txt"]
+    held.mode = 0o600
+    assert tree.get("usr/share/p/doc00001.txt") is held
+    assert dict((p, n.mode) for p, n in tree.walk())["usr/share/p/doc00001.txt"] == 0o600
+    assert len(children) == 3 and sorted(children) == ["doc00000.txt", "doc00001.txt", "doc00002.txt"]
+
+
+def _leaf(tar: Path, size: int = 1, package: str = "pkg") -> Node:
+    return Node("reg", 0o644, size=size, content=TarRef(tar, 0, size), sha1="00" * 20, package=package)
+
+
+def test_walk_merges_memory_and_store_in_byte_order(tmp_path) -> None:
+    tar = tmp_path / "data.tar"
+    tar.write_bytes(b"x")
+    tree = Tree()
+    stored = ["b", "\u00e4", "a\udcff", "B", "zz"]  # ä is 0xC3 0xA4; the surrogate escapes byte 0xFF
+    for name in stored:
+        tree.place(f"d/{name}", _leaf(tar))
+    tree.write_file("d/a", b"generated")
+    tree.mkdir_all("d/c", 0o755)
+    tree.write_file("d/c/inner", b"")
+    tree.put("d/y", Node("sym", 0o777, linkname="zz"))
+    names = [p for p, _ in tree.walk()]
+    expected = sorted(["d/" + n for n in stored + ["a", "c", "y"]] + ["d/c/inner"],
+                      key=lambda p: p.encode("utf-8", "surrogateescape"))
+    assert names == ["d", *expected]
+    assert not _children(tree, "d")._hot.keys() & set(stored), "placed leaves stay in the store"
+
+
+def test_replace_and_remove_across_memory_and_store(tmp_path) -> None:
+    tar = tmp_path / "data.tar"
+    tar.write_bytes(b"xy")
+    tree = Tree()
+    tree.place("etc/f", _leaf(tar))
+    generated = tree.write_file("etc/f", b"mine")  # a generated file replaces a stored one
+    children = _children(tree, "etc")
+    assert len(children) == 1 and tree.get("etc/f") is generated
+    tree.place("etc/f", _leaf(tar, 2, "other"))  # and a package's leaf replaces it again
+    assert len(children) == 1 and not children._hot and tree.peek("etc/f").data() == b"xy"
+    tree.remove("etc/f")
+    assert tree.peek("etc/f") is None and "f" not in children and len(children) == 0
+    with pytest.raises(KeyError):
+        del children["f"]
+    tree.place("etc/g", _leaf(tar))
+    del children["g"]
+    assert list(children) == []
+
+
+def test_leaves_that_stay_in_memory(tmp_path) -> None:
+    """xattrs, generated bytes and directories are never stored; neither is a hard link's target."""
+    tar = tmp_path / "data.tar"
+    tar.write_bytes(b"x")
+    tree = Tree()
+    tree.place("bin/ping", Node("reg", 0o755, size=1, content=TarRef(tar, 0, 1), xattrs={"security.capability": b"\x01"}))
+    tree.place("etc/motd", Node("reg", 0o644, size=2, content=b"hi"))
+    assert set(_children(tree, "bin")._hot) == {"ping"} and set(_children(tree, "etc")._hot) == {"motd"}
+
+
+def test_hard_links_survive_the_store(tmp_path, key) -> None:
+    """The target is brought into memory (and marked) so the layer and the export can name it."""
+    tree = Tree()
+    init_db(tree, "x86_64")
+    ins = Installer(tree)
+    ins.install(expand(_package(tmp_path, key, "h", 2, hard_link=True), Cache(tmp_path / "cache")))
+    ins.finish()
+    target = tree.get("usr/share/h/doc00000.txt")
+    assert target is not None and target.linked and set(_children(tree, "usr/share/h")._hot) == {"doc00000.txt", "same.txt"}
+    buf = io.BytesIO()
+    write_rootfs_tar(tree, buf)
+    buf.seek(0)
+    with tarfile.open(fileobj=buf) as tf:
+        link = tf.getmember("usr/share/h/same.txt")
+        assert link.islnk() and link.linkname == "usr/share/h/doc00000.txt"
+        assert tf.getmember("usr/share/h/doc00001.txt").isreg()
+    out = export_tree(tree, tmp_path / "out", chown=False)
+    assert os.stat(out / "usr/share/h/same.txt").st_ino == os.stat(out / "usr/share/h/doc00000.txt").st_ino
+    assert os.stat(out / "usr/share/h/doc00001.txt").st_nlink == 1
