@@ -21,7 +21,7 @@ from distroless.apk.model import Package
 from distroless.store.expand import Expanded
 from distroless.errors import DistrolessError
 from distroless.rootfs import idb
-from distroless.rootfs.tree import NO_XATTRS, Node, TarRef, Tree, TreeError
+from distroless.rootfs.tree import NO_XATTRS, Children, Node, TarRef, Tree, TreeError
 from distroless.tarball import Header
 
 DB = "usr/lib/apk/db"
@@ -70,8 +70,9 @@ def _names(atoms: list[str]) -> set[str]:
     return out
 
 
-# A package's file records: (path as packaged, uid, gid, mode, sha1 hex), in install order
-FileRow = tuple[str, int, int, int, str]
+# A package's file records, in install order: (path as packaged, uid, gid, mode, sha1 hex, the
+# number of the tree directory it went in)
+FileRow = tuple[str, int, int, int, str, int]
 
 
 @dataclass(slots=True)
@@ -168,10 +169,7 @@ class Installer:
 
     def _file(self, e, exp: Expanded, rec: _Installed, rows: list[FileRow]) -> None:
         pkg = rec.package
-        where = f"{pkg.name}-{pkg.version}: /{e.name}"
-        existing = self.tree.peek(e.name)
-        if existing is not None and not self._may_replace(existing, e, pkg, where):
-            return
+        children, name = self.tree.slot(e.name)
         uid, gid = (e.uid, e.gid) if self.keep_owners else (0, 0)
         node = Node(e.type, e.mode & 0o7777, uid=uid, gid=gid, mtime=e.mtime, linkname=e.linkname,
                     devmajor=e.devmajor, devminor=e.devminor, sha1=e.sha1,
@@ -179,13 +177,20 @@ class Installer:
         if e.type == "reg":
             node.size = e.size
             node.content = TarRef(exp.tar, e.offset, e.size)
-        elif e.type == "lnk":
+        if e.type != "lnk" and children.add(name, node):  # the common case: a new name
+            rows.append((e.name, e.uid, e.gid, e.mode & 0o7777, e.sha1, children.key))
+            return
+        where = f"{pkg.name}-{pkg.version}: /{e.name}"
+        existing = children.peek(name)
+        if existing is not None and not self._may_replace(existing, e, pkg, where):
+            return
+        if e.type == "lnk":
             target = self.tree.get(e.linkname)
             if target is None or target.type != "reg":
                 raise FileConflictError(f"{where}: hard link to /{e.linkname}, which is not an installed regular file")
             node.target, node.size, node.sha1 = target, target.size, target.sha1
-        self.tree.place(e.name, node)
-        rows.append((e.name, e.uid, e.gid, e.mode & 0o7777, e.sha1))
+        children.place(name, node)
+        rows.append((e.name, e.uid, e.gid, e.mode & 0o7777, e.sha1, children.key))
 
     def _may_replace(self, existing: Node, e, pkg: Package, where: str) -> bool:
         """apko's conflict rules: True to overwrite, False to keep the existing file."""
@@ -213,24 +218,18 @@ class Installer:
         One package at a time (its file records come back from the spill file). `finish` settles
         them as written into the installed database, so later calls (the layered builds' per-layer
         databases) give those same records even after generated files replaced packaged ones."""
-        folders: dict[str, Node | None] = {}  # directory path → its node (the tree holds still meanwhile)
+        folders: dict[str, Node | None] = {}
         for rec in self.installed:
             dirs = {path: replace(d, files=[]) for path, d in rec.dirs.items()}
             kept: list[FileRow] = []
-            for row in self._spill.get(rec.files):
-                path, uid, gid, mode, sha1 = row
-                parent, name = posixpath.split(path)
+            rows = self._spill.get(rec.files)
+            placed = zip(rows, map(_split, rows)) if self._settled else self._still_owned(rec.package, rows, folders)
+            for row, (parent, name) in placed:
+                _, uid, gid, mode, sha1, _ = row
                 if parent not in dirs:
                     if parent:
                         continue
                     dirs[""] = idb.IdbDir("")
-                if not self._settled:
-                    if parent not in folders:
-                        folders[parent] = self.tree.get(parent, follow=True) if parent else self.tree.root
-                    folder = folders[parent]
-                    node = folder.children.peek(name) if folder is not None and folder.type == "dir" else None
-                    if node is None or node.package != rec.package.name:
-                        continue  # overwritten later by another package
                 dirs[parent].files.append(idb.IdbFile(name, uid, gid, mode, idb.q1(sha1)))
                 kept.append(row)
             if settle:
@@ -242,10 +241,26 @@ class Installer:
 
     def owned_files(self) -> Iterator[tuple[Package, list[str]]]:
         """Per installed package, the paths it still owns (what the installed database lists)."""
+        folders: dict[str, Node | None] = {}
         for rec in self.installed:
-            paths = [row[0] for row in self._spill.get(rec.files)
-                     if (node := self.tree.peek(row[0])) is not None and node.package == rec.package.name]
-            yield rec.package, paths
+            yield rec.package, [row[0] for row, _ in self._still_owned(rec.package, self._spill.get(rec.files), folders)]
+
+    def _still_owned(self, pkg: Package, rows: list[FileRow],
+                     folders: dict[str, Node | None]) -> list[tuple[FileRow, tuple[str, str]]]:
+        """(row, its path split) of the `rows` of `pkg` whose paths still hold its entries: the
+        path leads to the directory the entry went in, and the tree saw no other put or remove
+        it. `folders` remembers each directory's node (the tree holds still meanwhile)."""
+        out = []
+        for row in rows:
+            parent, name = at = posixpath.split(row[0])
+            if parent not in folders:
+                folders[parent] = self.tree.get(parent, follow=True) if parent else self.tree.root
+            folder = folders[parent]
+            key = row[5]
+            if (folder is not None and isinstance(folder.children, Children) and folder.children.key == key
+                    and not self.tree.disowned(key, name, pkg.name)):
+                out.append((row, at))
+        return out
 
     def finish(self) -> None:
         """Write the installed database, scripts.tar and triggers, then place `lib/apk`."""
@@ -254,6 +269,10 @@ class Installer:
         self.tree.write_file(f"{DB}/scripts.tar", idb.scripts_tar(self._scripts))
         self.tree.write_file(f"{DB}/triggers", idb.triggers(self._triggers))
         resolve_apk_db(self.tree)
+
+
+def _split(row: tuple) -> tuple[str, str]:
+    return posixpath.split(row[0])
 
 
 _BASIC_PAX = {"path", "linkpath", "size", "uid", "gid", "uname", "gname", "mtime", "atime", "ctime"}

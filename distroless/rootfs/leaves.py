@@ -9,7 +9,6 @@ surrogate escapes), so `ORDER BY name` is the bytewise order a layer's walk need
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 
 CACHE_KIB = 1024  # SQLite's page cache: what this store may hold in memory
@@ -25,53 +24,43 @@ def decode(name: bytes) -> str:
 
 
 class LeafStore:
-    """(directory, name) → an opaque record. The database is made on first write and removed
-    by SQLite when the store is closed or collected."""
+    """(directory, name) → (owner number, an opaque record). SQLite removes the database when
+    the store is collected."""
 
     def __init__(self) -> None:
-        self._db: sqlite3.Connection | None = None
+        import sqlite3  # here: a small image never needs it
 
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            # "" is a private temporary database on disk; one transaction for its whole life,
-            # since nothing here needs to survive a crash (no journal, no sync)
-            db = sqlite3.connect("", isolation_level=None, check_same_thread=False)
-            db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-            db.execute("PRAGMA journal_mode=OFF")
-            db.execute("PRAGMA synchronous=OFF")
-            db.execute("CREATE TABLE leaf (dir INTEGER, name BLOB, rec BLOB, PRIMARY KEY (dir, name)) WITHOUT ROWID")
-            db.execute("BEGIN")
-            self._db = db
-        return self._db
+        # "" is a private temporary database on disk; one transaction for its whole life,
+        # since nothing here needs to survive a crash (no journal, no sync)
+        self._db = sqlite3.connect("", isolation_level=None, check_same_thread=False)
+        self._run = self._db.execute
+        self._run(f"PRAGMA cache_size=-{CACHE_KIB}")
+        self._run("PRAGMA journal_mode=OFF")
+        self._run("PRAGMA synchronous=OFF")
+        self._run("CREATE TABLE leaf (dir INTEGER, name BLOB, owner INTEGER, rec BLOB, PRIMARY KEY (dir, name))"
+                  " WITHOUT ROWID")
+        self._run("BEGIN")
 
-    def get(self, directory: int, name: str) -> bytes | None:
-        if self._db is None:
-            return None
-        row = self._db.execute("SELECT rec FROM leaf WHERE dir=? AND name=?", (directory, encode(name))).fetchone()
-        return row[0] if row else None
+    def get(self, directory: int, name: str) -> tuple[int, bytes] | None:
+        """(owner, record) of one row."""
+        return self._run("SELECT owner, rec FROM leaf WHERE dir=? AND name=?",
+                         (directory, name.encode("utf-8", "surrogateescape"))).fetchone()
 
-    def put(self, directory: int, name: str, rec: bytes) -> None:
-        self._conn().execute("INSERT OR REPLACE INTO leaf VALUES (?, ?, ?)", (directory, encode(name), rec))
+    def add(self, directory: int, name: str, owner: int, rec: bytes) -> bool:
+        """Store a new row; False (and nothing written) when the name is taken."""
+        return self._run("INSERT OR IGNORE INTO leaf VALUES (?, ?, ?, ?)",
+                         (directory, name.encode("utf-8", "surrogateescape"), owner, rec)).rowcount > 0
 
-    def delete(self, directory: int, name: str) -> bool:
-        if self._db is None:
-            return False
-        return self._db.execute("DELETE FROM leaf WHERE dir=? AND name=?", (directory, encode(name))).rowcount > 0
+    def delete(self, directory: int, name: str) -> int | None:
+        """Remove a row; its owner, or None if there was none."""
+        row = self._run("DELETE FROM leaf WHERE dir=? AND name=? RETURNING owner", (directory, encode(name))).fetchone()
+        return None if row is None else row[0]
 
     def count(self, directory: int) -> int:
-        if self._db is None:
-            return 0
-        return self._db.execute("SELECT count(*) FROM leaf WHERE dir=?", (directory,)).fetchone()[0]
+        return self._run("SELECT count(*) FROM leaf WHERE dir=?", (directory,)).fetchone()[0]
 
-    def rows(self, directory: int) -> Iterator[tuple[bytes, bytes]]:
-        """(encoded name, record) of one directory, bytewise by name, a batch at a time."""
-        if self._db is None:
-            return
-        cur = self._db.execute("SELECT name, rec FROM leaf WHERE dir=? ORDER BY name", (directory,))
+    def rows(self, directory: int) -> Iterator[tuple[bytes, int, bytes]]:
+        """(encoded name, owner, record) of one directory, bytewise by name, a batch at a time."""
+        cur = self._run("SELECT name, owner, rec FROM leaf WHERE dir=? ORDER BY name", (directory,))
         while batch := cur.fetchmany(_BATCH):
             yield from batch
-
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
