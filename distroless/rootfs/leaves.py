@@ -5,6 +5,10 @@ cost ~0.6 KB each, so memory would grow with the package count. Here each is one
 (directory number, name), and SQLite keeps a bounded page cache (pages beyond it go to its
 temporary file), so the build's memory stays flat. Names are stored as their UTF-8 bytes (with
 surrogate escapes), so `ORDER BY name` is the bytewise order a layer's walk needs.
+
+New rows wait in a short list and go in together: a statement per file cost ~3 µs and handed
+the GIL to other threads twice. Whether a name is new is asked of a fixed-size Bloom filter
+first; only a "maybe" (a name seen before, or rarely a false one) costs a query.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 CACHE_KIB = 1024  # SQLite's page cache: what this store may hold in memory
-_BATCH = 256  # rows fetched at a time while a directory is listed
+_BATCH = 256  # rows written, or fetched while a directory is listed, at a time
+_BLOOM_BITS = 1 << 21  # 256 KiB, two probes: ~0.03 % false "maybe"s at 20,000 rows, 3 % at 200,000
+_MASK = _BLOOM_BITS - 1
 
 
 def encode(name: str) -> bytes:
@@ -40,27 +46,51 @@ class LeafStore:
         self._run("CREATE TABLE leaf (dir INTEGER, name BLOB, owner INTEGER, rec BLOB, PRIMARY KEY (dir, name))"
                   " WITHOUT ROWID")
         self._run("BEGIN")
+        self._bloom = bytearray(_BLOOM_BITS // 8)  # every (dir, name) ever added
+        self._pending: list[tuple[int, bytes, int, bytes]] = []  # added, not yet written
 
-    def get(self, directory: int, name: str) -> tuple[int, bytes] | None:
-        """(owner, record) of one row."""
-        return self._run("SELECT owner, rec FROM leaf WHERE dir=? AND name=?",
-                         (directory, name.encode("utf-8", "surrogateescape"))).fetchone()
+    def _flush(self) -> None:
+        if self._pending:
+            self._db.executemany("INSERT INTO leaf VALUES (?, ?, ?, ?)", self._pending)
+            self._pending.clear()
 
     def add(self, directory: int, name: str, owner: int, rec: bytes) -> bool:
         """Store a new row; False (and nothing written) when the name is taken."""
-        return self._run("INSERT OR IGNORE INTO leaf VALUES (?, ?, ?, ?)",
-                         (directory, name.encode("utf-8", "surrogateescape"), owner, rec)).rowcount > 0
+        enc = name.encode("utf-8", "surrogateescape")
+        h = hash((directory, enc))
+        a, b = h & _MASK, (h >> 24) & _MASK
+        bloom = self._bloom
+        if bloom[a >> 3] & (1 << (a & 7)) and bloom[b >> 3] & (1 << (b & 7)):
+            self._flush()
+            if not self._run("INSERT OR IGNORE INTO leaf VALUES (?, ?, ?, ?)", (directory, enc, owner, rec)).rowcount:
+                return False
+        else:
+            self._pending.append((directory, enc, owner, rec))
+            if len(self._pending) >= _BATCH:
+                self._flush()
+        bloom[a >> 3] |= 1 << (a & 7)
+        bloom[b >> 3] |= 1 << (b & 7)
+        return True
+
+    def get(self, directory: int, name: str) -> tuple[int, bytes] | None:
+        """(owner, record) of one row."""
+        self._flush()
+        return self._run("SELECT owner, rec FROM leaf WHERE dir=? AND name=?",
+                         (directory, name.encode("utf-8", "surrogateescape"))).fetchone()
 
     def delete(self, directory: int, name: str) -> int | None:
         """Remove a row; its owner, or None if there was none."""
+        self._flush()
         row = self._run("DELETE FROM leaf WHERE dir=? AND name=? RETURNING owner", (directory, encode(name))).fetchone()
         return None if row is None else row[0]
 
     def count(self, directory: int) -> int:
+        self._flush()
         return self._run("SELECT count(*) FROM leaf WHERE dir=?", (directory,)).fetchone()[0]
 
     def rows(self, directory: int) -> Iterator[tuple[bytes, int, bytes]]:
         """(encoded name, owner, record) of one directory, bytewise by name, a batch at a time."""
+        self._flush()
         cur = self._run("SELECT name, owner, rec FROM leaf WHERE dir=? ORDER BY name", (directory,))
         while batch := cur.fetchmany(_BATCH):
             yield from batch
