@@ -13,12 +13,23 @@ first; only a "maybe" (a name seen before, or rarely a false one) costs a query.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from distroless.errors import DistrolessError
 
 CACHE_KIB = 1024  # SQLite's page cache: what this store may hold in memory
 _BATCH = 256  # rows written, or fetched while a directory is listed, at a time
 _BLOOM_BITS = 1 << 21  # 256 KiB, two probes: ~0.03 % false "maybe"s at 20,000 rows, 3 % at 200,000
 _MASK = _BLOOM_BITS - 1
+
+
+T = TypeVar("T")
+
+
+class LeafStoreError(DistrolessError):
+    pass
 
 
 def encode(name: str) -> bytes:
@@ -36,22 +47,33 @@ class LeafStore:
     def __init__(self) -> None:
         import sqlite3  # here: a small image never needs it
 
+        self._errors = sqlite3.Error
+        self._where = tempfile.gettempdir()
         # "" is a private temporary database on disk; one transaction for its whole life,
-        # since nothing here needs to survive a crash (no journal, no sync)
-        self._db = sqlite3.connect("", isolation_level=None, check_same_thread=False)
-        self._run = self._db.execute
-        self._run(f"PRAGMA cache_size=-{CACHE_KIB}")
-        self._run("PRAGMA journal_mode=OFF")
-        self._run("PRAGMA synchronous=OFF")
-        self._run("CREATE TABLE leaf (dir INTEGER, name BLOB, owner INTEGER, rec BLOB, PRIMARY KEY (dir, name))"
-                  " WITHOUT ROWID")
-        self._run("BEGIN")
+        # since nothing here needs to survive a crash (no journal, no sync). Its file goes where
+        # the engine's other temporary files go (SQLite's own order would try /var/tmp first).
+        self._db = self._sql(sqlite3.connect, "", isolation_level=None, check_same_thread=False)
+        self._run("PRAGMA temp_store_directory = " + "'" + self._where.replace("'", "''") + "'")
+        for statement in (f"PRAGMA cache_size=-{CACHE_KIB}", "PRAGMA journal_mode=OFF", "PRAGMA synchronous=OFF",
+                          "CREATE TABLE leaf (dir INTEGER, name BLOB, owner INTEGER, rec BLOB,"
+                          " PRIMARY KEY (dir, name)) WITHOUT ROWID", "BEGIN"):
+            self._run(statement)
         self._bloom = bytearray(_BLOOM_BITS // 8)  # every (dir, name) ever added
         self._pending: list[tuple[int, bytes, int, bytes]] = []  # added, not yet written
 
+    def _sql(self, call: Callable[..., T], *args: object, **kwargs: object) -> T:
+        """`call`, with SQLite's errors (a full disk, an unwritable temporary directory) named."""
+        try:
+            return call(*args, **kwargs)
+        except self._errors as e:
+            raise LeafStoreError(f"the build's file list (a temporary SQLite database in {self._where}): {e}") from None
+
+    def _run(self, statement: str, args: tuple = ()):  # type: ignore[no-untyped-def]
+        return self._sql(self._db.execute, statement, args)
+
     def _flush(self) -> None:
         if self._pending:
-            self._db.executemany("INSERT INTO leaf VALUES (?, ?, ?, ?)", self._pending)
+            self._sql(self._db.executemany, "INSERT INTO leaf VALUES (?, ?, ?, ?)", self._pending)
             self._pending.clear()
 
     def add(self, directory: int, name: str, owner: int, rec: bytes) -> bool:
@@ -92,5 +114,5 @@ class LeafStore:
         """(encoded name, owner, record) of one directory, bytewise by name, a batch at a time."""
         self._flush()
         cur = self._run("SELECT name, owner, rec FROM leaf WHERE dir=? ORDER BY name", (directory,))
-        while batch := cur.fetchmany(_BATCH):
+        while batch := self._sql(cur.fetchmany, _BATCH):
             yield from batch

@@ -141,3 +141,36 @@ def test_a_cache_ref_that_does_not_fit_names_its_file(tmp_path: Path) -> None:
     named, left = r.stdout.splitlines()
     assert named == f"{full}/cache/refs/local/{'0' * 40} No space left on device", r.stdout
     assert left == "[]", "the ref's temp file is removed"
+
+
+_LEAVES_ON_A_FULL_DISK = """
+import sys
+from pathlib import Path
+from distroless.rootfs.tree import Node, TarRef, Tree
+tree = Tree(memory_leaves=0)
+def place(i):
+    children, name = tree.slot(f"usr/share/d{i // 1000}/file-{i}")
+    children.place(name, Node("reg", 0o644, size=1, content=TarRef(Path("/dev/null"), i, 1), sha1="0" * 40,
+                              package="p"))
+place(0)  # the store is open
+with open(Path(sys.argv[1]) / "filler", "wb", buffering=0) as f:  # and then the disk fills
+    try:
+        while True:
+            f.write(b"x" * 4096)
+    except OSError:
+        pass
+try:
+    for i in range(1, 40000):  # ~4 MB of rows: beyond SQLite's page cache, so its file must grow
+        place(i)
+    sum(1 for _ in tree.walk())
+except Exception as e:
+    print(type(e).__name__, e)
+"""
+
+
+def test_the_file_list_on_a_full_disk_says_where_it_was(tmp_path: Path) -> None:
+    full = tmp_path / "full"
+    r = _in_tiny_fs(full, ["env", f"TMPDIR={full}", sys.executable, "-c", _LEAVES_ON_A_FULL_DISK, str(full)], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == ("LeafStoreError the build's file list (a temporary SQLite database in "
+                                f"{full}): database or disk is full"), r.stdout
