@@ -115,17 +115,23 @@ def test_disk_full_errors_name_the_file(tmp_path: Path, repo) -> None:
     assert lines[1:] == ["cache"], r.stderr  # nothing but the (cleaned) cache left on the full disk
 
 
-_REF_ON_A_FULL_DISK = """
+# the head of the scripts below: fill(d) fills the disk d is on, as another process might
+_FILL = """
 import sys
 from pathlib import Path
+def fill(directory):
+    with open(Path(directory) / "filler", "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"x" * 4096)
+        except OSError:
+            pass
+"""
+
+_REF_ON_A_FULL_DISK = _FILL + """
 from distroless.store.cache import Cache
 cache = Cache(sys.argv[1])
-with open(Path(sys.argv[1]) / "filler", "wb", buffering=0) as f:  # the disk fills (another expansion)
-    try:
-        while True:
-            f.write(b"x" * 4096)
-    except OSError:
-        pass
+fill(sys.argv[1])  # another expansion, say
 try:
     cache.record_local("Q1" + "A" * 26 + "A=", "0" * 64, 1)
 except OSError as e:
@@ -143,9 +149,7 @@ def test_a_cache_ref_that_does_not_fit_names_its_file(tmp_path: Path) -> None:
     assert left == "[]", "the ref's temp file is removed"
 
 
-_LEAVES_ON_A_FULL_DISK = """
-import sys
-from pathlib import Path
+_LEAVES_ON_A_FULL_DISK = _FILL + """
 from distroless.rootfs.tree import Node, TarRef, Tree
 tree = Tree(memory_leaves=0)
 def place(i):
@@ -153,12 +157,7 @@ def place(i):
     children.place(name, Node("reg", 0o644, size=1, content=TarRef(Path("/dev/null"), i, 1), sha1="0" * 40,
                               package="p"))
 place(0)  # the store is open
-with open(Path(sys.argv[1]) / "filler", "wb", buffering=0) as f:  # and then the disk fills
-    try:
-        while True:
-            f.write(b"x" * 4096)
-    except OSError:
-        pass
+fill(sys.argv[1])  # and then the disk fills
 try:
     for i in range(1, 40000):  # ~4 MB of rows: beyond SQLite's page cache, so its file must grow
         place(i)
