@@ -9,6 +9,8 @@ Then, per size and per run:
   warm  = the same command again (packages and their expansions come from the cache);
   floor = read every data member once (decompress) + compress the final layer tar once with the
           same compressor, in this process.
+Each timed step starts after `sync`, so that a gigabyte of the previous build's expansions
+(or of the cache just removed) being written back is not charged to the next one.
 Every time is printed as a ratio against the floor of the same run, next to the 1-minute load
 average (os.getloadavg) before and after it; CPU seconds (user + sys) and the peak RSS come from
 the child's rusage. Also: our gzip against `pigz -p 2 -6` on the same tar. The package is
@@ -126,6 +128,7 @@ def build(cfg: Path, out: Path, cache: Path, sbom: Path) -> Run:
     env = dict(os.environ, SOURCE_DATE_EPOCH=EPOCH, PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "distroless", "image", "build", str(cfg), "bench:latest", str(out),
            "--cache-dir", str(cache), "--sbom-path", str(sbom)]
+    os.sync()  # the previous build's writes (and the removal of its cache) are not this one's
     load0 = os.getloadavg()[0]
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -141,6 +144,7 @@ def build(cfg: Path, out: Path, cache: Path, sbom: Path) -> Run:
 
 def floor(repo: Path, tar: Path) -> tuple[float, float, tuple[float, float]]:
     """(wall, cpu, load) of: decompress every data member once, then compress the layer tar once."""
+    os.sync()
     load0 = os.getloadavg()[0]
     t, c = time.perf_counter(), time.process_time()
     for apk in sorted((repo / ARCH).glob("*.apk")):
