@@ -23,8 +23,6 @@ CACHE_KIB = 1024  # SQLite's page cache: what this store may hold in memory
 _BATCH = 256  # rows written, or fetched while a directory is listed, at a time
 _BLOOM_BITS = 1 << 21  # 256 KiB, two probes: ~0.03 % false "maybe"s at 20,000 rows, 3 % at 200,000
 _MASK = _BLOOM_BITS - 1
-
-
 T = TypeVar("T")
 
 
@@ -78,7 +76,7 @@ class LeafStore:
 
     def add(self, directory: int, name: str, owner: int, rec: bytes) -> bool:
         """Store a new row; False (and nothing written) when the name is taken."""
-        enc = name.encode("utf-8", "surrogateescape")
+        enc = name.encode("utf-8", "surrogateescape")  # encode(), inline: this runs once per file
         h = hash((directory, enc))
         a, b = h & _MASK, (h >> 24) & _MASK
         bloom = self._bloom
@@ -97,8 +95,7 @@ class LeafStore:
     def get(self, directory: int, name: str) -> tuple[int, bytes] | None:
         """(owner, record) of one row."""
         self._flush()
-        return self._run("SELECT owner, rec FROM leaf WHERE dir=? AND name=?",
-                         (directory, name.encode("utf-8", "surrogateescape"))).fetchone()
+        return self._run("SELECT owner, rec FROM leaf WHERE dir=? AND name=?", (directory, encode(name))).fetchone()
 
     def delete(self, directory: int, name: str) -> int | None:
         """Remove a row; its owner, or None if there was none."""
