@@ -111,7 +111,8 @@ def _expansions(pool: ThreadPoolExecutor, expander: ExpandPool, fetcher: Fetcher
             f = fetcher.package(pin.package, apk_arch, url=pin.url or None, sha256=pin.sha256 or None,
                                 progress=fetching, expander=expander, in_place=True)
             fetching.advance(1)
-            # a download was expanded while it was verified: that expansion is used as it is
+            # a download was expanded while it was verified: that expansion is used as it is; a
+            # cached one is read here (a worker would read it too, then send it back pickled)
             exp = (f.expanded or cached(fetcher.cache, f.sha256, pin.package.checksum)
                    or expander(f.path, fetcher.cache, expected_checksum=pin.package.checksum,
                                expected_sha256=f.sha256, limits=fetcher.limits))

@@ -223,7 +223,8 @@ class Installer:
             dirs = {path: replace(d, files=[]) for path, d in rec.dirs.items()}
             kept: list[FileRow] = []
             rows = self._spill.get(rec.files)
-            placed = zip(rows, map(_split, rows)) if self._settled else self._still_owned(rec.package, rows, folders)
+            placed = ([(row, posixpath.split(row[0])) for row in rows] if self._settled
+                      else self._still_owned(rec.package, rows, folders))
             for row, (parent, name) in placed:
                 _, uid, gid, mode, sha1, _ = row
                 if parent not in dirs:
@@ -269,10 +270,6 @@ class Installer:
         self.tree.write_file(f"{DB}/scripts.tar", idb.scripts_tar(self._scripts))
         self.tree.write_file(f"{DB}/triggers", idb.triggers(self._triggers))
         resolve_apk_db(self.tree)
-
-
-def _split(row: tuple) -> tuple[str, str]:
-    return posixpath.split(row[0])
 
 
 _BASIC_PAX = {"path", "linkpath", "size", "uid", "gid", "uname", "gname", "mtime", "atime", "ctime"}
